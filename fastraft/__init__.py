@@ -1,0 +1,41 @@
+"""fastraft: Raft consensus for Python.
+
+A deterministic sans-I/O engine (fastraft.core) on an accelerated Cython core
+(fastraft.accel), driven by a trio runtime. See README.md.
+"""
+
+from .accel import accelerated
+from .accel import entry as _entry
+from .errors import (
+    CodecError,
+    ConfigError,
+    FastraftError,
+    ForwardToLeader,
+    OutcomeUnknown,
+    RaftShutdown,
+    StorageError,
+)
+Entry = _entry.Entry
+
+from .types import EntryKind, LogId, Membership, Node, SnapshotMeta, StoredMembership, Vote
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "accelerated",
+    "Entry",
+    "EntryKind",
+    "LogId",
+    "Vote",
+    "Node",
+    "Membership",
+    "StoredMembership",
+    "SnapshotMeta",
+    "FastraftError",
+    "CodecError",
+    "StorageError",
+    "ConfigError",
+    "ForwardToLeader",
+    "OutcomeUnknown",
+    "RaftShutdown",
+]
