@@ -1,0 +1,131 @@
+"""The TCP wire: codec frames wrapped in a small envelope that carries a request id, so that
+requests can be pipelined on one connection and answered out of order.
+
+One envelope::
+
+    u64 request_id | u8 status | body
+    status 0 (OK):     body is one codec frame (fastraft.codec: header, then message body)
+    status 1 (ERROR):  body is u16 length | that many bytes of UTF-8 text (at most 1024)
+
+A request always has status OK. A response carries the id of its request; ERROR says the
+peer received the request and could not serve it (the client raises RemoteError). All
+integers little-endian.
+
+The frame's own header is validated (``codec.frame_size``) before the body is read, so an
+oversized or malformed frame is refused before anything is allocated for it. Any bytes that
+do not parse raise ``CodecError``; the connection is then unusable (the stream position is
+lost) and must be closed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import trio
+
+from .. import codec
+from ..errors import CodecError
+from ..messages import Message
+
+__all__ = [
+    "ENVELOPE_SIZE",
+    "STATUS_OK",
+    "STATUS_ERROR",
+    "MAX_ERROR_TEXT_BYTES",
+    "DEFAULT_MAX_FRAME_BYTES",
+    "encode_ok",
+    "encode_error",
+    "FrameReader",
+]
+
+_ENVELOPE = struct.Struct("<QB")
+_TEXT_LEN = struct.Struct("<H")
+ENVELOPE_SIZE = _ENVELOPE.size
+STATUS_OK = 0
+STATUS_ERROR = 1
+MAX_ERROR_TEXT_BYTES = 1024
+#: Largest codec frame accepted by default; bounds the memory one peer can make us allocate.
+DEFAULT_MAX_FRAME_BYTES = codec.DEFAULT_MAX_FRAME_BYTES
+#: Largest single read from the socket when no big frame is pending.
+_READ_BYTES = 256 * 1024
+
+
+def encode_ok(request_id: int, msg: Message) -> bytes:
+    """One envelope carrying ``msg`` (a request, or the response to ``request_id``)."""
+    return _ENVELOPE.pack(request_id, STATUS_OK) + codec.encode_message(msg)
+
+
+def encode_error(request_id: int, text: str) -> bytes:
+    """One ERROR envelope answering ``request_id``; ``text`` is cut to 1024 bytes."""
+    raw = text.encode("utf-8", "replace")[:MAX_ERROR_TEXT_BYTES]
+    return _ENVELOPE.pack(request_id, STATUS_ERROR) + _TEXT_LEN.pack(len(raw)) + raw
+
+
+class FrameReader:
+    """Reads envelopes from a trio stream, one at a time.
+
+    ``read()`` returns ``(request_id, message)`` for OK envelopes, ``(request_id, text)`` for
+    ERROR ones, and None at a clean end of stream (between envelopes). Raises CodecError on
+    bytes that do not parse and on a stream that ends inside an envelope.
+
+    Cancel-safe: bytes already received stay in the reader's buffer, so a cancelled read can
+    be retried without losing the stream's position.
+    """
+
+    def __init__(self, stream: trio.abc.ReceiveStream, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
+        if max_frame_bytes < codec.HEADER_SIZE:
+            raise ValueError(f"max_frame_bytes must be at least {codec.HEADER_SIZE}")
+        self._stream = stream
+        self._max_frame_bytes = max_frame_bytes
+        self._buf = bytearray()
+        self._pos = 0  # Invariant: self._buf[:self._pos] has been consumed
+
+    def _available(self) -> int:
+        return len(self._buf) - self._pos
+
+    async def _fill(self, need: int) -> bool:
+        """Make at least ``need`` unconsumed bytes available; False at end of stream."""
+        if self._pos and self._pos * 2 >= len(self._buf):
+            # compact once half the buffer is consumed: amortised O(1) per byte
+            del self._buf[: self._pos]
+            self._pos = 0
+        while self._available() < need:
+            chunk = await self._stream.receive_some(max(_READ_BYTES, need - self._available()))
+            if not chunk:
+                return False
+            self._buf += chunk
+        return True
+
+    def _take(self, n: int) -> bytes:
+        out = bytes(self._buf[self._pos: self._pos + n])
+        self._pos += n
+        return out
+
+    async def read(self) -> tuple[int, Message | str] | None:
+        if not await self._fill(ENVELOPE_SIZE):
+            if self._available():
+                raise CodecError("stream ended inside an envelope")
+            return None
+        request_id, status = _ENVELOPE.unpack_from(self._buf, self._pos)
+        if status == STATUS_OK:
+            head = ENVELOPE_SIZE + codec.HEADER_SIZE
+            if not await self._fill(head):
+                raise CodecError("stream ended inside a frame header")
+            header = bytes(self._buf[self._pos + ENVELOPE_SIZE: self._pos + head])
+            size = codec.frame_size(header, max_frame_bytes=self._max_frame_bytes)
+            if not await self._fill(ENVELOPE_SIZE + size):
+                raise CodecError("stream ended inside a frame")
+            self._pos += ENVELOPE_SIZE
+            return request_id, codec.decode_message(self._take(size), max_frame_bytes=self._max_frame_bytes)
+        if status == STATUS_ERROR:
+            head = ENVELOPE_SIZE + _TEXT_LEN.size
+            if not await self._fill(head):
+                raise CodecError("stream ended inside an error envelope")
+            (n,) = _TEXT_LEN.unpack_from(self._buf, self._pos + ENVELOPE_SIZE)
+            if n > MAX_ERROR_TEXT_BYTES:
+                raise CodecError(f"error text of {n} bytes exceeds {MAX_ERROR_TEXT_BYTES}")
+            if not await self._fill(head + n):
+                raise CodecError("stream ended inside an error text")
+            self._pos += head
+            return request_id, self._take(n).decode("utf-8", "replace")
+        raise CodecError(f"unknown envelope status {status}")

@@ -1,0 +1,352 @@
+"""Raft over TCP: a persistent, pipelined connection from each node to each peer it sends to,
+and a server that fits a nursery.
+
+Outbound (``TcpNetwork``, a ``RaftNetwork``)::
+
+    network = TcpNetwork()
+    async with network.client(2, Node("127.0.0.1:22002")) as client:
+        resp = await client.append_entries(req, timeout_s=1.0)
+
+Each client keeps one connection to its target (so a pair of nodes that both send holds one
+connection in each direction; each side only ever writes requests on its own). Requests carry
+ids (``framing``) and many may be in flight; a writer task puts every request queued since its
+last write into one ``send_all``. The connection is opened on the first request; when it
+fails, every request in flight on it fails with ``Unreachable`` and the next request opens a
+new one, after a backoff that doubles from ``backoff_min_s`` to ``backoff_max_s`` while
+attempts keep failing (requests inside the backoff fail at once, without dialling).
+
+Inbound (``serve_raft_tcp``)::
+
+    async with trio.open_nursery() as nursery:
+        async with open_raft(...) as raft:
+            await nursery.start(serve_raft_tcp, raft, "127.0.0.1", 22001)
+
+Per connection, requests are handed to the node in the order they arrive (``submit``), so a
+follower sees pipelined AppendEntries in order and can put them in one storage flush; answers
+go back in that order, coalesced into few writes. A peer that sends bytes that do not parse,
+or a frame over ``max_frame_bytes``, is logged and disconnected; the server carries on. The
+server stops by itself when the node shuts down (if the handler offers ``wait_closed``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+
+import trio
+
+from ..errors import CodecError, FastraftError, RaftShutdown
+from ..messages import Message
+from ..types import Node
+from .framing import DEFAULT_MAX_FRAME_BYTES, FrameReader, encode_error, encode_ok
+from .protocol import RESPONSE_TYPE, RaftClient, RaftHandler, RemoteError, Reply, Unreachable, submit
+
+__all__ = ["TcpNetwork", "TcpClient", "serve_raft_tcp", "parse_addr"]
+
+log = logging.getLogger("fastraft.net.tcp")
+
+#: Bounds of the per-connection queues (envelopes waiting to be written, requests waiting
+#: for an answer); a full queue makes the next request wait, which slows the sender down.
+_OUTBOX_ENVELOPES = 1024
+_MAX_PENDING = 8192
+#: Largest single write: bounds the bytes one join copies.
+_MAX_WRITE_BYTES = 4 * 1024 * 1024
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """``"host:port"`` -> (host, port); ValueError when it is not that shape."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected 'host:port', got {addr!r}")
+    return host.strip("[]"), int(port)
+
+
+_STREAM_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+async def _write_loop(stream: trio.abc.SendStream, outbox: trio.MemoryReceiveChannel,
+                      on_end: trio.CancelScope) -> None:
+    """Write envelopes as they are queued, everything queued since the last write at once.
+    Ends when the outbox closes or the stream fails; either way cancels ``on_end``."""
+    try:
+        async for first in outbox:
+            parts = [first]
+            size = len(first)
+            while size < _MAX_WRITE_BYTES:
+                try:
+                    nxt = outbox.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                parts.append(nxt)
+                size += len(nxt)
+            await stream.send_all(parts[0] if len(parts) == 1 else b"".join(parts))
+    except _STREAM_ERRORS:
+        pass
+    finally:
+        on_end.cancel()
+
+
+class _Connection:
+    """One open connection of a client: its stream, its write queue, its pending requests."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.outbox_send, self.outbox_recv = trio.open_memory_channel(_OUTBOX_ENVELOPES)
+        self.pending: dict[int, Reply] = {}
+        self.broken = False
+
+    def fail_all(self, error: BaseException) -> None:
+        self.broken = True
+        pending, self.pending = self.pending, {}
+        for reply in pending.values():
+            reply.set_error(error)
+
+
+class _PendingReply(Reply):
+    """A reply slot of a TCP request; waiting on it and being cancelled frees the slot."""
+
+    __slots__ = ("_conn", "_request_id")
+
+    def __init__(self, conn: _Connection, request_id: int) -> None:
+        super().__init__()
+        self._conn = conn
+        self._request_id = request_id
+
+    async def result(self) -> Message:
+        try:
+            return await super().result()
+        finally:
+            if not self.done:
+                self._conn.pending.pop(self._request_id, None)
+
+
+class TcpNetwork:
+    """The TCP ``RaftNetwork``: gives a ``TcpClient`` per target.
+
+    ``connect_timeout_s`` bounds one dial; ``backoff_min_s``/``backoff_max_s`` bound the
+    pause between failing dials; ``max_frame_bytes`` bounds a response frame.
+    """
+
+    def __init__(self, *, connect_timeout_s: float = 1.0, backoff_min_s: float = 0.05,
+                 backoff_max_s: float = 1.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        if connect_timeout_s <= 0 or backoff_min_s < 0 or backoff_max_s < backoff_min_s:
+            raise ValueError("need connect_timeout_s > 0 and 0 <= backoff_min_s <= backoff_max_s")
+        self.connect_timeout_s = connect_timeout_s
+        self.backoff_min_s = backoff_min_s
+        self.backoff_max_s = backoff_max_s
+        self.max_frame_bytes = max_frame_bytes
+
+    def client(self, target_id: int, node: Node) -> "TcpClient":
+        return TcpClient(self, target_id, node)
+
+
+class TcpClient(RaftClient):
+    """Requests to one target over one persistent connection. Use it as an async context
+    manager: it runs the connection's reader and writer tasks in a nursery of its own."""
+
+    def __init__(self, network: TcpNetwork, target_id: int, node: Node) -> None:
+        self.network = network
+        self.target_id = target_id
+        self.node = node
+        self._host, self._port = parse_addr(node.addr)
+        self._ids = itertools.count(1)
+        self._conn: _Connection | None = None
+        self._connect_lock = trio.Lock()
+        self._retry_at = -math.inf
+        self._backoff_s = 0.0
+        self._nursery_cm = None
+        self._nursery: trio.Nursery | None = None
+        self._closed = False
+        self.connects = 0  #: connections opened so far (for tests and metrics)
+
+    async def __aenter__(self) -> "TcpClient":
+        self._nursery_cm = trio.open_nursery()
+        self._nursery = await self._nursery_cm.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()
+        cm, self._nursery_cm = self._nursery_cm, None
+        if cm is not None:
+            return await cm.__aexit__(*exc)
+        return False
+
+    async def aclose(self) -> None:
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.fail_all(Unreachable("client closed"))
+            await trio.aclose_forcefully(conn.stream)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def start(self, request: Message) -> Reply:
+        conn = self._conn
+        if conn is None or conn.broken:
+            conn = await self._connect()
+        if len(conn.pending) >= _MAX_PENDING:
+            raise Unreachable(f"{_MAX_PENDING} requests to node {self.target_id} unanswered")
+        request_id = next(self._ids)
+        data = encode_ok(request_id, request)
+        reply = _PendingReply(conn, request_id)
+        conn.pending[request_id] = reply
+        try:
+            await conn.outbox_send.send(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            conn.pending.pop(request_id, None)
+            raise Unreachable(f"connection to node {self.target_id} closed") from None
+        except BaseException:
+            conn.pending.pop(request_id, None)
+            raise
+        return reply
+
+    async def _connect(self) -> _Connection:
+        if self._closed:
+            raise Unreachable("client closed")
+        if self._nursery is None:
+            raise RuntimeError("use the client as 'async with network.client(...) as client'")
+        async with self._connect_lock:
+            if self._conn is not None and not self._conn.broken:
+                return self._conn  # another request connected while we waited
+            if trio.current_time() < self._retry_at:
+                raise Unreachable(f"node {self.target_id} unreachable; next dial after backoff")
+            try:
+                with trio.fail_after(self.network.connect_timeout_s):
+                    stream = await trio.open_tcp_stream(self._host, self._port)
+            except (OSError, trio.TooSlowError) as e:
+                self._backoff_s = min(self.network.backoff_max_s,
+                                      max(self.network.backoff_min_s, self._backoff_s * 2))
+                self._retry_at = trio.current_time() + self._backoff_s
+                raise Unreachable(f"cannot connect to node {self.target_id} at {self.node.addr}: {e}") from None
+            self._backoff_s = 0.0
+            self._retry_at = -math.inf
+            self.connects += 1
+            conn = _Connection(stream)
+            self._conn = conn
+            self._nursery.start_soon(self._run_connection, conn)
+            return conn
+
+    async def _run_connection(self, conn: _Connection) -> None:
+        error: BaseException = Unreachable(f"connection to node {self.target_id} closed")
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_write_loop, conn.stream, conn.outbox_recv, nursery.cancel_scope)
+                error = await self._read_loop(conn)
+                nursery.cancel_scope.cancel()
+        finally:
+            conn.fail_all(error)
+            conn.outbox_recv.close()  # a request still queueing gets BrokenResourceError
+            if self._conn is conn:
+                self._conn = None
+            await trio.aclose_forcefully(conn.stream)
+
+    async def _read_loop(self, conn: _Connection) -> BaseException:
+        """Pair responses with their requests until the connection ends; return why it did."""
+        reader = FrameReader(conn.stream, self.network.max_frame_bytes)
+        try:
+            while True:  # ends with the connection: EOF, error or cancel
+                got = await reader.read()
+                if got is None:
+                    return Unreachable(f"node {self.target_id} closed the connection")
+                request_id, body = got
+                reply = conn.pending.pop(request_id, None)
+                if reply is None:
+                    continue  # its request was cancelled (timed out); the answer is late
+                if isinstance(body, str):
+                    reply.set_error(RemoteError(f"node {self.target_id}: {body}"))
+                else:
+                    reply.set_result(body)
+        except CodecError as e:
+            log.warning("node %d sent bytes that do not parse (%s); disconnecting", self.target_id, e)
+            return Unreachable(f"node {self.target_id} sent a bad frame: {e}")
+        except _STREAM_ERRORS as e:
+            return Unreachable(f"connection to node {self.target_id} lost: {e}")
+
+
+async def serve_raft_tcp(handler: RaftHandler, host: str, port: int, *,
+                         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                         task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve Raft requests for ``handler`` (a ``fastraft.Raft``) on ``host:port`` until
+    cancelled, or until the handler's ``wait_closed()`` returns when it has one.
+
+    Reports the listeners through ``task_status.started`` (with port 0, the caller reads the
+    chosen port from ``listeners[0].socket.getsockname()``).
+    """
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        nursery.start_soon(_serve_listeners, handler, listeners, max_frame_bytes)
+        task_status.started(listeners)
+        wait_closed = getattr(handler, "wait_closed", None)
+        if wait_closed is not None:
+            await wait_closed()
+            nursery.cancel_scope.cancel()
+
+
+async def _serve_listeners(handler, listeners, max_frame_bytes) -> None:
+    async def on_connection(stream: trio.SocketStream) -> None:
+        await _serve_connection(handler, stream, max_frame_bytes)
+
+    await trio.serve_listeners(on_connection, listeners)
+
+
+async def _serve_connection(handler: RaftHandler, stream: trio.SocketStream, max_frame_bytes: int) -> None:
+    peer = _peer_name(stream)
+    answers_send, answers_recv = trio.open_memory_channel(_OUTBOX_ENVELOPES)
+    outbox_send, outbox_recv = trio.open_memory_channel(_OUTBOX_ENVELOPES)
+    async with stream, trio.open_nursery() as nursery:
+        nursery.start_soon(_answer_in_order, answers_recv, outbox_send)
+        nursery.start_soon(_write_loop, stream, outbox_recv, nursery.cancel_scope)
+        async with answers_send:
+            clean = await _read_requests(handler, stream, max_frame_bytes, answers_send, peer)
+        if not clean:
+            nursery.cancel_scope.cancel()  # drop the peer now; answers in flight are lost
+        # on a clean end of stream, the answers already owed are written, then all ends
+
+
+async def _read_requests(handler: RaftHandler, stream: trio.SocketStream, max_frame_bytes: int,
+                         answers: trio.MemorySendChannel, peer: str) -> bool:
+    """Submit each request to the node in arrival order and queue its reply for answering.
+    Returns True at a clean end of stream, False when the peer must be dropped."""
+    reader = FrameReader(stream, max_frame_bytes)
+    try:
+        while True:  # ends with the connection: EOF, error or cancel
+            got = await reader.read()
+            if got is None:
+                return True
+            request_id, request = got
+            if isinstance(request, str) or type(request) not in RESPONSE_TYPE:
+                raise CodecError(f"expected a request, got {type(request).__name__}")
+            try:
+                reply = await submit(handler, request)
+            except RaftShutdown as e:
+                reply = Reply()
+                reply.set_error(e)
+            await answers.send((request_id, reply))
+    except CodecError as e:
+        log.warning("peer %s sent bytes that do not parse (%s); disconnected", peer, e)
+    except _STREAM_ERRORS as e:
+        log.info("connection from %s lost: %s", peer, e)
+    return False
+
+
+async def _answer_in_order(answers: trio.MemoryReceiveChannel, outbox: trio.MemorySendChannel) -> None:
+    """Wait for each request's reply in arrival order and queue its answer for writing."""
+    async with outbox:
+        async for request_id, reply in answers:
+            try:
+                response = await reply.result()
+            except Exception as e:  # the node could not serve it: say so, keep the connection
+                if not isinstance(e, FastraftError):
+                    log.error("handler failed on a request", exc_info=e)
+                await outbox.send(encode_error(request_id, f"{type(e).__name__}: {e}"))
+            else:
+                await outbox.send(encode_ok(request_id, response))
+
+
+def _peer_name(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
