@@ -181,6 +181,8 @@ def _frame(kind: int, body: bytes, max_frame_bytes: int) -> bytes:
     total = HEADER_SIZE + len(body)
     if total > max_frame_bytes:
         raise ValueError(f"frame of {total} bytes exceeds the limit of {max_frame_bytes} bytes")
+    if len(body) > _MAX_U32:
+        raise ValueError(f"frame body of {len(body)} bytes does not fit in u32")
     return _HEADER.pack(WIRE_VERSION, kind, 0, len(body), crc32c(body)) + body
 
 
@@ -289,6 +291,8 @@ def encode_entry_records(entries, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
         if total > max_frame_bytes:
             raise ValueError(
                 f"entry {i}: record of {total} bytes exceeds the limit of {max_frame_bytes} bytes")
+        if len(body) > _MAX_U32:
+            raise ValueError(f"entry {i}: record body of {len(body)} bytes does not fit in u32")
         out.append(_HEADER.pack(WIRE_VERSION, FRAME_RECORD, 0, len(body), crc32c(body)) + body)
     return out
 
@@ -322,9 +326,6 @@ def decode_entry_records(records, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
 
 
 # --- messages ----------------------------------------------------------------------------
-
-_KINDS = ("u64", "bool", "bytes", "str", "entries")
-
 
 def _message_class(msg) -> type:
     cls = type(msg)
