@@ -1,0 +1,255 @@
+"""The storage contract: what Raft needs from a log store and from a state machine.
+
+Raft is only as safe as its storage. The caller always assumes that a completed write is
+persistent: once ``save_vote`` or ``append`` returned (or reported completion), a crash of the
+process or of the machine must not lose it. A node promises things to its peers on the
+strength of those writes (a granted vote, Raft §5.2; an acknowledged entry, Raft §5.3), and a
+lost write breaks the promise and with it the safety of the whole cluster.
+
+The split follows openraft 0.9: a *log store* (``LogStore``) holds the vote and the log, a
+*state machine* (``StateMachine``) holds what the committed log has been applied to, plus its
+snapshots (Raft §7). Both are abstract base classes of ``async`` methods meant to be called
+from trio; a backend may do blocking I/O in worker threads but never on the trio thread for
+longer than a memory copy.
+
+Who calls what, and when:
+
+* One writer at a time: the runtime issues mutations (save_vote, append, truncate, purge,
+  save_committed) from one place, in order. A store applies mutations in the order they were
+  *issued*, even when it writes several of them in one transaction (group commit), and
+  reports their completion in that order.
+* Reads may come from several tasks at once (replication to several followers), also while
+  a write is in progress.
+* ``fastraft.testing.StorageSuite`` checks a pair of stores against this contract.
+
+Log indexes start at 1. A range is half-open: [lo, hi) holds lo, lo + 1, ..., hi - 1.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Sequence
+
+from ..types import LogId, SnapshotMeta, StoredMembership, Vote
+
+__all__ = [
+    "LogState",
+    "LogStore",
+    "StateMachine",
+    "Snapshot",
+    "OnDurable",
+    "supports_append_nowait",
+]
+
+#: Completion callback of the non-async fast path: called once, on the trio thread, with
+#: None when the write is durable or with the StorageError that stopped it.
+OnDurable = Callable[[BaseException | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LogState:
+    """Where the log begins and ends (openraft's LogState).
+
+    ``last_purged_log_id``: the last entry removed by ``purge`` (None: nothing purged yet).
+    ``last_log_id``: the last entry in the log; when every entry has been purged it equals
+    ``last_purged_log_id``; None only when the log has never held an entry.
+
+    Invariant: the log holds exactly the entries with index in
+    [last_purged_log_id.index + 1, last_log_id.index + 1), contiguous, terms non-decreasing.
+    """
+
+    last_purged_log_id: LogId | None = None
+    last_log_id: LogId | None = None
+
+    @property
+    def next_index(self) -> int:
+        """The index the next appended entry must carry."""
+        return 1 if self.last_log_id is None else self.last_log_id.index + 1
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A snapshot (Raft §7): what it covers (``meta``) and its bytes (``data``).
+
+    ``data`` is a binary file-like object (an open file, or ``io.BytesIO`` for stores that
+    keep no files), positioned at 0, readable with ``read(n)`` so that a snapshot is streamed
+    in chunks and never needs to fit in memory twice. Whoever receives a Snapshot owns the
+    handle and closes it (``close()``); each call that returns a Snapshot opens a new handle.
+    """
+
+    meta: SnapshotMeta
+    data: BinaryIO
+
+    def close(self) -> None:
+        self.data.close()
+
+
+class LogStore(abc.ABC):
+    """The durable half of a Raft node: its vote and its log (Raft Figure 2, §5.2-§5.4, §7).
+
+    Durability: every mutating method is complete only when its effect is durable (synced to
+    disk, for a store that persists). A store may gather writes issued while a sync is under
+    way into the next sync (group commit); each write still completes only once its own
+    data is durable, and writes complete in the order they were issued.
+
+    Invariant: the log is contiguous: no index between the first and the last entry is
+    missing, and ``LogState`` describes it exactly.
+    Invariant: after a crash and reopen, every mutation that had completed is present, and
+    nothing that was never written appears.
+    """
+
+    # -- vote (Raft §5.2: currentTerm and votedFor survive a restart) --------------------
+
+    @abc.abstractmethod
+    async def save_vote(self, vote: Vote) -> None:
+        """Persist ``vote``, replacing the previous one; durable when it returns.
+
+        A vote reply must not leave the node before this returned (Raft §5.2)."""
+
+    @abc.abstractmethod
+    async def read_vote(self) -> Vote | None:
+        """The last vote saved (durably), or None if none was ever saved."""
+
+    # -- the log ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_log_state(self) -> LogState:
+        """The last purged and the last log id of the durable log."""
+
+    @abc.abstractmethod
+    async def read_entries(self, lo: int, hi: int, max_entries: int | None = None) -> list:
+        """The entries with index in [lo, hi) that the log holds, in index order.
+
+        Indexes outside the log (purged, or past the end) are skipped, so the result is the
+        contiguous run [max(lo, first), min(hi, last + 1)); empty when that is empty
+        (including lo >= hi). With ``max_entries``, at most that many from the start of the
+        run (a limited read, for bounded replication messages); ``max_entries`` >= 1.
+        Raises StorageError if a stored entry fails its checksum (naming the index).
+        """
+
+    @abc.abstractmethod
+    async def append(self, entries: Sequence) -> None:
+        """Append ``entries`` (non-empty, contiguous, terms non-decreasing) at the end of the
+        log; durable when it returns (Raft §5.3: a follower acknowledges only then).
+
+        The first entry's index must be ``LogState.next_index`` as it will be once every
+        previously issued mutation completed; anything else is the caller's bug and raises
+        ValueError with nothing written. To overwrite a conflicting suffix, ``truncate``
+        first (Raft §5.3).
+        """
+
+    def append_nowait(self, entries: Sequence, on_durable: OnDurable) -> None:
+        """Optional non-async fast path of ``append`` for the runtime's group commit.
+
+        Validates and queues ``entries`` at once (ValueError as ``append``) and returns
+        without waiting; ``on_durable(None)`` runs on the trio thread once they are durable
+        (``on_durable(error)`` if the store failed). Several calls made while a sync is under
+        way are written in the next transaction and synced once. ``on_durable`` must not
+        raise and must not block; a store may call it before ``append_nowait`` returns.
+
+        Backends that offer it override it; ``supports_append_nowait(store)`` tells.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no non-async append path")
+
+    @abc.abstractmethod
+    async def truncate(self, since_index: int) -> None:
+        """Delete the entries with index in [since_index, last + 1): a conflicting suffix
+        (Raft §5.3). Durable when it returns. ``since_index`` past the end deletes nothing.
+
+        Only entries that were never committed may be truncated, so ``since_index`` must be
+        greater than the last purged index; ValueError otherwise.
+        """
+
+    @abc.abstractmethod
+    async def purge(self, upto: LogId) -> None:
+        """Delete the entries with index in [first, upto.index + 1): they are covered by a
+        snapshot (Raft §7). Afterwards ``last_purged_log_id == upto``, and if ``upto`` is past
+        the last entry the log is empty and ``last_log_id == upto``, so the next append must
+        carry ``upto.index + 1``.
+
+        The new ``last_purged_log_id`` is durable when this returns; entries may be removed
+        physically later (in bounded batches), but are never returned by a read again.
+        ``upto`` older than the current last purged id is ignored.
+        """
+
+    # -- committed index (optional, openraft's save_committed) --------------------------
+
+    async def save_committed(self, committed: LogId | None) -> None:
+        """Persist the last known committed log id, so a restart can re-apply committed
+        entries at once. Optional: a store that does not keep it ignores the call."""
+
+    async def read_committed(self) -> LogId | None:
+        """The committed log id saved last, or None (also for stores that keep none)."""
+        return None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Finish every write already issued, then release every resource (files, lmdb
+        environments, threads). Further calls raise StorageError. Idempotent."""
+
+
+class StateMachine(abc.ABC):
+    """What the committed log is applied to, and its snapshots (Raft §5.3, §7).
+
+    Entries are applied in log order, each exactly once: ``apply`` is given the entries
+    after ``last_applied``, and the state it leaves is durable (for a store that persists)
+    together with the new ``last_applied`` (a crash never leaves one without the other).
+
+    Invariant: the state equals the result of applying, in order, every entry up to
+    ``last_applied``; ``last_membership`` is the latest MEMBERSHIP entry among them (or the
+    one carried by the snapshot last installed).
+    """
+
+    @abc.abstractmethod
+    async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
+        """(last applied log id or None, last applied membership with its log id)."""
+
+    @abc.abstractmethod
+    async def apply(self, entries: Sequence) -> list[Any]:
+        """Apply committed ``entries`` (contiguous, starting after ``last_applied``) and
+        return one response per entry, in order: None for BLANK and MEMBERSHIP entries, the
+        application's response for NORMAL ones.
+
+        A NORMAL payload that the application cannot parse is still committed: every
+        replica must treat it the same way, so the response is an error value and the
+        state is unchanged; it never raises for it. Raises StorageError if the state could
+        not be made durable.
+        """
+
+    @abc.abstractmethod
+    async def build_snapshot(self) -> Snapshot:
+        """Snapshot the current state (a consistent copy up to ``last_applied``), make it the
+        current snapshot and return it (the caller closes it). ``meta.last_log_id`` is
+        ``last_applied`` and ``meta.last_membership`` is ``last_membership``."""
+
+    @abc.abstractmethod
+    async def get_current_snapshot(self) -> Snapshot | None:
+        """The latest snapshot built or installed, freshly opened, or None if there is none."""
+
+    @abc.abstractmethod
+    async def begin_receiving_snapshot(self) -> BinaryIO:
+        """An empty, writable (and seekable, readable) binary file-like to receive a
+        snapshot's bytes from the leader in chunks; then pass it to ``install_snapshot``."""
+
+    @abc.abstractmethod
+    async def install_snapshot(self, meta: SnapshotMeta, data: BinaryIO) -> None:
+        """Replace the whole state with the snapshot in ``data`` (read from position 0),
+        covering ``meta`` (Raft §7); afterwards ``applied_state()`` is
+        (meta.last_log_id, meta.last_membership) and the snapshot is the current one.
+        Durable when it returns. ``data`` is consumed: the state machine closes it.
+
+        Bytes that do not form a valid snapshot raise CodecError and change nothing.
+        """
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release every resource. Further calls raise StorageError. Idempotent."""
+
+
+def supports_append_nowait(store: LogStore) -> bool:
+    """True if ``store`` overrides ``LogStore.append_nowait`` (the non-async fast path)."""
+    method = getattr(type(store), "append_nowait", None)
+    return method is not None and method is not LogStore.append_nowait

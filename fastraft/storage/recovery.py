@@ -1,0 +1,154 @@
+"""What a node reads back from its stores when it starts (openraft's StorageHelper), written
+once on top of the protocols so that every backend gets it right the same way.
+
+* ``read_entry``: one entry, or None.
+* ``last_membership_in_log``: the last (at most two) MEMBERSHIP entries at or after an index.
+* ``read_membership_state``: the committed and the effective membership (Raft §6: a node
+  uses the latest configuration in its log, committed or not).
+* ``load_initial_state``: the vote, the log's ends, the state machine's progress and the
+  memberships; re-applies entries known committed but not yet applied, and reconciles a log
+  that is behind its state machine (a snapshot was installed, the log not yet purged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import CodecError, StorageError
+from ..types import EntryKind, LogId, Membership, StoredMembership, Vote
+from .protocols import LogStore, StateMachine
+
+__all__ = [
+    "read_entry",
+    "last_membership_in_log",
+    "MembershipState",
+    "read_membership_state",
+    "InitialState",
+    "load_initial_state",
+]
+
+#: Entries read per step when scanning or re-applying (bounds memory at start-up).
+SCAN_CHUNK_ENTRIES = 512
+
+
+async def read_entry(store: LogStore, index: int):
+    """The entry at ``index``, or None if the log does not hold it (purged or past the end)."""
+    got = await store.read_entries(index, index + 1)
+    return got[0] if got else None
+
+
+def _membership_of(entry) -> StoredMembership:
+    try:
+        membership = Membership.from_bytes(entry.payload)
+    except CodecError as e:
+        raise StorageError(f"membership entry {entry.index} does not decode: {e}") from None
+    return StoredMembership(LogId(entry.term, entry.index), membership)
+
+
+async def last_membership_in_log(store: LogStore, since_index: int) -> list[StoredMembership]:
+    """The last two (or fewer) MEMBERSHIP entries of the log with index >= ``since_index``,
+    oldest first.
+
+    Two are enough: at most one membership change is uncommitted at a time (thesis §4.1),
+    so the last one is the effective membership and the one before it the committed one.
+    Scans backwards from the end in chunks of SCAN_CHUNK_ENTRIES.
+    """
+    state = await store.get_log_state()
+    if state.last_log_id is None:
+        return []
+    first = 1 if state.last_purged_log_id is None else state.last_purged_log_id.index + 1
+    floor = max(since_index, first)
+    found: list[StoredMembership] = []
+    hi = state.last_log_id.index + 1
+    while hi > floor and len(found) < 2:
+        lo = max(floor, hi - SCAN_CHUNK_ENTRIES)
+        chunk = await store.read_entries(lo, hi)
+        for entry in reversed(chunk):
+            if entry.kind == EntryKind.MEMBERSHIP:
+                found.append(_membership_of(entry))
+                if len(found) == 2:
+                    break
+        hi = lo
+    found.reverse()
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipState:
+    """``committed``: the latest membership known committed; ``effective``: the latest in the
+    log, which a node uses as soon as it is appended (Raft §6). Equal when no change is in
+    flight."""
+
+    committed: StoredMembership
+    effective: StoredMembership
+
+
+async def read_membership_state(store: LogStore, sm: StateMachine) -> MembershipState:
+    """The memberships a node starts with: the state machine's (applied, hence committed)
+    and up to two from the log after the state machine's last applied entry. Entries at or
+    before ``last_applied`` are never read from the log: the state machine has them."""
+    last_applied, sm_membership = await sm.applied_state()
+    since = 1 if last_applied is None else last_applied.index + 1
+    in_log = await last_membership_in_log(store, since)
+    if len(in_log) == 2:
+        return MembershipState(in_log[0], in_log[1])
+    if len(in_log) == 1:
+        return MembershipState(sm_membership, in_log[0])
+    return MembershipState(sm_membership, sm_membership)
+
+
+@dataclass(frozen=True, slots=True)
+class InitialState:
+    """What a starting node knows from its stores.
+
+    Invariant: last_applied <= committed (when both exist); the log holds the entries in
+    (last_purged_log_id.index, last_log_id.index].
+    """
+
+    vote: Vote
+    last_purged_log_id: LogId | None
+    last_log_id: LogId | None
+    committed: LogId | None
+    last_applied: LogId | None
+    membership: MembershipState
+
+
+async def load_initial_state(store: LogStore, sm: StateMachine) -> InitialState:
+    """Read, and where needed repair, a node's durable state before it starts.
+
+    1. Entries up to the saved committed id but after ``last_applied`` are applied now, in
+       chunks: they are committed, so applying them early is safe and lets reads see them.
+    2. A log that ends before ``last_applied`` (a snapshot was installed and the node
+       crashed before purging the log it replaces, Raft §7) is purged up to
+       ``last_applied``, so that the log and the state machine agree on where the log
+       continues.
+    Raises StorageError if a committed entry to re-apply is missing from the log.
+    """
+    vote = await store.read_vote() or Vote()
+    committed = await store.read_committed()
+    last_applied, _ = await sm.applied_state()
+
+    if committed is not None and (last_applied is None or committed.index > last_applied.index):
+        next_index = 1 if last_applied is None else last_applied.index + 1
+        while next_index <= committed.index:
+            hi = min(committed.index + 1, next_index + SCAN_CHUNK_ENTRIES)
+            chunk = await store.read_entries(next_index, hi)
+            if not chunk or chunk[0].index != next_index or len(chunk) != hi - next_index:
+                raise StorageError(
+                    f"committed entries [{next_index}, {hi}) are missing from the log: the log "
+                    f"store saved committed id {committed} but does not hold them")
+            await sm.apply(chunk)
+            next_index = hi
+        last_applied, _ = await sm.applied_state()
+
+    state = await store.get_log_state()
+    last_purged, last_log = state.last_purged_log_id, state.last_log_id
+    if last_applied is not None and (last_log is None or last_log < last_applied):
+        await store.purge(last_applied)
+        state = await store.get_log_state()
+        last_purged, last_log = state.last_purged_log_id, state.last_log_id
+
+    if committed is None or (last_applied is not None and committed < last_applied):
+        committed = last_applied
+    membership = await read_membership_state(store, sm)
+    return InitialState(vote, last_purged, last_log, committed, last_applied, membership)
