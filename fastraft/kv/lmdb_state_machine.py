@@ -1,0 +1,308 @@
+"""The KV state machine on lmdb: durable, in the node's environment beside its log.
+
+Layout: sub-database ``kv_data`` (key -> value, UTF-8) and ``kv_meta`` (``format``,
+``applied``, ``membership``, ``snapshot_meta``, ``snapshot_file``: checksummed records of
+``fastraft.storage.records``). Snapshot files live in ``<env>/kv-snapshots/``.
+
+* Apply: the data writes and the new applied state commit in one synced transaction, so a
+  crash leaves both before or both after a batch, never half (Raft §5.3: an entry applies
+  exactly once).
+* Build: a read transaction is a consistent view (lmdb's MVCC), so the snapshot is streamed
+  from it to a file while applies go on; the file is synced and renamed into place before
+  the transaction that makes it current.
+* Install: the received file is parsed and loaded into one write transaction that replaces
+  the data and the applied state; bad bytes abort it (CodecError) and change nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import BinaryIO, Sequence
+
+import trio
+
+from ..errors import CodecError, StorageError
+from ..storage import records
+from ..storage.lmdb_env import LmdbEnv
+from ..storage.protocols import Snapshot, StateMachine
+from ..types import LogId, SnapshotMeta, StoredMembership
+from .commands import MAX_KEY_BYTES
+from .snapshot_format import SnapshotWriter, read_snapshot
+from .state_machine import apply_entries, check_apply_start, check_snapshot_matches, new_snapshot_id
+
+__all__ = ["LmdbKVStateMachine", "FORMAT_VERSION"]
+
+FORMAT_VERSION = b"fastraft-kv-1"
+_SNAP_DIR = "kv-snapshots"
+_COPY_CHUNK_BYTES = 1024 * 1024
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LmdbKVStateMachine(StateMachine):
+    """A durable KV ``StateMachine``; open with ``await LmdbKVStateMachine.open(path_or_env)``.
+
+    Invariant: ``_last_applied`` and ``_membership`` mirror what is committed in ``kv_meta``.
+    """
+
+    def __init__(self, env: LmdbEnv, owns_env: bool) -> None:
+        self._env = env
+        self._owns_env = owns_env
+        self._data_db = env.open_db(b"kv_data")
+        self._meta_db = env.open_db(b"kv_meta")
+        self._dir = os.path.join(env.path, _SNAP_DIR)
+        self._last_applied: LogId | None = None
+        self._membership = StoredMembership()
+        self._snapshot: tuple[SnapshotMeta, str] | None = None
+        self._write_lock = trio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, where: str | os.PathLike | LmdbEnv, **env_options) -> "LmdbKVStateMachine":
+        """Open (or create) the state machine at ``where``: a directory (its own environment,
+        ``env_options`` go to ``LmdbEnv``) or an ``LmdbEnv`` shared with the log store.
+        StorageError if stored state fails its checks."""
+        def open_sync() -> LmdbKVStateMachine:
+            owns = not isinstance(where, LmdbEnv)
+            env = LmdbEnv(where, **env_options) if owns else where
+            try:
+                sm = cls(env, owns)
+                sm._load()
+            except BaseException:
+                if owns:
+                    env.close()
+                raise
+            env.add_user()
+            return sm
+
+        return await trio.to_thread.run_sync(open_sync)
+
+    def _where(self, what: str) -> str:
+        return f"{self._env.path}: {what}"
+
+    def _load(self) -> None:
+        self._env.check_format(self._meta_db, self._data_db, "KV state machine", FORMAT_VERSION)
+        keys = (b"applied", b"membership", b"snapshot_meta", b"snapshot_file")
+        with self._env.read_txn() as txn:
+            got = {k: txn.get(k, db=self._meta_db) for k in keys}
+        try:
+            if got[b"applied"] is not None:
+                self._last_applied = records.decode_log_id(got[b"applied"], "applied")
+            if got[b"membership"] is not None:
+                self._membership = records.decode_stored_membership(got[b"membership"])
+            if got[b"snapshot_meta"] is not None:
+                meta = records.decode_snapshot_meta(got[b"snapshot_meta"])
+                name = (got[b"snapshot_file"] or b"").decode()
+                if not name or os.sep in name or name.startswith("."):
+                    raise CodecError(f"bad snapshot file name {name!r}")
+                self._snapshot = (meta, name)
+        except (CodecError, UnicodeDecodeError) as e:
+            raise StorageError(self._where(f"kv_meta sub-database: {e}")) from None
+        os.makedirs(self._dir, exist_ok=True)
+        current = None if self._snapshot is None else self._snapshot[1]
+        if current is not None and not os.path.isfile(os.path.join(self._dir, current)):
+            raise StorageError(self._where(f"the current snapshot file {_SNAP_DIR}/{current} "
+                                           "is missing"))
+        for name in os.listdir(self._dir):  # leftovers of builds or installs a crash cut short
+            if name != current:
+                os.remove(os.path.join(self._dir, name))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(self._where("the KV state machine is closed"))
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, key: str) -> str | None:
+        """The value of ``key`` in the applied state (a local read: it may lag the leader)."""
+        self._check_open()
+        raw = key.encode()
+        if not raw or len(raw) > MAX_KEY_BYTES:
+            return None  # no command can have stored it
+        with self._env.read_txn() as txn:
+            value = txn.get(raw, db=self._data_db)
+        return None if value is None else value.decode()
+
+    async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
+        self._check_open()
+        return self._last_applied, self._membership
+
+    # -- apply --------------------------------------------------------------------------------
+
+    async def apply(self, entries: Sequence) -> list:
+        self._check_open()
+        async with self._write_lock:
+            check_apply_start(entries, self._last_applied)
+            if not entries:
+                return []
+            last = entries[len(entries) - 1]
+            applied = LogId(last.term, last.index)
+            start_membership = self._membership
+            data_db, meta_db = self._data_db, self._meta_db
+
+            def body(txn) -> tuple[list, StoredMembership]:
+                def get(key: str) -> str | None:
+                    value = txn.get(key.encode(), db=data_db)
+                    return None if value is None else value.decode()
+
+                def write(key: str, value: str | None) -> None:
+                    if value is None:
+                        txn.delete(key.encode(), db=data_db)
+                    else:
+                        txn.put(key.encode(), value.encode(), db=data_db)
+
+                responses, membership = apply_entries(entries, start_membership, get, write)
+                txn.put(b"applied", records.encode_log_id(applied), db=meta_db)
+                if membership is not start_membership:
+                    txn.put(b"membership", records.encode_stored_membership(membership),
+                            db=meta_db)
+                return responses, membership
+
+            responses, membership = await trio.to_thread.run_sync(self._env.write, body)
+            self._last_applied, self._membership = applied, membership
+            return responses
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    async def build_snapshot(self) -> Snapshot:
+        self._check_open()
+        meta, name = await trio.to_thread.run_sync(self._build_sync)
+        path = os.path.join(self._dir, name)
+        async with self._write_lock:
+            if self._snapshot is None or _newer(meta, self._snapshot[0]):
+                await trio.to_thread.run_sync(self._make_current, meta, name)
+                return Snapshot(meta, open(path, "rb"))
+        # A newer snapshot became current while this one was built (an install): hand this
+        # one out, but do not keep its file.
+        handle = open(path, "rb")
+        os.remove(path)
+        return Snapshot(meta, handle)
+
+    def _build_sync(self) -> tuple[SnapshotMeta, str]:
+        """Stream a consistent copy to a new file (worker thread); writes go on meanwhile."""
+        tmp = os.path.join(self._dir, f"build-{os.urandom(6).hex()}.tmp")
+        try:
+            with self._env.read_txn() as txn, open(tmp, "wb") as out:
+                applied = txn.get(b"applied", db=self._meta_db)
+                membership = txn.get(b"membership", db=self._meta_db)
+                last = None if applied is None else records.decode_log_id(applied, "applied")
+                stored = (StoredMembership() if membership is None
+                          else records.decode_stored_membership(membership))
+                meta = SnapshotMeta(last, stored, new_snapshot_id(last))
+                writer = SnapshotWriter(out, meta)
+                for key, value in txn.cursor(db=self._data_db).iternext(keys=True, values=True):
+                    writer.add(key, value)
+                writer.finish()
+                out.flush()
+                os.fsync(out.fileno())
+        except CodecError as e:
+            os.remove(tmp)
+            raise StorageError(self._where(f"kv_meta sub-database: {e}")) from None
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        name = f"{meta.snapshot_id}.snap"
+        os.replace(tmp, os.path.join(self._dir, name))
+        _fsync_dir(self._dir)
+        return meta, name
+
+    def _make_current(self, meta: SnapshotMeta, name: str, extra=None) -> None:
+        """Record (meta, file) as the current snapshot; remove the previous file."""
+        def body(txn):
+            if extra is not None:
+                extra(txn)
+            txn.put(b"snapshot_meta", records.encode_snapshot_meta(meta), db=self._meta_db)
+            txn.put(b"snapshot_file", name.encode(), db=self._meta_db)
+
+        self._env.write(body)
+        old, self._snapshot = self._snapshot, (meta, name)
+        if old is not None and old[1] != name:
+            os.remove(os.path.join(self._dir, old[1]))
+
+    async def get_current_snapshot(self) -> Snapshot | None:
+        self._check_open()
+        if self._snapshot is None:
+            return None
+        meta, name = self._snapshot
+        return Snapshot(meta, open(os.path.join(self._dir, name), "rb"))
+
+    async def begin_receiving_snapshot(self) -> BinaryIO:
+        self._check_open()
+        return open(os.path.join(self._dir, f"recv-{os.urandom(6).hex()}.tmp"), "w+b")
+
+    async def install_snapshot(self, meta: SnapshotMeta, data: BinaryIO) -> None:
+        self._check_open()
+        async with self._write_lock:
+            await trio.to_thread.run_sync(self._install_sync, meta, data)
+            self._last_applied, self._membership = meta.last_log_id, meta.last_membership
+
+    def _install_sync(self, meta: SnapshotMeta, data: BinaryIO) -> None:
+        path = getattr(data, "name", None)
+        if not (isinstance(path, str) and os.path.dirname(os.path.abspath(path)) == self._dir):
+            # Bytes from elsewhere (not begin_receiving_snapshot's file): copy them into a
+            # file of ours first, a chunk at a time.
+            src = data
+            data = open(os.path.join(self._dir, f"recv-{os.urandom(6).hex()}.tmp"), "w+b")
+            try:
+                src.seek(0)
+                shutil.copyfileobj(src, data, _COPY_CHUNK_BYTES)
+            except BaseException:
+                data.close()
+                os.remove(data.name)
+                raise
+            finally:
+                src.close()
+        try:
+            data.flush()
+            os.fsync(data.fileno())
+            name = f"{meta.snapshot_id}.snap"
+            if os.sep in name or name.startswith("."):
+                raise CodecError(f"bad snapshot id {meta.snapshot_id!r}")
+            final = os.path.join(self._dir, name)
+            data_db, meta_db = self._data_db, self._meta_db
+
+            def load(txn) -> None:
+                data.seek(0)
+                embedded, pairs = read_snapshot(data)
+                check_snapshot_matches(meta, embedded)
+                txn.drop(data_db, delete=False)
+                cursor = txn.cursor(db=data_db)
+                cursor.putmulti(pairs, append=True)  # keys arrive sorted: lmdb's fast path
+                txn.put(b"applied", records.encode_log_id(meta.last_log_id), db=meta_db)
+                txn.put(b"membership", records.encode_stored_membership(meta.last_membership),
+                        db=meta_db)
+                if not os.path.exists(final):  # in place before the commit that names it
+                    os.link(data.name, final)
+                    _fsync_dir(self._dir)
+
+            self._make_current(meta, name, extra=load)
+        finally:
+            data.close()
+            if os.path.exists(data.name):
+                os.remove(data.name)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        with trio.CancelScope(shield=True):
+            async with self._write_lock:
+                self._closed = True
+        self._env.remove_user()
+        if self._owns_env:
+            self._env.close()
+
+
+def _newer(a: SnapshotMeta, b: SnapshotMeta) -> bool:
+    if b.last_log_id is None:
+        return True
+    return a.last_log_id is not None and a.last_log_id > b.last_log_id
