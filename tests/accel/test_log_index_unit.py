@@ -362,3 +362,17 @@ def test_entries_byte_limit_property(sizes_terms, max_bytes):
         if len(got) < len(sizes_terms):
             nxt = sizes_terms[len(got)] * 7 + m.ENTRY_OVERHEAD_BYTES
             assert total + nxt > max_bytes
+
+
+def test_check_entries(mods):
+    m, E = mods
+    li = _fill(m, E, [1, 2])
+    assert li.check_entries([], 5, 3, 3) == []
+    assert li.check_entries([E(2, 3, 1), E(3, 4, 2, b"{}"), E(3, 5, 1)], 2, 2, 3) == [4]
+    for bad in ([E(2, 4, 1)], [E(1, 3, 1)], [E(4, 3, 1)], [E(3, 3, 1), E(2, 4, 1)],
+                [E(2, 3, 1), E(2, 5, 1)]):
+        with pytest.raises(ValueError):
+            li.check_entries(bad, 2, 2, 3)
+    with pytest.raises(ValueError):
+        li.check_entries([E(0, 1, 1)], 0, 0, 3)  # term 0 is never a leader's
+    assert (li.last_index, li.last_term) == (2, 2)  # reads nothing, changes nothing

@@ -103,8 +103,9 @@ def test_pipeline_window(m):
 
 
 def test_reject_goes_back_to_probe(m):
-    p = tracker(m)
+    p = tracker(m, next_index=6)
     p.on_ack(2, 5)
+    assert p.mode(2) == m.PIPELINE
     p.on_sent(2, 9)
     p.on_sent(2, 12)
     assert p.on_reject(2, 4, 1) is False  # at or below match: stale
@@ -274,3 +275,13 @@ def test_vote_result_matches_counting_every_outcome(m):
         r = answers.count(False)
         expect = m.VOTE_WON if g >= 3 else m.VOTE_LOST if r >= 2 else m.VOTE_PENDING
         assert p.vote_result() == expect, answers
+
+
+def test_heartbeat_ack_does_not_end_probing(m):
+    """In PROBE only the answer to the probe locates the follower: an acknowledgement of the
+    old match (a heartbeat's) must not restart replication from match + 1."""
+    p = tracker(m)
+    p.on_ack(2, 0)  # prev = match = 0 acknowledged; the probe point is next - 1 = 10
+    assert p.mode(2) == m.PROBE and p.next_index(2) == 11
+    p.on_ack(2, 10)
+    assert p.mode(2) == m.PIPELINE and p.next_index(2) == 11

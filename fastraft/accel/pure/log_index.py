@@ -191,6 +191,30 @@ class LogIndex:
                 return i
         return 0
 
+    def check_entries(self, entries: list, prev_index: int, prev_term: int, max_term: int) -> list[int]:
+        """Check that ``entries`` can follow (prev_term, prev_index) in a leader's log of term
+        ``max_term``: contiguous from prev_index + 1, terms >= max(prev_term, 1), never
+        decreasing, at most max_term. Reads nothing of the log: a follower runs it on an
+        incoming AppendEntries before it truncates anything.
+
+        Returns the indexes of the entries of kind MEMBERSHIP, usually []. Raises ValueError
+        naming the first bad entry. O(len(entries)).
+        """
+        term = prev_term if prev_term > 1 else 1
+        members: list[int] = []
+        for k in range(len(entries)):
+            e = entries[k]
+            if e.index != prev_index + 1 + k:
+                raise ValueError(
+                    f"entry index {e.index} does not follow at {prev_index + 1 + k}")
+            if e.term < term or e.term > max_term:
+                raise ValueError(
+                    f"entry {e.index} has term {e.term}, outside [{term}, {max_term}]")
+            term = e.term
+            if e.kind == KIND_MEMBERSHIP:
+                members.append(e.index)
+        return members
+
     def is_cached(self, index: int) -> bool:
         """Whether the entry at ``index`` is in the cache. O(1)."""
         return self.cache_lo <= index <= self.last_index

@@ -274,8 +274,8 @@ class ProgressTracker:
     def on_ack(self, node_id: int, match_index: int) -> bool:
         """A successful AppendEntries response: ``node_id`` matches the leader up to
         ``match_index``. Raises match and next, frees the window up to it; PROBE switches to
-        PIPELINE (the follower's position is found), and SNAPSHOT too once match reaches the
-        snapshot. Returns whether match grew (the commit index may move). O(freed)."""
+        PIPELINE when match_index >= next - 1 (the probe was answered: the follower's position
+        is found; next becomes match + 1), and SNAPSHOT too once match reaches the snapshot. Returns whether match grew (the commit index may move). O(freed)."""
         s = self._s(node_id)
         grew = match_index > self._match[s]
         if grew:
@@ -284,7 +284,9 @@ class ProgressTracker:
                 self._next[s] = match_index + 1
         m = self._mode[s]
         if m == PROBE:
-            if match_index >= self._match[s]:
+            # only the answer to the probe itself (at next - 1 or beyond) locates the follower;
+            # a heartbeat's acknowledgement of an older match does not
+            if match_index >= self._next[s] - 1:
                 self._mode[s] = PIPELINE
                 self._paused[s] = 0
                 self._next[s] = self._match[s] + 1
