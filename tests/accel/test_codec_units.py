@@ -423,3 +423,58 @@ def test_public_module_is_the_chosen_flavour():
     entries = codec.decode_entries(codec.encode_entries([fastraft.Entry(1, 1, 1, b"x")]))
     assert type(entries[0]) is fastraft.Entry
     assert issubclass(CodecError, ValueError)
+
+
+def _register_probe(fields, check=None):
+    """A message class with ``fields`` under an unused tag; the caller removes it."""
+    tag = next(t for t in range(256) if t not in MESSAGE_TYPES)
+
+    class Probe(fastraft.messages.Message):
+        __slots__ = ("values",)
+        TAG = tag
+        FIELDS = fields
+
+        def __init__(self, *values):
+            if check is not None:
+                check(values)
+            self.values = values
+
+        def __getattr__(self, name):
+            return self.values[[n for n, _ in self.FIELDS].index(name)]
+
+        def __eq__(self, other):
+            return type(other) is Probe and other.values == self.values
+
+    MESSAGE_TYPES[tag] = Probe
+    return Probe
+
+
+def test_unknown_field_kind_and_refused_construction(flavour):
+    m, _ = flavour
+    Probe = _register_probe((("a", "u64"), ("b", "float")))
+    try:
+        with pytest.raises(TypeError, match=r"^Probe.b has unknown field kind 'float'$"):
+            m.encode_message(Probe(1, 2.0))
+        with pytest.raises(CodecError, match=r"^Probe.b: unknown field kind 'float'$"):
+            m.decode_message(frame(2, bytes([Probe.TAG]) + bytes(9)))
+    finally:
+        del MESSAGE_TYPES[Probe.TAG]
+
+    def refuse(values):
+        if values[0] == 0:
+            raise ValueError("a must not be 0")
+
+    Probe = _register_probe((("a", "u64"), ("b", "bytes")), refuse)
+    try:
+        assert m.decode_message(m.encode_message(Probe(1, bytearray(b"x")))) == Probe(1, b"x")
+        assert m.encode_message(Probe(1, memoryview(b"x"))) == m.encode_message(Probe(1, b"x"))
+        with pytest.raises(CodecError, match=r"^Probe: a must not be 0$"):
+            m.decode_message(frame(2, bytes([Probe.TAG]) + bytes(8) + bytes(4)))
+        with pytest.raises(CodecError, match=r"^Probe.b: truncated length$"):
+            m.decode_message(frame(2, bytes([Probe.TAG]) + bytes(8) + bytes(3)))
+        with pytest.raises(CodecError, match=r"^Probe.b: 5 bytes overrun the 4 bytes left$"):
+            m.decode_message(frame(2, bytes([Probe.TAG]) + bytes(8) + b"\5\0\0\0abcd"))
+        with pytest.raises(TypeError, match=r"^Probe.b must be bytes, not str$"):
+            m.encode_message(Probe(1, "x"))
+    finally:
+        del MESSAGE_TYPES[Probe.TAG]
