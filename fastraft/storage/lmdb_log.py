@@ -1,12 +1,9 @@
 """The durable log store on lmdb.
 
-Layout in the node's environment (``fastraft.storage.lmdb_env``):
-
-* sub-database ``log``: one record per entry, keyed by its index as a big-endian u64 (so
-  lmdb's byte order is index order), valued by the codec's self-checking FRAME_RECORD frame
-  (``fastraft.codec.encode_entry_records``);
-* sub-database ``log_meta``: ``format`` (FORMAT_VERSION), ``vote``, ``last_purged`` and
-  ``committed``, each a checksummed ``fastraft.storage.records`` record.
+It lives in the node's environment (``fastraft.storage.lmdb_env``), in two sub-databases
+(``fastraft.storage.lmdb_log_layout``): ``log`` maps each index (big-endian u64) to the
+codec's self-checking record of its entry, ``log_meta`` holds the format version, the vote,
+the last purged and the committed log id.
 
 Writes go through a ``WritePipeline`` (group commit): every mutation issued while a synced
 transaction runs is written in the next one, and completes when that one is on disk.
@@ -23,35 +20,22 @@ failure raises StorageError naming the file and the index or key, and nothing is
 from __future__ import annotations
 
 import os
-import struct
 from itertools import islice
 from typing import Sequence
 
 import trio
 
-from ..codec import decode_entry_record, decode_entry_records, encode_entry_records
-from ..errors import CodecError, StorageError
+from ..codec import encode_entry_records
+from ..errors import StorageError
 from ..types import LogId, Vote
 from . import records
 from .group_commit import WritePipeline
 from .lmdb_env import LmdbEnv
+from .lmdb_log_layout import FORMAT_VERSION, LogLayout, key_of, load_log, partial_purge
 from .protocols import LogState, LogStore, OnDurable
 from .validate import check_append, check_purge, check_range, check_truncate
 
 __all__ = ["LmdbLogStore", "FORMAT_VERSION"]
-
-#: The log store's on-disk format; a store with any other is refused at open.
-FORMAT_VERSION = b"fastraft-log-1"
-#: Entries decoded per step while verifying a store at open.
-_VERIFY_CHUNK_ENTRIES = 4096
-
-_key = struct.Struct(">Q").pack
-
-
-def _index_of(key: bytes) -> int:
-    if len(key) != 8:
-        raise CodecError(f"log key of {len(key)} bytes, expected 8")
-    return int.from_bytes(key, "big")
 
 
 class LmdbLogStore(LogStore):
@@ -67,8 +51,8 @@ class LmdbLogStore(LogStore):
         self._env = env
         self._owns_env = owns_env
         self._purge_batch = purge_batch_entries
-        self._log_db = env.open_db(b"log")
-        self._meta_db = env.open_db(b"log_meta")
+        self._layout = LogLayout(env)
+        self._log_db, self._meta_db = self._layout.log_db, self._layout.meta_db
         self._pipeline: WritePipeline = WritePipeline(
             f"lmdb log {env.path}", self._write_batch, self._on_committed)
         self._closed = False
@@ -110,100 +94,13 @@ class LmdbLogStore(LogStore):
         return f"{self._env.path}: {what}"
 
     def _load(self, verify: bool) -> None:
-        env = self._env
-        env.check_format(self._meta_db, self._log_db, "log store", FORMAT_VERSION)
-        with env.read_txn() as txn:
-            meta = {k: txn.get(k, db=self._meta_db) for k in (b"vote", b"committed", b"last_purged")}
-            cursor = txn.cursor(db=self._log_db)
-            first_key = cursor.key() if cursor.first() else None
-            last_key = cursor.key() if cursor.last() else None
-            last_record = cursor.value() if last_key is not None else None
-        try:
-            self._vote = None if meta[b"vote"] is None else records.decode_vote(meta[b"vote"])
-            self._committed = (None if meta[b"committed"] is None
-                               else records.decode_log_id(meta[b"committed"], "committed"))
-            last_purged = (None if meta[b"last_purged"] is None
-                           else records.decode_log_id(meta[b"last_purged"], "last_purged"))
-        except CodecError as e:
-            raise StorageError(self._where(f"log_meta sub-database: {e}")) from None
-        purged_index = 0 if last_purged is None else last_purged.index
-        last_log = last_purged
-        if first_key is not None:
-            first, last = self._key_index(first_key), self._key_index(last_key)
-            if first > purged_index + 1:
-                raise StorageError(self._where(
-                    f"log entries [{purged_index + 1}, {first}) are missing: the log starts at "
-                    f"{first} but only entries up to {purged_index} were purged"))
-            if last > purged_index:
-                entry = self._decode_one(last_record, last)
-                last_log = LogId(entry.term, entry.index)
-                if verify:
-                    self._verify(purged_index + 1, last)
-            if first <= purged_index:  # a purge that a crash interrupted: finish it
-                self._physical_first = first
-                while self._physical_first <= purged_index:
-                    self._physical_first = env.write(partial_purge(
-                        self._log_db, purged_index, self._purge_batch))
-            self._physical_first = max(first, purged_index + 1)
-        self._durable = self._staged = LogState(last_purged, last_log)
-        self._read_lo = purged_index + 1
-        self._read_hi = self._durable.next_index
-
-    def _key_index(self, key: bytes) -> int:
-        try:
-            return _index_of(key)
-        except CodecError as e:
-            raise StorageError(self._where(f"log sub-database: {e}")) from None
-
-    def _decode_one(self, record: bytes, index: int):
-        try:
-            entry = decode_entry_record(record)
-        except CodecError as e:
-            raise StorageError(self._where(f"log entry {index} fails its check: {e}")) from None
-        if entry.index != index:
-            raise StorageError(self._where(f"log key {index} holds entry {entry.index}"))
-        return entry
-
-    def _verify(self, lo: int, last: int) -> None:
-        """Check every entry in [lo, last + 1): contiguous keys, checksums, key = index,
-        terms non-decreasing (checked at chunk ends)."""
-        expected, prev_term = lo, 0
-        with self._env.read_txn() as txn:
-            cursor = txn.cursor(db=self._log_db)
-            if not cursor.set_key(_key(lo)):
-                raise StorageError(self._where(f"log entry {lo} is missing"))
-            items = cursor.iternext(keys=True, values=True)
-            while expected <= last:
-                chunk = list(islice(items, _VERIFY_CHUNK_ENTRIES))
-                if not chunk:
-                    raise StorageError(self._where(f"log entry {expected} is missing"))
-                keys = [k for k, _ in chunk]
-                n = len(chunk)
-                if (self._key_index(keys[0]) != expected
-                        or self._key_index(keys[-1]) != expected + n - 1):
-                    raise StorageError(self._where(
-                        f"the log has a gap in [{expected}, {expected + n}): keys are not "
-                        "contiguous"))
-                entries = self._decode_many([v for _, v in chunk], expected)
-                if entries[0].term < prev_term or entries[-1].term < entries[0].term:
-                    raise StorageError(self._where(
-                        f"log terms decrease in [{expected}, {expected + n})"))
-                prev_term = entries[-1].term
-                expected += n
-
-    def _decode_many(self, recs: list, first: int) -> list:
-        try:
-            entries = decode_entry_records(recs)
-        except CodecError:
-            for i, rec in enumerate(recs):  # find which one, to name its index
-                self._decode_one(rec, first + i)
-            raise
-        n = len(entries)
-        if entries[0].index != first or entries[n - 1].index != first + n - 1:
-            raise StorageError(self._where(
-                f"log keys [{first}, {first + n}) hold entries {entries[0].index}.."
-                f"{entries[n - 1].index}"))
-        return entries
+        loaded = load_log(self._layout, verify, self._purge_batch)
+        self._vote, self._committed = loaded.vote, loaded.committed
+        self._durable = self._staged = loaded.state
+        self._physical_first = loaded.physical_first
+        purged = loaded.state.last_purged_log_id
+        self._read_lo = 1 if purged is None else purged.index + 1
+        self._read_hi = loaded.state.next_index
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -235,12 +132,12 @@ class LmdbLogStore(LogStore):
             return []
         with self._env.read_txn() as txn:
             cursor = txn.cursor(db=self._log_db)
-            if not cursor.set_key(_key(start)):
+            if not cursor.set_key(key_of(start)):
                 raise StorageError(self._where(f"log entry {start} is missing"))
             recs = list(islice(cursor.iternext(keys=False, values=True), n))
         if len(recs) != n:
             raise StorageError(self._where(f"log entries [{start}, {stop}) are not all stored"))
-        return self._decode_many(recs, start)
+        return self._layout.decode_many(recs, start)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -301,10 +198,10 @@ class LmdbLogStore(LogStore):
                 entry = op[3][index - op[1]]
                 return LogId(entry.term, entry.index)
         with self._env.read_txn() as txn:
-            rec = txn.get(_key(index), db=self._log_db)
+            rec = txn.get(key_of(index), db=self._log_db)
         if rec is None:
             raise StorageError(self._where(f"log entry {index} is missing"))
-        entry = self._decode_one(rec, index)
+        entry = self._layout.decode_one(rec, index)
         return LogId(entry.term, entry.index)
 
     async def purge(self, upto: LogId) -> None:
@@ -327,7 +224,12 @@ class LmdbLogStore(LogStore):
     # -- the writer (worker thread) -------------------------------------------------------------
 
     def _write_batch(self, ops: list) -> list:
-        return self._env.write(partial_batch(self, ops))
+        apply_op = self._apply_op
+
+        def body(txn) -> list:
+            return [apply_op(txn, op) for op in ops]
+
+        return self._env.write(body)
 
     def _apply_op(self, txn, op: tuple):
         kind = op[0]
@@ -335,7 +237,7 @@ class LmdbLogStore(LogStore):
             first, recs = op[1], op[2]
             n = len(recs)
             cursor = txn.cursor(db=self._log_db)
-            consumed, added = cursor.putmulti(zip(map(_key, range(first, first + n)), recs),
+            consumed, added = cursor.putmulti(zip(map(key_of, range(first, first + n)), recs),
                                               append=True)
             if added != n:
                 raise StorageError(self._where(
@@ -349,7 +251,7 @@ class LmdbLogStore(LogStore):
             return None
         if kind == "truncate":
             cursor = txn.cursor(db=self._log_db)
-            if cursor.set_range(_key(op[1])):
+            if cursor.set_range(key_of(op[1])):
                 while cursor.delete():
                     pass
             return None
@@ -394,28 +296,3 @@ class LmdbLogStore(LogStore):
             self._env.close()
 
 
-def partial_batch(store: LmdbLogStore, ops: list):
-    def run(txn) -> list:
-        return [store._apply_op(txn, op) for op in ops]
-    return run
-
-
-def partial_purge(log_db, upto_index: int, max_entries: int):
-    """A transaction body deleting at most ``max_entries`` of the lowest entries with index
-    <= ``upto_index``; returns the lowest index still stored afterwards, or upto_index + 1
-    when none is stored."""
-    def run(txn) -> int:
-        cursor = txn.cursor(db=log_db)
-        if not cursor.first():
-            return upto_index + 1
-        removed = 0
-        while True:
-            key = cursor.key()
-            if not key:
-                return upto_index + 1
-            index = _index_of(key)
-            if index > upto_index or removed >= max_entries:
-                return index
-            cursor.delete()
-            removed += 1
-    return run
