@@ -312,13 +312,15 @@ class LogIndex:
         without the entries (they are not cached). Rebuilds the index at start from what
         storage holds: reset(purged), then one call per run.
 
-        Raises ValueError unless last_index > self.last_index and term >= max(last_term, 1).
-        O(1).
+        Raises ValueError unless last_index > self.last_index and term >= max(last_term, 1);
+        OverflowError if term or last_index does not fit in u64. O(1).
         """
         if last_index <= self.last_index:
             raise ValueError(f"run end {last_index} does not extend the log past {self.last_index}")
         if term < self.last_term or term == 0:
             raise ValueError(f"term {term} is below the log's term {self.last_term} or zero")
+        if term > _MAX_U64 or last_index > _MAX_U64:
+            raise OverflowError("term and index must fit in an unsigned 64-bit integer")
         if not self._run_term or self._run_term[-1] != term:
             self._run_start.append(self.last_index + 1)
             self._run_term.append(term)

@@ -24,8 +24,9 @@ Invariant: in-flight entries of a member are increasing last indexes, all > matc
     ``max_inflight`` of them; only PIPELINE mode has any.
 Invariant: every voter is tracked; a tracked id is either a voter or a learner, never both.
 
-Every method taking a node id raises ValueError if that id is not tracked. Nothing changes when
-a method raises.
+Every method taking a node id raises ValueError if that id is not tracked. Index and round
+arguments are u64, as on the wire: a value above 2**64 - 1 raises OverflowError (a negative one
+just compares below every index). Nothing changes when a method raises.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ SNAPSHOT = 2
 VOTE_PENDING = 0
 VOTE_WON = 1
 VOTE_LOST = 2
+
+_MAX_U64 = (1 << 64) - 1
 
 # Bits of _role: which voter configuration a member belongs to (none: a learner).
 _IN_A = 1
@@ -113,6 +116,7 @@ class ProgressTracker:
         for i in ls:
             if i in both:
                 raise ValueError(f"node {i} cannot be both a voter and a learner")
+        _check_u64(next_index)
         sa, sb = set(a), set(b)
         ids = sorted(both | set(ls))
         w = self.max_inflight
@@ -221,6 +225,7 @@ class ProgressTracker:
         no vote. Raises ValueError if next_index < 1. O(members)."""
         if next_index < 1:
             raise ValueError(f"next_index must be >= 1, got {next_index}")
+        _check_u64(next_index)
         n = len(self._ids)
         self._match = [0] * n
         self._next = [next_index] * n
@@ -237,6 +242,7 @@ class ProgressTracker:
         """Raise match to ``index`` (and next past it) without touching the mode or window:
         the leader's own durable log end (thesis §10.2.1). Returns whether match grew. O(1)."""
         s = self._s(node_id)
+        _check_u64(index)
         if index <= self._match[s]:
             return False
         self._match[s] = index
@@ -253,6 +259,7 @@ class ProgressTracker:
         otherwise (SNAPSHOT mode, full window, a range not starting at next). O(1).
         """
         s = self._s(node_id)
+        _check_u64(last_index)
         m = self._mode[s]
         if m == PIPELINE:
             if last_index < self._next[s]:
@@ -277,6 +284,7 @@ class ProgressTracker:
         PIPELINE when match_index >= next - 1 (the probe was answered: the follower's position
         is found; next becomes match + 1), and SNAPSHOT too once match reaches the snapshot. Returns whether match grew (the commit index may move). O(freed)."""
         s = self._s(node_id)
+        _check_u64(match_index)
         grew = match_index > self._match[s]
         if grew:
             self._match[s] = match_index
@@ -307,6 +315,8 @@ class ProgressTracker:
         window and next = max(min(rejected_index, next_hint), match + 1); returns True. O(1).
         """
         s = self._s(node_id)
+        _check_u64(rejected_index)
+        _check_u64(next_hint)
         m = self._mode[s]
         if m == PIPELINE:
             if rejected_index <= self._match[s]:
@@ -347,6 +357,7 @@ class ProgressTracker:
         """Pause entries to ``node_id`` while a snapshot covering up to ``snapshot_index`` is
         sent (Raft §7). Raises ValueError if snapshot_index <= match. O(1)."""
         s = self._s(node_id)
+        _check_u64(snapshot_index)
         if snapshot_index <= self._match[s]:
             raise ValueError(
                 f"snapshot up to {snapshot_index} is not ahead of match {self._match[s]}")
@@ -360,6 +371,7 @@ class ProgressTracker:
         """``node_id`` installed a snapshot up to ``snapshot_index``: match rises to it, then
         PROBE from match + 1 (entries after the snapshot follow). O(1)."""
         s = self._s(node_id)
+        _check_u64(snapshot_index)
         if snapshot_index > self._match[s]:
             self._match[s] = snapshot_index
         self._mode[s] = PROBE
@@ -430,6 +442,7 @@ class ProgressTracker:
         """``node_id`` acknowledged the leader's round ``seq`` (and so every earlier one).
         O(1)."""
         s = self._s(node_id)
+        _check_u64(seq)
         if seq > self._seq[s]:
             self._seq[s] = seq
 
@@ -491,3 +504,10 @@ class ProgressTracker:
             parts.append(f"{i}:{'v' if self._role[s] else 'l'} m={self._match[s]} "
                          f"n={self._next[s]} {mode} if={self._if_count[s]}")
         return f"ProgressTracker({'; '.join(parts)})"
+
+
+def _check_u64(value: int) -> None:
+    # What the tracker stores is a log index or a round: a u64, as on the wire (the compiled
+    # tracker keeps them in C words, so a larger value has nowhere to go).
+    if value > _MAX_U64:
+        raise OverflowError(f"{value} does not fit in an unsigned 64-bit integer")
