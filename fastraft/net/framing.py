@@ -6,10 +6,12 @@ One envelope::
     u64 request_id | u8 status | body
     status 0 (OK):     body is one codec frame (fastraft.codec: header, then message body)
     status 1 (ERROR):  body is u16 length | that many bytes of UTF-8 text (at most 1024)
+    status 2 (EMPTY):  no body
 
 A request always has status OK. A response carries the id of its request; ERROR says the
-peer received the request and could not serve it (the client raises RemoteError). All
-integers little-endian.
+peer received the request and could not serve it (the client raises RemoteError); EMPTY says
+the peer handled it and has no answer to it (it answered a later request from us instead, or
+ignored this one: see ``fastraft.net.protocol``). All integers little-endian.
 
 The frame's own header is validated (``codec.frame_size``) before the body is read, so an
 oversized or malformed frame is refused before anything is allocated for it. Any bytes that
@@ -31,6 +33,7 @@ __all__ = [
     "ENVELOPE_SIZE",
     "STATUS_OK",
     "STATUS_ERROR",
+    "STATUS_EMPTY",
     "MAX_ERROR_TEXT_BYTES",
     "DEFAULT_MAX_FRAME_BYTES",
     "encode_ok",
@@ -43,6 +46,7 @@ _TEXT_LEN = struct.Struct("<H")
 ENVELOPE_SIZE = _ENVELOPE.size
 STATUS_OK = 0
 STATUS_ERROR = 1
+STATUS_EMPTY = 2
 MAX_ERROR_TEXT_BYTES = 1024
 #: Largest codec frame accepted by default; bounds the memory one peer can make us allocate.
 DEFAULT_MAX_FRAME_BYTES = codec.DEFAULT_MAX_FRAME_BYTES
@@ -50,8 +54,11 @@ DEFAULT_MAX_FRAME_BYTES = codec.DEFAULT_MAX_FRAME_BYTES
 _READ_BYTES = 256 * 1024
 
 
-def encode_ok(request_id: int, msg: Message) -> bytes:
-    """One envelope carrying ``msg`` (a request, or the response to ``request_id``)."""
+def encode_ok(request_id: int, msg: Message | None) -> bytes:
+    """One envelope carrying ``msg`` (a request, or the response to ``request_id``); an
+    EMPTY answer when ``msg`` is None."""
+    if msg is None:
+        return _ENVELOPE.pack(request_id, STATUS_EMPTY)
     return _ENVELOPE.pack(request_id, STATUS_OK) + codec.encode_message(msg)
 
 
@@ -65,7 +72,8 @@ class FrameReader:
     """Reads envelopes from a trio stream, one at a time.
 
     ``read()`` returns ``(request_id, message)`` for OK envelopes, ``(request_id, text)`` for
-    ERROR ones, and None at a clean end of stream (between envelopes). Raises CodecError on
+    ERROR ones, ``(request_id, None)`` for EMPTY ones, and None at a clean end of stream
+    (between envelopes). Raises CodecError on
     bytes that do not parse and on a stream that ends inside an envelope.
 
     Cancel-safe: bytes already received stay in the reader's buffer, so a cancelled read can
@@ -101,7 +109,7 @@ class FrameReader:
         self._pos += n
         return out
 
-    async def read(self) -> tuple[int, Message | str] | None:
+    async def read(self) -> tuple[int, Message | str | None] | None:
         if not await self._fill(ENVELOPE_SIZE):
             if self._available():
                 raise CodecError("stream ended inside an envelope")
@@ -128,4 +136,7 @@ class FrameReader:
                 raise CodecError("stream ended inside an error text")
             self._pos += head
             return request_id, self._take(n).decode("utf-8", "replace")
+        if status == STATUS_EMPTY:
+            self._pos += ENVELOPE_SIZE
+            return request_id, None
         raise CodecError(f"unknown envelope status {status}")

@@ -153,8 +153,9 @@ class MemoryRouter:
             await trio.sleep_forever()
         self.stats.delivered += 1
 
-    async def deliver(self, src: int, dst: int, request: Message) -> Message:
-        """Carry ``request`` from ``src`` to ``dst``'s handler and its response back."""
+    async def deliver(self, src: int, dst: int, request: Message) -> Message | None:
+        """Carry ``request`` from ``src`` to ``dst``'s handler and its response (or None, no
+        answer) back."""
         if dst not in self._handlers and self.can_reach(src, dst):
             self.stats.refused += 1
             raise Unreachable(f"node {dst} is not registered with the router")
@@ -170,8 +171,8 @@ class MemoryRouter:
         await self._hop(dst, src)
         return self._copy(response)
 
-    def _copy(self, msg: Message) -> Message:
-        if not self._through_codec:
+    def _copy(self, msg: Message | None) -> Message | None:
+        if msg is None or not self._through_codec:
             return msg
         from .. import codec  # imported late: only routers that ask for it need the codec
 
@@ -198,7 +199,7 @@ class MemoryClient(RaftClient):
         self.target_id = target_id
         self._closed = False
 
-    async def send(self, request: Message) -> Message:
+    async def send(self, request: Message) -> Message | None:
         if self._closed:
             raise Unreachable("client closed")
         return await self.router.deliver(self.source_id, self.target_id, request)

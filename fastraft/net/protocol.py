@@ -13,14 +13,22 @@ what they return; ``dispatch`` picks the entry point by the request's type.
 
 Contract of a client:
 
-* ``send(request)`` returns the response to that request, or raises ``NetworkError``;
-  it never returns a response to some other request (networks that pipeline pair them by id);
+* ``send(request)`` returns the response to that request, None when the peer handled it and
+  has no answer to it, or raises ``NetworkError``; it never returns a response to some other
+  request (networks that pipeline pair them by id);
 * it is cancel-safe: a request cancelled by its caller (a timeout) leaves the client usable
   for the next request, and a late response to the cancelled one is dropped;
 * several requests may be in flight on one client at once (AppendEntries pipelining); the
   runtime bounds how many;
 * ``aclose()`` releases every socket and task the client holds; after it, requests raise
   ``Unreachable``.
+
+Why a request may have no answer: a node's engine passes messages, it does not answer calls.
+A follower that receives three pipelined AppendEntries while its disk syncs acknowledges all
+three with one response (the last; it covers the others), and a request the node ignores
+(from a stale leader whose message no longer fits, say) gets none. ``handle_*`` then returns
+None, and a network carries that back as "no answer" (TCP: an EMPTY envelope); the sender
+simply drops it.
 
 Errors say what the caller may do next: ``Unreachable`` (the peer cannot be reached now: retry
 later, the request was not delivered), ``RequestTimeout`` (no answer in time: the request may
@@ -93,20 +101,21 @@ Resp = TypeVar("Resp", bound=Message)
 
 @runtime_checkable
 class RaftHandler(Protocol):
-    """The inbound entry points of a node (``fastraft.Raft`` implements them)."""
+    """The inbound entry points of a node (``fastraft.Raft`` implements them). Each returns
+    the response to send back, or None when there is none (see the module docstring)."""
 
-    async def handle_append_entries(self, req: AppendEntriesRequest) -> AppendEntriesResponse: ...
+    async def handle_append_entries(self, req: AppendEntriesRequest) -> AppendEntriesResponse | None: ...
 
-    async def handle_vote(self, req: VoteRequest) -> VoteResponse: ...
+    async def handle_vote(self, req: VoteRequest) -> VoteResponse | None: ...
 
-    async def handle_install_snapshot(self, req: InstallSnapshotRequest) -> InstallSnapshotResponse: ...
+    async def handle_install_snapshot(self, req: InstallSnapshotRequest) -> InstallSnapshotResponse | None: ...
 
-    async def handle_timeout_now(self, req: TimeoutNowRequest) -> TimeoutNowResponse: ...
+    async def handle_timeout_now(self, req: TimeoutNowRequest) -> TimeoutNowResponse | None: ...
 
 
-async def dispatch(handler: RaftHandler, request: Message) -> Message:
+async def dispatch(handler: RaftHandler, request: Message) -> Message | None:
     """Hand ``request`` to the matching ``handle_*`` entry point of ``handler`` and return its
-    response. Raises TypeError for a message that is not a request."""
+    response (or None). Raises TypeError for a message that is not a request."""
     t = type(request)
     if t is AppendEntriesRequest:
         return await handler.handle_append_entries(request)
@@ -120,7 +129,8 @@ async def dispatch(handler: RaftHandler, request: Message) -> Message:
 
 
 class Reply:
-    """A response still to come: resolved once, with a message or with an exception.
+    """A response still to come: resolved once, with a message (or None: no answer) or with an
+    exception.
 
     Several tasks may wait on it; each gets the same outcome.
     """
@@ -136,7 +146,7 @@ class Reply:
     def done(self) -> bool:
         return self._event.is_set()
 
-    def set_result(self, value: Message) -> None:
+    def set_result(self, value: Message | None) -> None:
         """Resolve with ``value``; does nothing if already resolved."""
         if not self._event.is_set():
             self._value = value
@@ -148,8 +158,8 @@ class Reply:
             self._error = error
             self._event.set()
 
-    async def result(self) -> Message:
-        """Wait for the outcome: return the message or raise the error."""
+    async def result(self) -> Message | None:
+        """Wait for the outcome: return the message (or None) or raise the error."""
         await self._event.wait()
         if self._error is not None:
             raise self._error
@@ -168,7 +178,7 @@ class _DeferredReply(Reply):
         self._arg = arg
         self._started = False
 
-    async def result(self) -> Message:
+    async def result(self) -> Message | None:
         if not self._started:
             self._started = True
             try:
@@ -209,8 +219,8 @@ class RaftClient:
 
     target_id: int = 0
 
-    async def send(self, request: Message) -> Message:
-        """Send one request and return its response (see the module's contract)."""
+    async def send(self, request: Message) -> Message | None:
+        """Send one request and return its response or None (see the module's contract)."""
         reply = await self.start(request)
         return await reply.result()
 
@@ -224,9 +234,9 @@ class RaftClient:
     async def aclose(self) -> None:
         """Release what the client holds. Idempotent."""
 
-    async def request(self, request: Message, timeout_s: float) -> Message:
+    async def request(self, request: Message, timeout_s: float) -> Message | None:
         """``send`` within ``timeout_s`` seconds; RequestTimeout when it takes longer, and a
-        RemoteError when the response is not of the type the request expects."""
+        RemoteError when the response is neither None nor of the type the request expects."""
         expect = RESPONSE_TYPE.get(type(request))
         if expect is None:
             raise TypeError(f"{type(request).__name__} is not a request message")
@@ -234,21 +244,21 @@ class RaftClient:
             resp = await self.send(request)
         if scope.cancelled_caught:
             raise RequestTimeout(f"no response from node {self.target_id} in {timeout_s} s")
-        if type(resp) is not expect:
+        if resp is not None and type(resp) is not expect:
             raise RemoteError(
                 f"node {self.target_id} answered {type(request).__name__} with {type(resp).__name__}")
         return resp
 
-    async def append_entries(self, req: AppendEntriesRequest, timeout_s: float) -> AppendEntriesResponse:
+    async def append_entries(self, req: AppendEntriesRequest, timeout_s: float) -> AppendEntriesResponse | None:
         return await self.request(req, timeout_s)  # type: ignore[return-value]
 
-    async def vote(self, req: VoteRequest, timeout_s: float) -> VoteResponse:
+    async def vote(self, req: VoteRequest, timeout_s: float) -> VoteResponse | None:
         return await self.request(req, timeout_s)  # type: ignore[return-value]
 
-    async def install_snapshot(self, req: InstallSnapshotRequest, timeout_s: float) -> InstallSnapshotResponse:
+    async def install_snapshot(self, req: InstallSnapshotRequest, timeout_s: float) -> InstallSnapshotResponse | None:
         return await self.request(req, timeout_s)  # type: ignore[return-value]
 
-    async def timeout_now(self, req: TimeoutNowRequest, timeout_s: float) -> TimeoutNowResponse:
+    async def timeout_now(self, req: TimeoutNowRequest, timeout_s: float) -> TimeoutNowResponse | None:
         return await self.request(req, timeout_s)  # type: ignore[return-value]
 
     async def __aenter__(self) -> "RaftClient":

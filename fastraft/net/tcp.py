@@ -113,7 +113,7 @@ class _PendingReply(Reply):
         self._conn = conn
         self._request_id = request_id
 
-    async def result(self) -> Message:
+    async def result(self) -> Message | None:
         try:
             return await super().result()
         finally:
@@ -315,7 +315,7 @@ async def _read_requests(handler: RaftHandler, stream: trio.SocketStream, max_fr
             if got is None:
                 return True
             request_id, request = got
-            if isinstance(request, str) or type(request) not in RESPONSE_TYPE:
+            if request is None or isinstance(request, str) or type(request) not in RESPONSE_TYPE:
                 raise CodecError(f"expected a request, got {type(request).__name__}")
             try:
                 reply = await submit(handler, request)

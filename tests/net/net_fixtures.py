@@ -16,13 +16,14 @@ from fastraft.net import Reply
 
 class EchoHandler:
     """Answers as node ``node_id``. ``delay_s`` delays every answer; requests whose term is
-    in ``hang_terms`` are never answered; ``shutting_down`` makes every request fail with
-    RaftShutdown. ``seen`` records requests in the order they were handed over."""
+    in ``hang_terms`` are never answered, those in ``silent_terms`` are answered with None (no
+    answer); ``shutting_down`` makes every request fail with RaftShutdown. ``seen`` records requests in the order they were handed over."""
 
     def __init__(self, node_id=2, delay_s=0.0):
         self.node_id = node_id
         self.delay_s = delay_s
         self.hang_terms = set()
+        self.silent_terms = set()
         self.shutting_down = False
         self.seen = []
 
@@ -34,6 +35,8 @@ class EchoHandler:
             await trio.sleep_forever()
         if self.delay_s:
             await trio.sleep(self.delay_s)
+        if req.term in self.silent_terms:
+            return None
         return make()
 
     async def handle_append_entries(self, req):

@@ -43,9 +43,11 @@ async def _read_all(data: bytes, chunk: int, max_frame_bytes=codec.DEFAULT_MAX_F
 @pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
 def test_envelopes_survive_any_split(chunk):
     msgs = [append_request(seq=i, entries=[Entry(1, i + 1, 1, b"p" * i)]) for i in range(5)]
-    data = b"".join(encode_ok(100 + i, m) for i, m in enumerate(msgs)) + encode_error(7, "nope")
+    data = (b"".join(encode_ok(100 + i, m) for i, m in enumerate(msgs)) + encode_error(7, "nope")
+            + encode_ok(8, None))
     got = trio.run(_read_all, data, chunk)
-    assert got == [(100 + i, m) for i, m in enumerate(msgs)] + [(7, "nope")]
+    assert got == [(100 + i, m) for i, m in enumerate(msgs)] + [(7, "nope"), (8, None)]
+    assert len(encode_ok(8, None)) == ENVELOPE_SIZE
 
 
 def test_error_text_is_bounded():

@@ -54,6 +54,15 @@ def test_every_request_kind_gets_its_response():
     run(main)
 
 
+def test_request_without_answer_returns_none():
+    async def main():
+        router, handlers = three_nodes(through_codec=True)
+        handlers[2].silent_terms.add(5)
+        assert await router.network(1).client(2, None).vote(VoteRequest(5, 1, 0, 0), 1.0) is None
+
+    run(main)
+
+
 def test_dispatch_refuses_a_response_message():
     async def main():
         with pytest.raises(TypeError):

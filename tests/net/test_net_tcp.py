@@ -82,6 +82,20 @@ def test_pipelined_requests_reach_the_node_in_order_and_answers_match():
     run(main)
 
 
+def test_request_without_answer_returns_none():
+    async def main():
+        async with trio.open_nursery() as nursery:
+            handler = EchoHandler(node_id=2)
+            handler.silent_terms.add(5)
+            node = await start_server(nursery, handler)
+            async with TcpNetwork().client(2, node) as c:
+                assert await c.append_entries(append_request(term=5), 2.0) is None
+                assert (await c.append_entries(append_request(term=6), 2.0)).term == 6
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
 def test_timeout_leaves_the_client_usable_and_drops_the_late_answer():
     async def main():
         async with trio.open_nursery() as nursery:
