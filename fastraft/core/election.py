@@ -1,0 +1,190 @@
+"""Leader election (Raft §5.2), pre-vote (thesis §9.6) and check-quorum (thesis §6.2).
+
+A follower that hears no leader for a randomized timeout (drawn from the engine's own seeded
+generator) campaigns: with pre-vote it first asks whether a majority would vote for it in the
+next term, without anyone changing term or vote, and only then raises its term. With
+check-quorum, a follower that heard from a leader within the minimum election timeout ignores
+vote requests (thesis §4.2.3), and a leader that did not hear from a quorum within that time
+steps down. Together they keep a node rejoining after a partition from deposing a healthy
+leader.
+
+Invariant: a candidate's vote requests leave only once its own vote is durable, and a vote
+reply leaves only once the vote it reports is durable.
+Invariant: at most one vote per term: ``vote.node_id`` changes only from 0 within a term.
+"""
+
+from __future__ import annotations
+
+from fastraft.messages import VoteRequest, VoteResponse
+from fastraft.types import Vote
+
+from ._prims import progress as _progress
+from .state import Role
+
+__all__ = ["ElectionMixin"]
+
+
+class ElectionMixin:
+    def _init_election(self) -> None:
+        self._election_deadline = float("inf")
+
+    def _reset_election_timer(self) -> None:
+        c = self.config
+        self._election_deadline = self._now + self._rng.uniform(c.election_timeout_min_s,
+                                                                c.election_timeout_max_s)
+
+    def _can_campaign(self) -> bool:
+        """Only a voter of the effective membership may campaign (learners never do)."""
+        return self._membership.membership.is_voter(self.id)
+
+    def _track_membership(self) -> None:
+        """Point the tracker at the effective membership (votes, progress, quorums)."""
+        m = self._membership.membership
+        if not m.configs:
+            return
+        joint = sorted(m.configs[1]) if m.is_joint else []
+        self.progress.set_membership(sorted(m.configs[0]), joint, sorted(m.learner_ids()),
+                                     self.log.last_index + 1)
+
+    # -- campaigning -----------------------------------------------------------------------------
+
+    def trigger_elect(self) -> None:
+        """Admin: campaign now, as if the election timeout fired (no-op on a leader or a
+        learner)."""
+        if self.role != Role.LEADER:
+            self._on_election_timeout()
+            self._notify()
+
+    def _on_election_timeout(self) -> None:
+        self._reset_election_timer()
+        if not self._can_campaign():
+            return
+        if self.config.pre_vote:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate(transfer=False)
+        self._notify()
+
+    def _start_tally(self) -> None:
+        self._track_membership()
+        self.progress.reset_votes()
+        self.progress.record_vote(self.id, True)
+
+    def _vote_request(self, term: int, pre_vote: bool, transfer: bool) -> VoteRequest:
+        return VoteRequest(term, self.id, self.log.last_term, self.log.last_index,
+                           pre_vote, transfer)
+
+    def _become_pre_candidate(self) -> None:
+        """Ask for pre-votes in term + 1 without changing term or vote (thesis §9.6)."""
+        self.role = Role.PRE_CANDIDATE
+        self.leader_id = 0
+        self._start_tally()
+        req = self._vote_request(self.vote.term + 1, True, False)
+        for v in self._membership.membership.voter_ids():
+            if v != self.id:
+                self._send(v, req)
+        self._check_election()
+
+    def _become_candidate(self, transfer: bool) -> None:
+        """Raise the term, vote for self, ask every voter (Raft §5.2). The requests and the
+        own vote count only once the vote is durable."""
+        term = self.vote.term + 1
+        self._set_vote(Vote(term, self.id))
+        self.role = Role.CANDIDATE
+        self.leader_id = 0
+        self._start_tally()
+        req = self._vote_request(term, False, transfer)
+        for v in self._membership.membership.voter_ids():
+            if v != self.id:
+                self._send(v, req, after_vote=True)
+        self._check_election()
+
+    def _check_election(self) -> None:
+        if self.role not in (Role.PRE_CANDIDATE, Role.CANDIDATE):
+            return
+        result = self.progress.vote_result()
+        if result == _progress.VOTE_LOST:
+            self.role = Role.FOLLOWER
+            self._refresh_role()
+        elif result == _progress.VOTE_WON:
+            if self.role == Role.PRE_CANDIDATE:
+                self._become_candidate(transfer=False)
+            elif self._vote_durable(self.vote):
+                self._become_leader()
+
+    def _log_up_to_date(self, msg: VoteRequest) -> bool:
+        """Raft §5.4.1: the candidate's last log id is at least ours."""
+        return (msg.last_log_term, msg.last_log_index) >= (self.log.last_term, self.log.last_index)
+
+    def _in_leader_lease(self) -> bool:
+        """A leader was heard from within the minimum election timeout (thesis §4.2.3), or this
+        node leads: ignore disruptive vote requests."""
+        if not self.config.check_quorum:
+            return False
+        if self.role == Role.LEADER:
+            return True
+        return (self.leader_id != 0
+                and self._now - self._leader_contact_at < self.config.election_timeout_min_s)
+
+    def _handle_vote_request(self, msg: VoteRequest) -> None:
+        if msg.term > self.vote.term and not msg.leader_transfer and self._in_leader_lease():
+            return  # silently: a healthy leader is known; the candidate times out again
+        if msg.pre_vote:
+            grant = msg.term > self.vote.term and self._log_up_to_date(msg)
+            # a pre-vote changes nothing here, so the answer depends on no durable state
+            self._send(msg.candidate_id,
+                       VoteResponse(msg.term if grant else self.vote.term, self.id, grant, True))
+            return
+        if msg.term < self.vote.term:
+            self._send(msg.candidate_id, VoteResponse(self.vote.term, self.id, False, False),
+                       after_vote=True)
+            return
+        if msg.term > self.vote.term:
+            self._become_follower(msg.term, 0)
+        grant = self.vote.node_id in (0, msg.candidate_id) and self._log_up_to_date(msg)
+        if grant:
+            if self.vote.node_id == 0:
+                self._set_vote(Vote(msg.term, msg.candidate_id))
+            self._reset_election_timer()
+        self._send(msg.candidate_id, VoteResponse(self.vote.term, self.id, grant, False),
+                   after_vote=True)
+
+    def _handle_vote_response(self, msg: VoteResponse) -> None:
+        if msg.pre_vote:
+            if self.role != Role.PRE_CANDIDATE:
+                return
+            if msg.granted:
+                if msg.term != self.vote.term + 1:
+                    return  # an answer to an older pre-vote
+            elif msg.term > self.vote.term:
+                self._become_follower(msg.term, 0)
+                return
+            if self.progress.is_tracked(msg.voter_id):
+                self.progress.record_vote(msg.voter_id, msg.granted)
+            self._check_election()
+            return
+        if msg.term > self.vote.term:
+            self._become_follower(msg.term, 0)
+            return
+        if self.role != Role.CANDIDATE or msg.term != self.vote.term:
+            return
+        if self.progress.is_tracked(msg.voter_id):
+            self.progress.record_vote(msg.voter_id, msg.granted)
+        self._check_election()
+
+    # -- check-quorum ----------------------------------------------------------------------------
+
+    def _maybe_check_quorum(self) -> None:
+        """Leader, once per minimum election timeout: step down unless a quorum of every
+        configuration was heard from since the last check (thesis §6.2)."""
+        if self._now < self._check_quorum_at:
+            return
+        self._check_quorum_at = self._now + self.config.election_timeout_min_s
+        if not self.config.check_quorum:
+            return
+        if not self.progress.quorum_active():
+            self._become_follower(self.vote.term, 0)
+            return
+        self.progress.reset_active()
+        if self.progress.is_tracked(self.id):
+            self.progress.mark_active(self.id)

@@ -1,0 +1,98 @@
+"""Leadership transfer (thesis §3.10).
+
+The leader stops taking proposals, brings the target's log up to its own, then sends it
+TimeoutNow; the target campaigns at once, and voters grant it even while they still hear from
+the old leader (the vote request says it is a transfer). The transfer ends when the old leader
+sees a higher term (success), or after an election timeout (failure: it keeps leading and
+takes proposals again).
+
+Invariant: while a transfer is pending, ``propose`` appends nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable
+
+from fastraft.messages import TimeoutNowRequest, TimeoutNowResponse
+
+from .commands import Respond
+from .errors import TransferFailed
+from .state import Role
+
+__all__ = ["TransferMixin"]
+
+
+class TransferMixin:
+    def _init_transfer(self) -> None:
+        # [target, deadline, request_id, timeout_now_sent, term]
+        self._transfer: list | None = None
+
+    @property
+    def transfer_target(self) -> int:
+        """The node leadership is being handed to, 0 if none."""
+        return self._transfer[0] if self._transfer is not None else 0
+
+    def transfer_leader(self, request_id: Hashable, target: int) -> None:
+        """Admin (leader): hand leadership to the voter ``target``. Answers
+        ``Respond(request_id)`` once a higher term is seen (the target campaigned), or
+        TransferFailed (not a voter, timed out after the maximum election timeout, replaced by
+        another transfer), or ForwardToLeader on a non-leader."""
+        if self.role != Role.LEADER:
+            self._emit(Respond(request_id, error=self._forward_error()))
+            return
+        if target == self.id:
+            self._emit(Respond(request_id, result=None))
+            return
+        if not self._membership.membership.is_voter(target) or not self.progress.is_tracked(target):
+            self._emit(Respond(request_id, error=TransferFailed(f"node {target} is not a voter")))
+            return
+        old = self._transfer
+        if old is not None:
+            self._emit(Respond(old[2], error=TransferFailed(
+                f"replaced by a transfer to node {target}")))
+        self._transfer = [target, self._now + self.config.election_timeout_max_s, request_id,
+                          False, self.vote.term]
+        self._maybe_send_append(target)
+        self._maybe_send_timeout_now(target)
+
+    def _maybe_send_timeout_now(self, peer: int) -> None:
+        t = self._transfer
+        if (t is None or t[0] != peer or t[3] or self.role != Role.LEADER
+                or not self.progress.is_tracked(peer)):
+            return
+        if self.progress.match_index(peer) >= self.log.last_index:
+            t[3] = True
+            self._send(peer, TimeoutNowRequest(self.vote.term, self.id))
+
+    def _maybe_expire_transfer(self) -> None:
+        t = self._transfer
+        if t is not None and self._now >= t[1]:
+            self._transfer = None
+            self._emit(Respond(t[2], error=TransferFailed(
+                f"node {t[0]} did not take over within the election timeout")))
+
+    def _end_transfer_on_step_down(self) -> None:
+        t = self._transfer
+        if t is None:
+            return
+        self._transfer = None
+        if self.vote.term > t[4]:
+            self._emit(Respond(t[2], result=None))
+        else:
+            self._emit(Respond(t[2], error=TransferFailed("leadership lost before the transfer")))
+
+    def _handle_timeout_now(self, m: TimeoutNowRequest) -> None:
+        if m.term < self.vote.term:
+            self._send(m.leader_id, TimeoutNowResponse(self.vote.term, self.id), after_vote=True)
+            return
+        if m.term > self.vote.term or self.leader_id != m.leader_id:
+            self._become_follower(m.term, m.leader_id)
+        if self.role == Role.LEADER or not self._can_campaign():
+            return
+        self._become_candidate(transfer=True)
+        # answered in the new term, so the old leader stops at once
+        self._send(m.leader_id, TimeoutNowResponse(self.vote.term, self.id), after_vote=True)
+
+    def _handle_timeout_now_response(self, m: TimeoutNowResponse) -> None:
+        if m.term > self.vote.term:
+            self._become_follower(m.term, 0)
