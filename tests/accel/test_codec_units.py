@@ -478,3 +478,25 @@ def test_unknown_field_kind_and_refused_construction(flavour):
             m.encode_message(Probe(1, "x"))
     finally:
         del MESSAGE_TYPES[Probe.TAG]
+
+
+def test_a_tag_outside_u8_is_refused(flavour):
+    m, _ = flavour
+    Probe = _register_probe((("a", "u64"),))
+    del MESSAGE_TYPES[Probe.TAG]
+    Probe.TAG = 300
+    MESSAGE_TYPES[300] = Probe
+    try:
+        with pytest.raises(ValueError, match=r"^Probe.TAG = 300 does not fit in u8$"):
+            m.encode_message(Probe(1))
+    finally:
+        del MESSAGE_TYPES[300]
+
+
+def test_encode_does_not_change_the_callers_list(flavour):
+    m, E = flavour
+    ducks = [Duck(1, 1, 1, b"a"), E(1, 2, 1, b"b")]
+    before = list(ducks)
+    m.encode_entries(ducks)
+    m.encode_message(AppendEntriesRequest(1, 1, 0, 0, 0, 0, ducks))
+    assert all(a is b for a, b in zip(ducks, before)) and len(ducks) == 2

@@ -332,6 +332,8 @@ def _message_class(msg) -> type:
     tag = getattr(cls, "TAG", None)
     if type(tag) is not int or MESSAGE_TYPES.get(tag) is not cls:
         raise TypeError(f"{cls.__name__} is not a message type in fastraft.messages.MESSAGE_TYPES")
+    if not 0 <= tag <= 255:
+        raise ValueError(f"{cls.__name__}.TAG = {tag} does not fit in u8")
     return cls
 
 

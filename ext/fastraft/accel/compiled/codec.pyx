@@ -232,10 +232,14 @@ cdef inline Entry _checked_entry(object obj, Py_ssize_t i):
 
 
 cdef list _prepare_entries(object entries, Py_ssize_t *size_out):
-    """Every entry as a checked compiled Entry (errors in order, as the twin's
-    _entry_parts); ``size_out`` receives the bytes of their wire form, count included."""
-    cdef list seq = entries if type(entries) is list else list(entries)
-    cdef list out = seq
+    """A new list of every entry as a checked compiled Entry (errors in order, as the twin's
+    _entry_parts); ``size_out`` receives the bytes of their wire form, count included.
+
+    Invariant: the result is ours and holds only immutable entries, so the size computed here
+    is the size written later, even if a finalizer run by an allocation in between changes
+    the caller's list (the copy costs a pointer and a reference count per entry).
+    """
+    cdef list seq = list(entries)
     cdef Py_ssize_t n = len(seq), i, size = 4
     cdef Entry e
     if <uint64_t>n > MAX_U32:
@@ -244,12 +248,10 @@ cdef list _prepare_entries(object entries, Py_ssize_t *size_out):
         obj = seq[i]
         e = _checked_entry(obj, i)
         if e is not obj:
-            if out is seq:
-                out = list(seq)  # the caller's list is never changed
-            out[i] = e
+            seq[i] = e
         size += C_ENTRY_HEAD + PyBytes_GET_SIZE(e.payload)
     size_out[0] = size
-    return out
+    return seq
 
 
 cdef unsigned char *_write_entries(unsigned char *w, list entries):
@@ -450,6 +452,8 @@ def encode_message(msg, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
     tag = getattr(cls, "TAG", None)
     if type(tag) is not int or MESSAGE_TYPES.get(tag) is not cls:
         raise TypeError(f"{cls.__name__} is not a message type in fastraft.messages.MESSAGE_TYPES")
+    if not 0 <= tag <= 255:
+        raise ValueError(f"{cls.__name__}.TAG = {tag} does not fit in u8")
     cdef list plan = _plan_of(cls)
     cdef Py_ssize_t n = len(plan), i, body_len = 1, size
     cdef list values = [None] * n
