@@ -1,0 +1,97 @@
+"""Start-up recovery edge cases, snapshot format refusals, and the memory log store's
+own promises."""
+
+import io
+
+import pytest
+import trio
+
+from fastraft import CodecError, Entry, LogId, StorageError, Vote
+from fastraft.kv import MemoryKVStateMachine
+from fastraft.kv.snapshot_format import SnapshotWriter, read_snapshot
+from fastraft.storage import MemoryLogStore, load_initial_state
+from fastraft.testing.helpers import blank, stored
+from fastraft.types import SnapshotMeta
+
+
+def test_missing_committed_entries_stop_the_start():
+    async def main():
+        log, sm = MemoryLogStore(), MemoryKVStateMachine()
+        await log.append([blank(1, i) for i in range(1, 4)])
+        await log.save_committed(LogId(1, 3))
+        await log.purge(LogId(1, 2))  # a purge the state machine has not caught up with
+        with pytest.raises(StorageError, match="missing"):
+            await load_initial_state(log, sm)
+
+    trio.run(main)
+
+
+def test_reapply_runs_in_bounded_chunks():
+    async def main():
+        log, sm = MemoryLogStore(), MemoryKVStateMachine()
+        await log.append([blank(1, i) for i in range(1, 1301)])
+        await log.save_committed(LogId(1, 1300))
+        batches = []
+        real_apply = sm.apply
+
+        async def counting_apply(entries):
+            batches.append(len(entries))
+            return await real_apply(entries)
+
+        sm.apply = counting_apply
+        got = await load_initial_state(log, sm)
+        assert got.last_applied == LogId(1, 1300) and got.committed == LogId(1, 1300)
+        assert batches == [512, 512, 276]
+
+    trio.run(main)
+
+
+def test_memory_append_nowait_reports_at_once_and_closed_store_refuses():
+    async def main():
+        log = MemoryLogStore()
+        seen = []
+        log.append_nowait([blank(1, 1)], seen.append)
+        assert seen == [None]
+        await log.save_vote(Vote(1, 1))
+        with pytest.raises(TypeError):
+            await log.save_vote((1, 1))
+        with pytest.raises(ValueError):
+            await log.read_entries(1, 2, max_entries=0)
+        await log.aclose()
+        with pytest.raises(StorageError):
+            await log.read_vote()
+
+    trio.run(main)
+
+
+def _snapshot_bytes(pairs, meta=None):
+    out = io.BytesIO()
+    writer = SnapshotWriter(out, meta or SnapshotMeta(LogId(1, 1), stored(1, 1, 1), "1-1-x"))
+    for k, v in pairs:
+        writer.add(k, v)
+    writer.finish()
+    return out.getvalue()
+
+
+def test_snapshot_format_refuses_what_commands_could_not_build():
+    good = _snapshot_bytes([(b"a", b"1"), (b"b", b"2")])
+    meta, pairs = read_snapshot(io.BytesIO(good))
+    assert list(pairs) == [(b"a", b"1"), (b"b", b"2")] and meta.snapshot_id == "1-1-x"
+    with pytest.raises(ValueError):
+        _snapshot_bytes([(b"b", b"1"), (b"a", b"2")])
+    for bad in (good + b"x", good[:-3], b"FRKVSNAP\x02\x00" + good[10:], b"NOTASNAP" + good[8:],
+                _snapshot_bytes([(b"k" * 600, b"v")]), _snapshot_bytes([(b"", b"v")]),
+                _snapshot_bytes([(b"\xff", b"v")])):
+        with pytest.raises(CodecError):
+            _, pairs = read_snapshot(io.BytesIO(bad))
+            list(pairs)
+
+
+def test_entries_are_kept_as_given():
+    async def main():
+        log = MemoryLogStore()
+        batch = [Entry(1, 1, 1, b"a"), Entry(1, 2, 2, b"b")]
+        await log.append(batch)
+        assert await log.read_entries(1, 3) == batch
+
+    trio.run(main)
