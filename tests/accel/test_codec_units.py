@@ -500,3 +500,22 @@ def test_encode_does_not_change_the_callers_list(flavour):
     m.encode_entries(ducks)
     m.encode_message(AppendEntriesRequest(1, 1, 0, 0, 0, 0, ducks))
     assert all(a is b for a, b in zip(ducks, before)) and len(ducks) == 2
+
+
+def test_a_bad_frame_in_a_large_buffer_is_refused_without_copying_it(flavour):
+    m, _ = flavour
+    tracemalloc.start()
+    try:
+        for kind, decode in ((1, m.decode_entries), (2, m.decode_message),
+                             (3, m.decode_entry_record)):
+            big = bytearray(HEADER.pack(1, kind, 0, 2**32 - 1, 0) + bytes(8 << 20))
+            tracemalloc.reset_peak()  # the buffer is the test's; count only the decoder's
+            with pytest.raises(CodecError, match="truncated frame: 8388620 of 4294967307"):
+                decode(memoryview(big), max_frame_bytes=2**40)
+            with pytest.raises(CodecError, match="exceeds the limit"):
+                decode(big)
+            current, peak = tracemalloc.get_traced_memory()
+            assert peak - current < 1 << 20
+            del big
+    finally:
+        tracemalloc.stop()

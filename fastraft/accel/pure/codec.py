@@ -161,16 +161,17 @@ def frame_size(header, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> int:
 def _open_frame(data, expected_kind: int, max_frame_bytes) -> bytes:
     """Validate a whole frame of ``expected_kind`` and return its bytes (header included)."""
     max_frame_bytes = _check_limit(max_frame_bytes)
-    data = _as_bytes(data)
-    kind, total, crc = _read_header(data, max_frame_bytes)
+    # The header and the length are checked before a buffer that is not bytes is copied.
+    kind, total, crc = _read_header(_as_bytes(data, HEADER_SIZE), max_frame_bytes)
     if kind != expected_kind:
         raise CodecError(
             f"expected {_FRAME_NAMES[expected_kind]} frame, got {_FRAME_NAMES[kind]} frame")
-    size = len(data)
+    size = len(data) if type(data) is bytes else memoryview(data).nbytes
     if size < total:
         raise CodecError(f"truncated frame: {size} of {total} bytes")
     if size > total:
         raise CodecError(f"{size - total} bytes of trailing garbage after the frame")
+    data = _as_bytes(data)
     actual = crc32c(memoryview(data)[_BODY_START:])
     if actual != crc:
         raise CodecError(f"checksum mismatch: header says {crc:#010x}, body has {actual:#010x}")
