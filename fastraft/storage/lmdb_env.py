@@ -113,10 +113,11 @@ class LmdbEnv:
         self._users = 0
         self._closed = False
         try:
+            os.makedirs(self.path, exist_ok=True)
             self._env = lmdb.open(self.path, map_size=map_size_bytes, subdir=True, sync=True,
                                   metasync=True, map_async=False, writemap=writemap,
                                   max_dbs=MAX_DBS, readahead=False, lock=True)
-        except lmdb.Error as e:
+        except (lmdb.Error, OSError) as e:
             raise StorageError(f"cannot open lmdb environment {self.path}: {e}") from e
         self._page_bytes = self._env.stat()["psize"]
 
