@@ -34,8 +34,15 @@ class ElectionMixin:
                                                                 c.election_timeout_max_s)
 
     def _can_campaign(self) -> bool:
-        """Only a voter of the effective membership may campaign (learners never do)."""
-        return self._membership.membership.is_voter(self.id)
+        """A voter of the effective membership may campaign, and so may a voter of the previous
+        one while the effective one is uncommitted: it may be the only node holding the new
+        configuration, and the cluster needs it until C_new commits (thesis §4.2.2). Learners
+        never campaign."""
+        if self._membership.membership.is_voter(self.id):
+            return True
+        m = self._membership
+        return (m.log_id is not None and m.log_id.index > self.committed
+                and self._prev_membership.membership.is_voter(self.id))
 
     def _track_membership(self) -> None:
         """Point the tracker at the effective membership (votes, progress, quorums)."""
@@ -68,7 +75,8 @@ class ElectionMixin:
     def _start_tally(self) -> None:
         self._track_membership()
         self.progress.reset_votes()
-        self.progress.record_vote(self.id, True)
+        if self.progress.is_tracked(self.id):
+            self.progress.record_vote(self.id, True)
 
     def _vote_request(self, term: int, pre_vote: bool, transfer: bool) -> VoteRequest:
         return VoteRequest(term, self.id, self.log.last_term, self.log.last_index,

@@ -185,6 +185,7 @@ class MembershipMixin:
                 if _index(sm) > _index(self._committed_membership):
                     self._committed_membership = sm
                     self._emit(MembershipChanged(self._membership, sm))
+                    self._refresh_role()
                 break
         if self.role == Role.LEADER:
             self._continue_change()
@@ -206,14 +207,16 @@ class MembershipMixin:
             if ch is not None:
                 ch.kind, ch.wait_index = "final", idx
             return
-        if ch is None or self.committed < ch.wait_index:
-            return
-        if ch.kind == "final":
+        if ch is not None and self.committed >= ch.wait_index and ch.kind == "final":
             self._change = None
             self._emit(Respond(ch.request_id, result=eff.log_id))
-            if not m.is_voter(self.id):
-                self._become_follower(self.vote.term, 0)  # removed: step down (thesis §4.2.2)
-        elif ch.kind == "learner":
+        if not m.is_voter(self.id):
+            # C_new committed without this leader: step down (thesis §4.2.2)
+            self._become_follower(self.vote.term, 0)
+            return
+        if ch is None or self.committed < ch.wait_index:
+            return
+        if ch.kind == "learner":
             ch.kind = "catch_up"
             self._on_follower_progress(ch.node_id)
 
