@@ -3,7 +3,7 @@
 * ``protocols``: ``LogStore``, ``StateMachine``, ``LogState``, ``Snapshot`` (the contract).
 * ``memory``: ``MemoryLogStore`` (no disk).
 * ``lmdb_log``: ``LmdbLogStore`` (durable, group commit), on ``lmdb_env.LmdbEnv``.
-* ``recovery``: what a node reads back at start (``load_initial_state`` and helpers).
+* ``recovery``: what a node reads back at start (``recover_state`` and helpers).
 
 ``fastraft.testing.StorageSuite`` checks any pair of stores against the contract; the KV
 example's state machines live in ``fastraft.kv``.
@@ -14,10 +14,10 @@ from .lmdb_log import LmdbLogStore
 from .memory import MemoryLogStore
 from .protocols import LogState, LogStore, OnDurable, Snapshot, StateMachine, supports_append_nowait
 from .recovery import (
-    InitialState,
+    RecoveredState,
     MembershipState,
     last_membership_in_log,
-    load_initial_state,
+    recover_state,
     read_entry,
     read_membership_state,
 )
@@ -32,10 +32,10 @@ __all__ = [
     "MemoryLogStore",
     "LmdbEnv",
     "LmdbLogStore",
-    "InitialState",
+    "RecoveredState",
     "MembershipState",
     "read_entry",
     "last_membership_in_log",
     "read_membership_state",
-    "load_initial_state",
+    "recover_state",
 ]

@@ -5,7 +5,7 @@ once on top of the protocols so that every backend gets it right the same way.
 * ``last_membership_in_log``: the last (at most two) MEMBERSHIP entries at or after an index.
 * ``read_membership_state``: the committed and the effective membership (Raft §6: a node
   uses the latest configuration in its log, committed or not).
-* ``load_initial_state``: the vote, the log's ends, the state machine's progress and the
+* ``recover_state``: the vote, the log's ends, the state machine's progress and the
   memberships; re-applies entries known committed but not yet applied, and reconciles a log
   that is behind its state machine (a snapshot was installed, the log not yet purged).
 """
@@ -23,8 +23,8 @@ __all__ = [
     "last_membership_in_log",
     "MembershipState",
     "read_membership_state",
-    "InitialState",
-    "load_initial_state",
+    "RecoveredState",
+    "recover_state",
 ]
 
 #: Entries read per step when scanning or re-applying (bounds memory at start-up).
@@ -98,8 +98,10 @@ async def read_membership_state(store: LogStore, sm: StateMachine) -> Membership
 
 
 @dataclass(frozen=True, slots=True)
-class InitialState:
-    """What a starting node knows from its stores.
+class RecoveredState:
+    """What a starting node knows from its stores; the runtime builds the engine's
+    ``fastraft.core.state.InitialState`` from it (``membership.effective`` is the engine's
+    membership, ``membership.committed`` the one before it).
 
     Invariant: last_applied <= committed (when both exist); the log holds the entries in
     (last_purged_log_id.index, last_log_id.index].
@@ -113,7 +115,7 @@ class InitialState:
     membership: MembershipState
 
 
-async def load_initial_state(store: LogStore, sm: StateMachine) -> InitialState:
+async def recover_state(store: LogStore, sm: StateMachine) -> RecoveredState:
     """Read, and where needed repair, a node's durable state before it starts.
 
     1. Entries up to the saved committed id but after ``last_applied`` are applied now, in
@@ -151,4 +153,4 @@ async def load_initial_state(store: LogStore, sm: StateMachine) -> InitialState:
     if committed is None or (last_applied is not None and committed < last_applied):
         committed = last_applied
     membership = await read_membership_state(store, sm)
-    return InitialState(vote, last_purged, last_log, committed, last_applied, membership)
+    return RecoveredState(vote, last_purged, last_log, committed, last_applied, membership)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import CodecError
 from ..storage import recovery
-from ..storage.recovery import load_initial_state, read_membership_state
+from ..storage.recovery import recover_state, read_membership_state
 from ..types import LogId, StoredMembership, Vote
 from .helpers import blank, expect, expect_raises, member, members, normal, stored
 from .storage_suite import SuiteContext, case
@@ -22,7 +22,7 @@ _EMPTY = StoredMembership()
 @case
 async def initial_state_without_data(ctx: SuiteContext) -> None:
     """New stores start from nothing: default vote, empty log, nothing applied."""
-    got = await load_initial_state(ctx.log, ctx.sm)
+    got = await recover_state(ctx.log, ctx.sm)
     expect((got.vote, got.last_purged_log_id, got.last_log_id, got.committed, got.last_applied),
            (Vote(), None, None, None, None), "initial state of new stores")
     expect((got.membership.committed, got.membership.effective), (_EMPTY, _EMPTY),
@@ -35,7 +35,7 @@ async def initial_state_with_data(ctx: SuiteContext) -> None:
     await ctx.log.save_vote(Vote(1, 1))
     await ctx.log.append([blank(1, 1), blank(1, 2), blank(3, 3)])
     await ctx.sm.apply([blank(1, 1)])
-    got = await load_initial_state(ctx.log, ctx.sm)
+    got = await recover_state(ctx.log, ctx.sm)
     expect(got.vote, Vote(1, 1), "vote")
     expect(got.last_log_id, LogId(3, 3), "last log id")
     expect(got.last_applied, LogId(1, 1), "last applied")
@@ -47,11 +47,11 @@ async def initial_state_membership_from_log_and_sm(ctx: SuiteContext) -> None:
     """The effective membership comes from the log only after the last applied entry."""
     await ctx.log.append([member(1, 1, 1, 2, 3), blank(1, 2)])
     await ctx.sm.apply([blank(1, 1), member(1, 2, 3, 4, 5)])
-    got = await load_initial_state(ctx.log, ctx.sm)
+    got = await recover_state(ctx.log, ctx.sm)
     expect(got.membership.effective, stored(1, 2, 3, 4, 5),
            "log membership at or before last applied is ignored")
     await ctx.log.append([member(1, 3, 1, 2, 3)])
-    got = await load_initial_state(ctx.log, ctx.sm)
+    got = await recover_state(ctx.log, ctx.sm)
     expect(got.membership.effective, stored(1, 3, 1, 2, 3), "log membership after last applied")
     expect(got.membership.committed, stored(1, 2, 3, 4, 5), "committed: the state machine's")
 
@@ -61,7 +61,7 @@ async def initial_state_log_ahead_of_sm(ctx: SuiteContext) -> None:
     """A log longer than what was applied keeps its end."""
     await ctx.log.append([blank(1, 1), blank(1, 2), blank(2, 3), blank(2, 4), blank(2, 5)])
     await ctx.sm.apply([blank(1, 1), blank(1, 2)])
-    got = await load_initial_state(ctx.log, ctx.sm)
+    got = await recover_state(ctx.log, ctx.sm)
     expect((got.last_log_id, got.last_applied), (LogId(2, 5), LogId(1, 2)),
            "last log id and last applied")
 
@@ -72,7 +72,7 @@ async def initial_state_log_behind_sm(ctx: SuiteContext) -> None:
     to it, so the log continues where the state machine is (Raft §7)."""
     await ctx.log.append([blank(1, 1), blank(1, 2)])
     await ctx.sm.apply([blank(1, 1), blank(1, 2), blank(3, 3), blank(3, 4)])
-    got = await load_initial_state(ctx.log, ctx.sm)
+    got = await recover_state(ctx.log, ctx.sm)
     expect((got.last_log_id, got.last_purged_log_id), (LogId(3, 4), LogId(3, 4)),
            "log state after start with the log behind")
     state = await ctx.log.get_log_state()
@@ -90,7 +90,7 @@ async def initial_state_reapplies_committed(ctx: SuiteContext) -> None:
     await ctx.sm.apply([blank(1, 1), blank(1, 2)])
     await ctx.log.save_committed(LogId(1, 4))
     keeps = await ctx.log.read_committed() is not None
-    got = await load_initial_state(ctx.log, ctx.sm)
+    got = await recover_state(ctx.log, ctx.sm)
     want = LogId(1, 4) if keeps else LogId(1, 2)
     expect(got.last_applied, want, "last applied after start")
     expect((await ctx.sm.applied_state())[0], want, "the state machine's last applied")

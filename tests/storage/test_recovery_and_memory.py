@@ -9,7 +9,7 @@ import trio
 from fastraft import CodecError, Entry, LogId, StorageError, Vote
 from fastraft.kv import MemoryKVStateMachine
 from fastraft.kv.snapshot_format import SnapshotWriter, read_snapshot
-from fastraft.storage import MemoryLogStore, load_initial_state
+from fastraft.storage import MemoryLogStore, recover_state
 from fastraft.testing.helpers import blank, stored
 from fastraft.types import SnapshotMeta
 
@@ -21,7 +21,7 @@ def test_missing_committed_entries_stop_the_start():
         await log.save_committed(LogId(1, 3))
         await log.purge(LogId(1, 2))  # a purge the state machine has not caught up with
         with pytest.raises(StorageError, match="missing"):
-            await load_initial_state(log, sm)
+            await recover_state(log, sm)
 
     trio.run(main)
 
@@ -39,7 +39,7 @@ def test_reapply_runs_in_bounded_chunks():
             return await real_apply(entries)
 
         sm.apply = counting_apply
-        got = await load_initial_state(log, sm)
+        got = await recover_state(log, sm)
         assert got.last_applied == LogId(1, 1300) and got.committed == LogId(1, 1300)
         assert batches == [512, 512, 276]
 
