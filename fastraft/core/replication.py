@@ -112,6 +112,8 @@ class ReplicationMixin:
         """Send ``peer`` what it lacks, as far as its mode and window allow."""
         p = self.progress
         log = self.log
+        if not p.is_tracked(peer):
+            return
         while p.can_send(peer) and peer not in self._log_reads:
             nxt = p.next_index(peer)
             prev = nxt - 1
@@ -120,6 +122,10 @@ class ReplicationMixin:
                 return
             last = log.last_index
             if nxt > last:
+                if p.mode(peer) == _progress.PROBE:
+                    # nothing new, but the follower's position is unknown: an empty probe at
+                    # next - 1 finds it (rejections backtrack from there)
+                    self._send_entries(peer, prev, [])
                 return
             if not log.is_cached(nxt):
                 self._log_reads[peer] = nxt
