@@ -1,0 +1,167 @@
+"""Executing the engine's state-machine work, in emission order: ``ApplyEntries``,
+``BuildSnapshot``, ``SaveSnapshotChunk``, ``InstallSnapshot``, and the ``ReadReady`` points
+that must wait until what was emitted before them is applied (commands.py, obligation 1).
+
+Applying is batched: the ranges queued while the state machine was busy go to it in one
+``apply`` call (at most ``max_apply_entries`` entries), entries the engine handed over are used
+as they are, others are read from the log store. After each batch ``on_applied(entries,
+responses)`` runs on the trio thread (it resolves the clients' futures).
+
+Snapshot reception: a chunk at offset 0 opens a fresh receiving file from the state machine
+(``begin_receiving_snapshot``), later chunks of the same snapshot are written at their offset,
+``InstallSnapshot`` hands the file to the state machine and reports
+``on_snapshot_installed(meta)``. ``BuildSnapshot`` reports ``on_snapshot_built(meta)``.
+
+A failure of the state machine is reported to ``on_failed(error)`` and ends the worker: the
+node must stop (its applied state can no longer be trusted).
+
+Invariant: entries reach the state machine in log order, each once; a read point is released
+only after every apply queued before it completed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import BinaryIO, Callable
+
+import trio
+
+from ..core.commands import ApplyEntries, BuildSnapshot, InstallSnapshot, ReadReady, SaveSnapshotChunk
+from ..errors import StorageError
+from ..storage.protocols import LogStore, StateMachine
+from ..types import LogId, SnapshotMeta
+
+__all__ = ["Applier"]
+
+log = logging.getLogger("fastraft.runtime.applier")
+
+
+class Applier:
+    """Runs the state-machine commands; see the module docstring."""
+
+    def __init__(self, state_machine: StateMachine, log_store: LogStore, *,
+                 on_applied: Callable[[list, list], None],
+                 on_read_ready: Callable[[ReadReady], None],
+                 on_snapshot_built: Callable[[SnapshotMeta], None],
+                 on_snapshot_installed: Callable[[SnapshotMeta], None],
+                 on_failed: Callable[[BaseException], None],
+                 max_apply_entries: int = 8192) -> None:
+        self._sm = state_machine
+        self._log = log_store
+        self._on_applied = on_applied
+        self._on_read_ready = on_read_ready
+        self._on_snapshot_built = on_snapshot_built
+        self._on_snapshot_installed = on_snapshot_installed
+        self._on_failed = on_failed
+        self._max_apply = max_apply_entries
+        self._queue: deque = deque()  # bounded by the engine's own emissions per input
+        self._wake = trio.Event()
+        self._receiving: tuple[str, BinaryIO] | None = None
+        self.last_applied: LogId | None = None  #: the last entry applied (or snapshot installed)
+
+    def submit(self, cmd) -> None:
+        """Take one state-machine command (or a ReadReady), in emission order."""
+        self._queue.append(cmd)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Execute queued commands until cancelled; a failure ends it via ``on_failed``."""
+        try:
+            await self._loop()
+        except trio.Cancelled:
+            raise
+        except Exception as e:
+            self._on_failed(e)
+        finally:
+            self._discard_receiving()
+
+    async def _loop(self) -> None:
+        q = self._queue
+        while True:  # one round per queued command or batch of applies; ends by cancel
+            if not q:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            cmd = q[0]
+            t = type(cmd)
+            if t is ApplyEntries:
+                await self._apply_batch()
+                continue
+            q.popleft()
+            if t is ReadReady:
+                self._on_read_ready(cmd)
+            elif t is BuildSnapshot:
+                snap = await self._sm.build_snapshot()
+                snap.close()
+                self._on_snapshot_built(snap.meta)
+            elif t is SaveSnapshotChunk:
+                await self._save_chunk(cmd)
+            elif t is InstallSnapshot:
+                await self._install(cmd.meta)
+            else:
+                raise TypeError(f"not a state-machine command: {t.__name__}")
+
+    async def _apply_batch(self) -> None:
+        """Apply the ApplyEntries at the head of the queue and those right behind it."""
+        q = self._queue
+        entries: list = []
+        while q and type(q[0]) is ApplyEntries and len(entries) < self._max_apply:
+            cmd = q[0]
+            room = self._max_apply - len(entries)
+            lo, hi = cmd.lo, cmd.hi
+            take_hi = min(hi, lo + room)
+            if cmd.entries is not None:
+                got = cmd.entries[: take_hi - lo]
+            else:
+                got = await self._log.read_entries(lo, take_hi)
+                if len(got) != take_hi - lo or (got and got[0].index != lo):
+                    raise StorageError(
+                        f"committed entries [{lo}, {take_hi}) are missing from the log store "
+                        f"(read {len(got)})")
+            entries.extend(got)
+            if take_hi == hi:
+                q.popleft()
+            else:  # the rest of this range goes in the next batch
+                rest = None if cmd.entries is None else cmd.entries[take_hi - lo:]
+                q[0] = ApplyEntries(take_hi, hi, rest)
+        if not entries:
+            return
+        responses = await self._sm.apply(entries)
+        last = entries[-1]
+        self.last_applied = LogId(last.term, last.index)
+        self._on_applied(entries, responses)
+
+    async def _save_chunk(self, cmd: SaveSnapshotChunk) -> None:
+        if cmd.offset == 0:
+            self._discard_receiving()
+            self._receiving = (cmd.snapshot_id, await self._sm.begin_receiving_snapshot())
+        rx = self._receiving
+        if rx is None or rx[0] != cmd.snapshot_id:
+            # the engine asks for chunks in order from offset 0; anything else is a lost start
+            log.warning("snapshot chunk at %d of %r without its start; ignored", cmd.offset, cmd.snapshot_id)
+            return
+        f = rx[1]
+        f.seek(cmd.offset)
+        f.write(cmd.data)
+
+    async def _install(self, meta: SnapshotMeta) -> None:
+        rx = self._receiving
+        if rx is None or rx[0] != meta.snapshot_id:
+            raise StorageError(f"snapshot {meta.snapshot_id!r} to install was never received")
+        self._receiving = None
+        f = rx[1]
+        f.flush()
+        f.seek(0)
+        await self._sm.install_snapshot(meta, f)
+        if meta.last_log_id is not None:
+            self.last_applied = meta.last_log_id
+        self._on_snapshot_installed(meta)
+
+    def _discard_receiving(self) -> None:
+        rx, self._receiving = self._receiving, None
+        if rx is not None:
+            try:
+                rx[1].close()
+            except OSError:
+                pass

@@ -1,0 +1,132 @@
+"""Executing the engine's durable writes (``SaveVote``, ``AppendLog``, ``TruncateLog``,
+``PurgeLog``) against the log store, in the order the engine emitted them, with group commit.
+
+Appends are what a busy node does all the time, so they take the fast road: when the store
+has ``append_nowait`` (the lmdb store does), each append is handed to the store at once and
+the store puts every append issued during a sync into the next sync; otherwise this writer
+gathers the appends queued while the previous ``append`` ran into one call. Either way a node
+under load syncs once per batch of batches, not once per client write.
+
+The rare writes (vote, truncate, purge) are awaited one at a time, in order; an append issued
+after one of them waits in the queue until it completed, so the store sees every mutation in
+the engine's order (commands.py, obligation 1).
+
+Completions are reported through callbacks on the trio thread: ``on_vote_saved(vote)`` and
+``on_flushed(last_log_id)`` (the latest only is enough, as completions come in order). A
+store failure is reported to ``on_failed(error)``: the node must stop (Raft cannot go on
+over storage that lost a write).
+
+Invariant: mutations reach the store in emission order; at most one awaited mutation is in
+progress at a time, and nothing is issued to the store while one is.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+import trio
+
+from ..core.commands import AppendLog, PurgeLog, SaveVote, TruncateLog
+from ..storage.protocols import LogStore, supports_append_nowait
+from ..types import LogId, Vote
+
+__all__ = ["LogWriter"]
+
+#: Most entries put into one ``append`` call on the slow road (stores without append_nowait).
+_MAX_APPEND_BATCH = 65536
+
+
+class LogWriter:
+    """Runs the log commands against ``store``; see the module docstring."""
+
+    def __init__(self, store: LogStore, *, on_vote_saved: Callable[[Vote], None],
+                 on_flushed: Callable[[LogId], None], on_failed: Callable[[BaseException], None]) -> None:
+        self._store = store
+        self._nowait = supports_append_nowait(store)
+        self._on_vote_saved = on_vote_saved
+        self._on_flushed = on_flushed
+        self._on_failed = on_failed
+        self._queue: deque = deque()  # bounded by the engine: it emits one command per input
+        self._busy = False  # a queued command is being executed by run()
+        self._wake = trio.Event()
+        self._failed = False
+        self._appends_in_store = 0  # append_nowait calls whose completion is still to come
+
+    def submit(self, cmd) -> None:
+        """Take one log command, in emission order. Never blocks."""
+        if self._failed:
+            return
+        if self._nowait and type(cmd) is AppendLog and not self._busy and not self._queue:
+            self._issue_nowait(cmd)
+            return
+        self._queue.append(cmd)
+        self._wake.set()
+
+    def _issue_nowait(self, cmd: AppendLog) -> None:
+        last = cmd.last_log_id
+
+        def on_durable(error: BaseException | None) -> None:
+            self._appends_in_store -= 1
+            if error is not None:
+                self._fail(error)
+            elif not self._failed:
+                self._on_flushed(last)
+
+        self._appends_in_store += 1
+        try:
+            self._store.append_nowait(cmd.entries, on_durable)
+        except BaseException as e:  # a refused append is a bug or a dead store: stop
+            self._appends_in_store -= 1
+            self._fail(e)
+
+    def _fail(self, error: BaseException) -> None:
+        if not self._failed:
+            self._failed = True
+            self._queue.clear()
+            self._on_failed(error)
+
+    async def run(self) -> None:
+        """Execute queued commands until cancelled (or until the store fails)."""
+        q = self._queue
+        while not self._failed:  # one round per batch of queued commands
+            if not q:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            self._busy = True
+            try:
+                await self._execute_head()
+            except (Exception, trio.Cancelled) as e:
+                if isinstance(e, trio.Cancelled):
+                    raise
+                self._fail(e)
+            finally:
+                self._busy = False
+
+    async def _execute_head(self) -> None:
+        q = self._queue
+        cmd = q.popleft()
+        t = type(cmd)
+        store = self._store
+        if t is AppendLog:
+            if self._nowait:
+                self._issue_nowait(cmd)
+                return
+            entries = list(cmd.entries)
+            last = cmd.last_log_id
+            while q and type(q[0]) is AppendLog and len(entries) < _MAX_APPEND_BATCH:
+                nxt = q.popleft()
+                entries.extend(nxt.entries)
+                last = nxt.last_log_id
+            await store.append(entries)
+            self._on_flushed(last)
+        elif t is SaveVote:
+            await store.save_vote(cmd.vote)
+            self._on_vote_saved(cmd.vote)
+        elif t is TruncateLog:
+            await store.truncate(cmd.since)
+        elif t is PurgeLog:
+            await store.purge(cmd.upto)
+        else:
+            raise TypeError(f"not a log command: {t.__name__}")

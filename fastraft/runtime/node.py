@@ -1,0 +1,364 @@
+"""The runtime: one task owns the engine, feeds it inputs in rounds and hands each command it
+emits to the part that executes it (``fastraft.core.commands`` lists the obligations).
+
+A round: ``tick(now)``; the latest log flush reported; every input queued since the last
+round (peers' requests and responses, storage completions, admin and read requests); the
+client writes gathered since the last round as one ``propose``; then the commands, each to its
+executor without waiting:
+
+* durable writes -> ``LogWriter`` (in order, group commit);
+* state-machine work and read points -> ``Applier`` (in order, batched);
+* messages -> a ``PeerSender`` per peer, or, for responses, the request waiting on them
+  (``InboundReplies``);
+* log and snapshot reads for replication -> a task each, reporting back as inputs;
+* answers -> the waiting caller; role and membership changes -> metrics, proposals, peers.
+
+The engine task never awaits I/O, so a slow disk or peer delays only what depends on it.
+Between rounds it sleeps until an input arrives or the engine's next timer (trio's clock, so
+``trio.testing.MockClock`` drives time in tests).
+
+Invariant: only this task calls the engine. Every other task reaches it through ``post``.
+Invariant: the input queue is bounded by its producers: networks bound their requests in
+flight, peers their replies, clients their pending writes, storage its completions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+
+import trio
+
+from ..core import commands as C
+from ..core import Engine, LeaderTransferring, Role
+from ..errors import ForwardToLeader, RaftShutdown
+from ..messages import (AppendEntriesRequest, InstallSnapshotRequest, TimeoutNowRequest,
+                        VoteRequest)
+from ..net.protocol import RESPONSE_TYPE, Reply
+from ..types import LogId
+from .applier import Applier
+from .inbound import InboundReplies
+from .log_writer import LogWriter
+from .metrics import MetricsWatch, RaftMetrics, ServerState
+from .peers import PeerSet
+from .proposals import Proposal, Proposals
+from .snapshot_reader import SnapshotReader
+
+__all__ = ["RaftRuntime"]
+
+log = logging.getLogger("fastraft.runtime")
+
+_RESPONSE_TYPES = frozenset(RESPONSE_TYPE.values())
+_SENDER = {AppendEntriesRequest: "leader_id", VoteRequest: "candidate_id",
+           InstallSnapshotRequest: "leader_id", TimeoutNowRequest: "leader_id"}
+_STATE = {Role.LEADER: ServerState.LEADER, Role.FOLLOWER: ServerState.FOLLOWER,
+          Role.CANDIDATE: ServerState.CANDIDATE, Role.PRE_CANDIDATE: ServerState.CANDIDATE,
+          Role.LEARNER: ServerState.LEARNER}
+#: Inputs taken per round at most, so timers and commands keep flowing under a flood.
+_MAX_INPUTS_PER_ROUND = 4096
+
+
+class RaftRuntime:
+    """Drives ``engine`` with the stores and the network, in ``nursery``; see the module
+    docstring. Built and run by ``open_raft``; applications use the ``Raft`` handle."""
+
+    def __init__(self, engine: Engine, *, log_store, state_machine, network, nursery: trio.Nursery,
+                 request_timeout_s: float, snapshot_timeout_s: float, max_pending_writes: int,
+                 max_apply_entries: int) -> None:
+        self.engine = engine
+        self.id = engine.id
+        self._nursery = nursery
+        self._inputs: deque = deque()
+        self._wake = trio.Event()
+        self._flushed: LogId | None = None
+        self._request_ids = itertools.count(1)
+        self._admin: dict[int, Reply] = {}
+        self._reads: list[Reply] = []  # ensure_linearizable calls gathered for the next round
+        self._read_groups: dict[int, list[Reply]] = {}  # ReadIndex request id -> its readers
+        self.proposals = Proposals(max_pending_writes)
+        self.inbound = InboundReplies(max_age_s=max(request_timeout_s, 1.0))
+        self.watch = MetricsWatch(self.metrics)
+        self.closed = trio.Event()
+        self.fatal: BaseException | None = None
+        self.log_store = log_store
+        self.state_machine = state_machine
+        self.log_writer = LogWriter(log_store, on_vote_saved=self._on_vote_saved,
+                                    on_flushed=self._on_flushed, on_failed=self._on_failed)
+        self.applier = Applier(state_machine, log_store, on_applied=self._on_applied,
+                               on_read_ready=self._on_read_ready,
+                               on_snapshot_built=lambda m: self.post(engine.on_snapshot_built, m),
+                               on_snapshot_installed=self._on_snapshot_installed,
+                               on_failed=self._on_failed, max_apply_entries=max_apply_entries)
+        self.snapshots = SnapshotReader(state_machine)
+        self.peers = PeerSet(self.id, network, nursery, self._on_peer_response,
+                             timeout_s=request_timeout_s, snapshot_timeout_s=snapshot_timeout_s)
+        self._role = engine.role
+        self._leader_id = engine.leader_id
+        self._dispatch = {
+            C.SendMessage: self._send,
+            C.AppendLog: self.log_writer.submit, C.SaveVote: self.log_writer.submit,
+            C.TruncateLog: self.log_writer.submit, C.PurgeLog: self.log_writer.submit,
+            C.ApplyEntries: self.applier.submit, C.BuildSnapshot: self.applier.submit,
+            C.SaveSnapshotChunk: self.applier.submit, C.InstallSnapshot: self.applier.submit,
+            C.ReadReady: self.applier.submit,
+            C.ReadLog: self._read_log, C.ReadSnapshotChunk: self._read_snapshot_chunk,
+            C.Respond: self._respond, C.StateChanged: self._on_state_changed,
+            C.MembershipChanged: self._on_membership_changed,
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the tasks (the engine's first commands, such as re-applying committed entries,
+        are executed in the first round)."""
+        self.peers.update(dict(self.engine.membership.membership.nodes))
+        self._nursery.start_soon(self.log_writer.run)
+        self._nursery.start_soon(self.applier.run)
+        self._nursery.start_soon(self._run)
+
+    def shut_down(self, error: BaseException | None = None) -> None:
+        """Stop serving: every waiting caller gets ``error`` (RaftShutdown by default), the
+        tasks are cancelled by the caller's nursery. Idempotent."""
+        if self.closed.is_set():
+            return
+        error = error or RaftShutdown("the node shut down")
+        self.closed.set()
+        self.peers.stop_all()
+        self.proposals.fail_all(error)
+        self.inbound.fail_all(error)
+        for reply in list(self._admin.values()) + self._reads:
+            reply.set_error(error)
+        for group in self._read_groups.values():
+            for reply in group:
+                reply.set_error(error)
+        self._admin.clear()
+        self._reads = []
+        self._read_groups.clear()
+        for fn, args in self._inputs:
+            if fn == self._on_inbound:
+                args[1].set_error(error)
+        self._inputs.clear()
+        self.watch.close()
+
+    def _on_failed(self, error: BaseException) -> None:
+        """A store failed: Raft cannot go on over storage that lost a write. Stop the node."""
+        if self.fatal is None:
+            log.error("node %d stops: storage failed: %s", self.id, error)
+            self.fatal = error
+        self.shut_down(error)
+
+    def check_open(self) -> None:
+        if self.closed.is_set():
+            raise self.fatal or RaftShutdown("the node has shut down")
+
+    # -- inputs (any task) ----------------------------------------------------------------
+
+    def post(self, fn, *args) -> None:
+        """Queue ``fn(*args)`` to run in the engine task's next round."""
+        if self.closed.is_set():
+            return
+        self._inputs.append((fn, args))
+        self._wake.set()
+
+    def submit_request(self, request) -> Reply:
+        """A peer's request: the reply resolves with the engine's response (or None)."""
+        self.check_open()
+        if type(request) not in _SENDER:
+            raise TypeError(f"{type(request).__name__} is not a request message")
+        reply = Reply()
+        self.post(self._on_inbound, request, reply)
+        return reply
+
+    def submit_write(self, proposal: Proposal) -> None:
+        self.proposals.queue(proposal)
+        self._wake.set()
+
+    def submit_admin(self, call, *args) -> Reply:
+        """Run the engine's admin ``call(request_id, *args)``; the reply gets its Respond."""
+        self.check_open()
+        rid = next(self._request_ids)
+        reply = Reply()
+        self._admin[rid] = reply
+        self.post(call, rid, *args)
+        return reply
+
+    def submit_read(self) -> Reply:
+        """A linearizable read point; reads gathered in one round share one ReadIndex."""
+        self.check_open()
+        reply = Reply()
+        self._reads.append(reply)
+        self._wake.set()
+        return reply
+
+    def _on_inbound(self, request, reply: Reply) -> None:
+        self.inbound.expect(getattr(request, _SENDER[type(request)]), request, reply,
+                            trio.current_time())
+        self.engine.step(request)
+
+    def _on_peer_response(self, response) -> None:
+        self.post(self.engine.step, response)
+
+    def _on_vote_saved(self, vote) -> None:
+        self.post(self.engine.on_vote_saved, vote)
+
+    def _on_flushed(self, log_id: LogId) -> None:
+        self._flushed = log_id  # completions come in order: the latest covers the others
+        self._wake.set()
+
+    # -- the engine task --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        eng = self.engine
+        while not self.closed.is_set():  # one round per wake-up; ends at shutdown (or cancel)
+            if not (self._inputs or self._flushed or self.proposals.has_queued or self._reads):
+                self._wake = trio.Event()
+                with trio.move_on_at(eng.next_deadline()):
+                    await self._wake.wait()
+            else:
+                await trio.lowlevel.checkpoint()  # let the executors run between busy rounds
+            if self.closed.is_set():
+                return
+            self._round()
+
+    def _round(self) -> None:
+        eng = self.engine
+        now = trio.current_time()
+        eng.tick(now)
+        if self._flushed is not None:
+            flushed, self._flushed = self._flushed, None
+            eng.on_log_flushed(flushed)
+        inputs = self._inputs
+        for _ in range(min(len(inputs), _MAX_INPUTS_PER_ROUND)):
+            fn, args = inputs.popleft()
+            fn(*args)
+        if self._reads:
+            self._start_read()
+        if self.proposals.has_queued:
+            self._propose()
+        dispatch = self._dispatch
+        for cmd in eng.take_commands():
+            dispatch[type(cmd)](cmd)
+        self.inbound.reap(now)
+        self.watch.notify()
+
+    def _propose(self) -> None:
+        props, payloads = self.proposals.take_queued()
+        eng = self.engine
+        try:
+            first = eng.propose(payloads)
+        except (ForwardToLeader, LeaderTransferring) as e:
+            self.proposals.refuse(props, e)
+        except TypeError:
+            # some call carried a payload that is not bytes: find it, keep the others
+            for p in props:
+                try:
+                    first = eng.propose(p.payloads)
+                except (TypeError, ForwardToLeader, LeaderTransferring) as e:
+                    self.proposals.refuse([p], e)
+                else:
+                    self.proposals.register([p], first.index, first.term)
+        else:
+            self.proposals.register(props, first.index, first.term)
+
+    def _start_read(self) -> None:
+        rid = next(self._request_ids)
+        self._read_groups[rid], self._reads = self._reads, []
+        self.engine.read_index(rid)
+
+    # -- command executors (engine task) ----------------------------------------------------
+
+    def _send(self, cmd: C.SendMessage) -> None:
+        msg = cmd.msg
+        if type(msg) in _RESPONSE_TYPES:
+            self.inbound.answer(cmd.to, msg)  # nobody waiting: a lost message
+        else:
+            self.peers.send(cmd.to, msg)
+
+    def _respond(self, cmd: C.Respond) -> None:
+        reply = self._admin.pop(cmd.request_id, None)
+        replies = [reply] if reply is not None else self._read_groups.pop(cmd.request_id, ())
+        for reply in replies:
+            if cmd.error is not None:
+                reply.set_error(cmd.error)
+            else:
+                reply.set_result(cmd.result)
+
+    def _on_read_ready(self, cmd: C.ReadReady) -> None:
+        # the applier has applied everything emitted before this command: the read may go
+        self._respond(C.Respond(cmd.request_id, result=cmd.read_index))
+
+    def _read_log(self, cmd: C.ReadLog) -> None:
+        self._nursery.start_soon(self._read_log_task, cmd)
+
+    async def _read_log_task(self, cmd: C.ReadLog) -> None:
+        try:
+            entries = await self.log_store.read_entries(cmd.lo, cmd.hi)
+        except Exception as e:  # a log that cannot be read back is a failed store
+            self._on_failed(e)
+            return
+        self.post(self.engine.on_entries_read, cmd.node_id, cmd.lo, entries)
+
+    def _read_snapshot_chunk(self, cmd: C.ReadSnapshotChunk) -> None:
+        self._nursery.start_soon(self._read_snapshot_chunk_task, cmd)
+
+    async def _read_snapshot_chunk_task(self, cmd: C.ReadSnapshotChunk) -> None:
+        try:
+            data, done = await self.snapshots.read(cmd.snapshot_id, cmd.offset, cmd.max_bytes)
+        except Exception as e:
+            self._on_failed(e)
+            return
+        self.post(self.engine.on_snapshot_chunk_read, cmd.node_id, cmd.snapshot_id, cmd.offset,
+                  data, done)
+
+    def _on_state_changed(self, cmd: C.StateChanged) -> None:
+        was_leader = self._role == Role.LEADER
+        self._role, self._leader_id = cmd.role, cmd.leader_id
+        if was_leader and cmd.role != Role.LEADER:
+            self.proposals.on_leadership_lost(self.engine.committed, self._forward_error())
+
+    def _on_membership_changed(self, cmd: C.MembershipChanged) -> None:
+        self.peers.update(dict(cmd.membership.membership.nodes))
+
+    # -- state-machine callbacks (applier task) ---------------------------------------------
+
+    def _on_applied(self, entries: list, responses: list) -> None:
+        self.proposals.on_applied(entries, responses, self._forward_error())
+        self.watch.notify()
+
+    def _on_snapshot_installed(self, meta) -> None:
+        if meta.last_log_id is not None:
+            self.proposals.on_snapshot_installed(meta.last_log_id.index)
+        self.post(self.engine.on_snapshot_installed, meta)
+
+    def _forward_error(self) -> ForwardToLeader:
+        leader = self._leader_id or None
+        node = self.engine.membership.membership.nodes.get(leader) if leader else None
+        return ForwardToLeader(leader, node)
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def metrics(self) -> RaftMetrics:
+        eng = self.engine
+        lg = eng.log
+        purged = LogId(lg.purged_term, lg.purged_index) if lg.purged_index else None
+        replication = {}
+        if eng.role == Role.LEADER:
+            p = eng.progress
+            replication = {peer: p.match_index(peer) for peer in p.node_ids() if peer != self.id}
+        snap = eng.snapshot
+        return RaftMetrics(
+            id=self.id,
+            state=ServerState.SHUTDOWN if self.closed.is_set() else _STATE[eng.role],
+            current_term=eng.term,
+            vote=eng.vote,
+            last_log_index=lg.last_index,
+            last_applied=self.applier.last_applied,
+            committed=eng.committed,
+            snapshot=snap.last_log_id if snap is not None else None,
+            purged=purged,
+            current_leader=eng.leader_id or None,
+            membership=eng.membership,
+            replication=replication,
+        )
+

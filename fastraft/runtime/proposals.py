@@ -1,0 +1,198 @@
+"""Client writes waiting for their entries to be applied (the leader's side of client_write).
+
+Writes arrive one call at a time (``client_write``) or in batches (``client_write_many``);
+each call is one ``Proposal``. Calls gathered since the engine's last round are proposed as
+one batch (``Engine.propose`` on every payload at once: one AppendLog, one replication round,
+one sync), and each call then waits for its entries' responses.
+
+Outcome of a proposal (``Engine.propose``'s contract):
+
+* its entries are applied with the term they were proposed in: the state machine's responses;
+* an entry at its index is applied with another term: it was overwritten by another leader,
+  it never committed: ``ForwardToLeader`` (resending is safe);
+* this node stops leading before its entries commit: ``OutcomeUnknown`` (a new leader may
+  still commit them); entries already committed are still applied and answered;
+* the node shuts down first: ``RaftShutdown``.
+
+Invariant: registered proposals are in log order and do not overlap; the number of entries
+waiting (queued or registered) never exceeds ``max_entries``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import trio
+
+from ..errors import ForwardToLeader, OutcomeUnknown, RaftShutdown
+
+__all__ = ["Proposal", "Proposals"]
+
+
+class Proposal:
+    """One client call: ``count`` payloads, and its outcome once known."""
+
+    __slots__ = ("payloads", "many", "first_index", "term", "responses", "_event", "_error")
+
+    def __init__(self, payloads: list, many: bool) -> None:
+        self.payloads = payloads
+        self.many = many
+        self.first_index = 0
+        self.term = 0
+        self.responses: list | None = None
+        self._event = trio.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.payloads)
+
+    def resolve(self, responses: list) -> None:
+        self.responses = responses
+        self.payloads = None  # the payloads are in the log now; let them go
+        self._event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self._event.is_set():
+            self._error = error
+            self.payloads = None
+            self._event.set()
+
+    async def outcome(self):
+        """The response (``client_write``) or list of responses (``client_write_many``)."""
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self.responses if self.many else self.responses[0]
+
+
+class Proposals:
+    """The leader's pending client writes; see the module docstring."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._queued: list[Proposal] = []  # not yet proposed to the engine
+        self._queued_payloads: list = []
+        self._waiting: deque[Proposal] = deque()  # proposed, in log order
+        self._partial: list = []  # responses gathered for _waiting[0] across apply batches
+        self._entries = 0  # entries queued or waiting
+        self._room = trio.Event()
+
+    def __len__(self) -> int:
+        return self._entries
+
+    @property
+    def has_queued(self) -> bool:
+        return bool(self._queued)
+
+    async def wait_for_room(self, count: int) -> None:
+        """Wait until ``count`` more entries fit (a call larger than the whole bound waits
+        until nothing else is pending)."""
+        while self._entries and self._entries + count > self.max_entries:  # ends as applies free room
+            await self._room.wait()
+
+    def queue(self, proposal: Proposal) -> None:
+        self._queued.append(proposal)
+        self._queued_payloads.extend(proposal.payloads)
+        self._entries += proposal.count
+
+    def take_queued(self) -> tuple[list[Proposal], list]:
+        """The proposals queued since the last call and all their payloads, in order."""
+        props, payloads = self._queued, self._queued_payloads
+        self._queued, self._queued_payloads = [], []
+        return props, payloads
+
+    def register(self, proposals: list[Proposal], first_index: int, term: int) -> None:
+        """``proposals`` were proposed as one batch starting at ``first_index`` in ``term``."""
+        index = first_index
+        for p in proposals:
+            p.first_index = index
+            p.term = term
+            index += p.count
+            self._waiting.append(p)
+
+    def refuse(self, proposals: list[Proposal], error: BaseException) -> None:
+        """``proposals`` were not appended (the engine refused the batch)."""
+        for p in proposals:
+            self._release(p.count)
+            p.fail(error)
+
+    def on_applied(self, entries: list, responses: list, leader_hint: ForwardToLeader) -> None:
+        """Resolve the proposals whose entries are among ``entries`` (contiguous, applied in
+        order, with ``responses`` one per entry)."""
+        waiting = self._waiting
+        if not waiting or not entries:
+            return
+        base = entries[0].index
+        end = base + len(entries)
+        while waiting:
+            p = waiting[0]
+            if p.first_index >= end:
+                return
+            done_upto = p.first_index + p.count  # exclusive
+            lo = max(p.first_index, base)
+            hi = min(done_upto, end)
+            if hi <= lo:  # applied past it without it: impossible unless a snapshot skipped it
+                waiting.popleft()
+                self._partial = []
+                self._release(p.count)
+                p.fail(OutcomeUnknown("the entry was replaced by a snapshot before it was applied here"))
+                continue
+            if entries[lo - base].term != p.term:
+                waiting.popleft()
+                self._partial = []
+                self._release(p.count)
+                p.fail(leader_hint)
+                continue
+            if lo == p.first_index and hi == done_upto:
+                got = responses[lo - base: hi - base]
+            else:
+                self._partial.extend(responses[lo - base: hi - base])
+                if hi < done_upto:
+                    return  # the rest comes with the next batch
+                got, self._partial = self._partial, []
+            waiting.popleft()
+            self._release(p.count)
+            p.resolve(got)
+
+    def on_snapshot_installed(self, last_index: int) -> None:
+        """A snapshot replaced the state up to ``last_index``: proposals at or below it will
+        never see their responses."""
+        waiting = self._waiting
+        while waiting and waiting[0].first_index <= last_index:
+            p = waiting.popleft()
+            self._partial = []
+            self._release(p.count)
+            p.fail(OutcomeUnknown("a snapshot replaced the entry before it was applied here"))
+
+    def on_leadership_lost(self, committed: int, error_for_queued: BaseException) -> None:
+        """This node stopped leading: proposals not committed fail (OutcomeUnknown), queued
+        ones were never appended (``error_for_queued``)."""
+        props, _ = self.take_queued()
+        self.refuse(props, error_for_queued)
+        head = self._waiting[0] if self._waiting else None
+        keep: deque[Proposal] = deque()
+        for p in self._waiting:
+            if p.first_index + p.count - 1 <= committed:
+                keep.append(p)  # committed: it will be applied and answered
+            else:
+                self._release(p.count)
+                p.fail(OutcomeUnknown("leadership was lost before the write committed"))
+        if not keep or keep[0] is not head:
+            self._partial = []  # the head, with the responses gathered for it, failed
+        self._waiting = keep
+
+    def fail_all(self, error: BaseException = None) -> None:
+        error = error or RaftShutdown("the node shut down")
+        props, _ = self.take_queued()
+        self.refuse(props, error)
+        while self._waiting:
+            p = self._waiting.popleft()
+            self._release(p.count)
+            p.fail(error)
+        self._partial = []
+
+    def _release(self, count: int) -> None:
+        self._entries -= count
+        self._room.set()
+        self._room = trio.Event()

@@ -1,0 +1,56 @@
+"""What a node starts from: its stores read back (and repaired where a crash left them out of
+step, ``fastraft.storage.recover_state``) and turned into the engine's ``InitialState``.
+
+The engine needs the log's terms as runs ``(term, last_index)`` rather than the entries, so a
+node with a million entries starts without reading them: ``scan_term_runs`` binary-searches
+the term boundaries, O(runs * log n) single-entry reads.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from ..core import InitialState, scan_term_runs
+from ..errors import StorageError
+from ..storage import LogStore, StateMachine, read_entry, recover_state
+
+__all__ = ["load_engine_state"]
+
+
+async def load_engine_state(log_store: LogStore, state_machine: StateMachine) -> InitialState:
+    """Read both stores and return the engine's starting state. StorageError if they do not
+    hold a consistent durable state."""
+    st = await recover_state(log_store, state_machine)
+    snapshot = await state_machine.get_current_snapshot()
+    snapshot_meta = None
+    if snapshot is not None:
+        snapshot_meta = snapshot.meta
+        snapshot.close()
+
+    purged = st.last_purged_log_id
+    first = purged.index + 1 if purged is not None else 1
+    last = st.last_log_id.index if st.last_log_id is not None else 0
+    runs: tuple = ()
+    if last >= first:
+        token = trio.lowlevel.current_trio_token()
+
+        def term_at(index: int) -> int:
+            entry = trio.from_thread.run(read_entry, log_store, index, trio_token=token)
+            if entry is None:
+                raise StorageError(f"log entry {index} is missing inside the log's range")
+            return entry.term
+
+        # the search is the engine's (synchronous) function; the reads stay on the trio thread
+        runs = await trio.to_thread.run_sync(scan_term_runs, first, last, term_at)
+
+    ms = st.membership
+    return InitialState(
+        vote=st.vote,
+        purged=purged,
+        log_runs=runs,
+        committed=st.committed.index if st.committed is not None else 0,
+        applied=st.last_applied.index if st.last_applied is not None else 0,
+        membership=ms.effective,
+        prev_membership=ms.committed,
+        snapshot=snapshot_meta,
+    )

@@ -1,0 +1,88 @@
+"""One node and three nodes in memory: start, elect, write, read, shut down cleanly."""
+
+import pytest
+import trio
+
+from fastraft import ForwardToLeader, Node
+from fastraft.errors import RaftShutdown
+from fastraft.runtime import ServerState
+from cluster_fixtures import MemCluster, addr, kv_set, run
+
+
+def test_single_node_elects_itself_and_applies_writes():
+    async def main():
+        async with trio.open_nursery() as nursery:
+            c = MemCluster(nursery)
+            raft = await c.start(1)
+            assert raft.metrics().state is ServerState.LEARNER  # not initialized: no voter
+            await raft.initialize({1: addr(1)})
+            await raft.wait(5).state(ServerState.LEADER)
+            resp = await raft.client_write(kv_set("a", "1"))
+            assert resp == {"value": "1"}
+            many = await raft.client_write_many([kv_set("b", str(i)) for i in range(10)])
+            assert [r["value"] for r in many] == [str(i) for i in range(10)]
+            m = raft.metrics()
+            assert m.last_applied.index == m.committed == m.last_log_index == 13  # membership, blank, 11
+            assert c.sms[1].get("b") == "9"
+            assert await raft.ensure_linearizable() >= 13
+            await c.stop_all()
+
+    run(main)
+
+
+def test_three_nodes_replicate_and_followers_forward():
+    async def main():
+        async with trio.open_nursery() as nursery:
+            c = await MemCluster(nursery).start_all(3)
+            lid = await c.wait_leader()
+            leader = c.rafts[lid]
+            for i in range(20):
+                await leader.client_write(kv_set(f"k{i}", str(i)))
+            last = leader.metrics().last_log_index
+            for i in (1, 2, 3):
+                await c.rafts[i].wait(5).applied_index(last)
+                assert c.sms[i].get("k19") == "19"
+            follower = next(i for i in (1, 2, 3) if i != lid)
+            with pytest.raises(ForwardToLeader) as err:
+                await c.rafts[follower].client_write(kv_set("x", "y"))
+            assert err.value.leader_id == lid and err.value.leader_node == addr(lid)
+            with pytest.raises(ForwardToLeader):
+                await c.rafts[follower].ensure_linearizable()
+            m = leader.metrics()
+            assert set(m.replication) == {1, 2, 3} - {lid}
+            assert all(v == last for v in m.replication.values())
+            await c.stop_all()
+
+    run(main)
+
+
+def test_calls_after_shutdown_raise():
+    async def main():
+        async with trio.open_nursery() as nursery:
+            c = MemCluster(nursery)
+            raft = await c.start(1)
+            await raft.initialize({1: addr(1)})
+            await raft.wait(5).state(ServerState.LEADER)
+            await c.stop(1)
+            with pytest.raises(RaftShutdown):
+                await raft.client_write(b"x")
+            assert raft.metrics().state is ServerState.SHUTDOWN
+            with pytest.raises(RaftShutdown):
+                await raft.wait(1).applied_index(100)
+
+    run(main)
+
+
+def test_initialize_twice_is_refused():
+    from fastraft.core import MembershipError
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            c = MemCluster(nursery)
+            raft = await c.start(1)
+            await raft.initialize({1: addr(1)})
+            with pytest.raises(MembershipError):
+                await raft.initialize({1: addr(1), 2: Node("127.0.0.1:2")})
+            await c.stop_all()
+
+    run(main)
