@@ -10,7 +10,9 @@ What this module owns, so that the stores on top need not think about it:
   default: with it lmdb writes pages straight into the shared map, which saves a copy for
   large transactions but preallocates the file to the whole map size and lets any stray
   write through the map corrupt the database; Raft appends are small, and the benchmark
-  (benchmarks/bench_storage.py) measured no gain worth that.
+  (``test_raw_lmdb_writemap_vs_plain`` in benchmarks/bench_storage.py) measured writemap
+  within the machine's noise of plain (0.9x to 1.3x), no gain worth that risk. It remains
+  an option (``LmdbEnv(writemap=True)``).
 * Growth. A transaction that finds the map full (MapFullError) is aborted, the map is grown
   (doubled, at least to twice what is in use) and the transaction re-run, so a log that
   outgrows the map never fails a write. A map more than GROW_AT_FRACTION full is also grown

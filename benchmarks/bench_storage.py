@@ -1,0 +1,293 @@
+"""Storage benchmarks: lmdb log appends against raw lmdb synced transactions, reads of 1,000
+consecutive entries, and the memory store's appends; compiled and pure codec side by side.
+
+    python -m pytest benchmarks/bench_storage.py --benchmark-json=storage.json
+    python benchmarks/bench_storage.py storage.json      # the table: throughputs and ratios
+
+Targets (storage task):
+* lmdb log appends with group commit reach at least 70% of the raw lmdb synced-transaction
+  throughput for the same batch sizes (1, 10, 100, 1000 entries of 100 bytes).
+  ``test_lmdb_append_vs_raw`` pairs them in every round: K batches through raw lmdb (one
+  synced transaction per batch putting the same records under the same keys, on the calling
+  thread), and the same K batches through ``LmdbLogStore.append`` (durable on return) by one
+  writer, or by four whose appends share syncs (group commit). The halves alternate in
+  order, and ``extra_info["ratio"]`` is the median over rounds of store / raw throughput, so
+  the disk's drift on a shared machine cancels out.
+* reading 1,000 consecutive entries from the lmdb store costs at most 2 us per entry
+  (``extra_info["median_ns_per_item"]``);
+* the memory store appends at least 1,000,000 entries/s in batches of 100.
+
+The trio side of the lmdb store runs in one long-lived trio run on a helper thread, reached
+with ``trio.from_thread.run`` once per round, so that cost is shared by the round's K
+batches.
+"""
+
+import json
+import statistics
+import sys
+import threading
+import time
+from itertools import count
+
+import lmdb
+import pytest
+import trio
+
+from fastraft import Entry
+from fastraft.codec import encode_entry_records
+from fastraft.storage import LmdbLogStore, MemoryLogStore
+from fastraft.storage import lmdb_log, lmdb_log_layout
+from fastraft.storage.lmdb_log_layout import key_of
+
+PAYLOAD = bytes(range(100))
+BATCHES = (1, 10, 100, 1000)
+#: Batches per round, so that a round lasts tens of milliseconds.
+PER_ROUND = {1: 40, 10: 40, 100: 20, 1000: 5}
+ROUNDS = 30
+WARMUP = 2
+
+
+def _rounds(bench):
+    return 3 if bench.quick else ROUNDS + WARMUP + 1
+
+
+def _per_round(bench, batch):
+    return max(1, PER_ROUND[batch] // (4 if bench.quick else 1))
+
+
+def _run_now(coro):
+    """Run a coroutine that never suspends (the memory store, lmdb reads) without trio."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("the coroutine suspended")
+
+
+@pytest.fixture
+def codec_flavour(flavour, monkeypatch):
+    """Make the lmdb store encode and decode with ``flavour``'s codec."""
+    codec = flavour["codec"]
+    monkeypatch.setattr(lmdb_log, "encode_entry_records", codec.encode_entry_records)
+    monkeypatch.setattr(lmdb_log_layout, "decode_entry_records", codec.decode_entry_records)
+    monkeypatch.setattr(lmdb_log_layout, "decode_entry_record", codec.decode_entry_record)
+    return flavour
+
+
+class TrioThread:
+    """A trio run on a helper thread, kept for the whole benchmark."""
+
+    def __init__(self):
+        self._token = None
+        self._stop = None
+        ready = threading.Event()
+
+        async def serve():
+            self._token = trio.lowlevel.current_trio_token()
+            self._stop = trio.Event()
+            ready.set()
+            await self._stop.wait()
+
+        self._thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def call(self, async_fn, *args):
+        return trio.from_thread.run(async_fn, *args, trio_token=self._token)
+
+    def close(self):
+        trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def trio_thread():
+    portal = TrioThread()
+    yield portal
+    portal.close()
+
+
+def _prepared(Entry, bench, batch):
+    """Batches for every round: round r holds K consecutive batches of ``batch`` entries."""
+    k, index = _per_round(bench, batch), count(1)
+    return iter([[[Entry(1, next(index), 1, PAYLOAD) for _ in range(batch)] for _ in range(k)]
+                 for _ in range(_rounds(bench))])
+
+
+class Paired:
+    """Times of the two halves of each round (baseline, contender), so that their ratio is
+    taken round by round: on a shared machine the disk's speed drifts between rounds far
+    more than between the two halves of one round."""
+
+    def __init__(self):
+        self.base, self.other = [], []
+        self._rounds = 0
+
+    def run(self, base_fn, base_args, other_fn, other_args):
+        """Time both halves of a round; which goes first alternates, so that neither pays
+        for what the other left behind (dirty pages, a cold cache) more often."""
+        first = self._rounds % 2 == 0
+        self._rounds += 1
+        if first:
+            self.base.append(_timed(base_fn, *base_args))
+        self.other.append(_timed(other_fn, *other_args))
+        if not first:
+            self.base.append(_timed(base_fn, *base_args))
+
+    def record(self, bench, batch, base_name, other_name):
+        n = _per_round(bench, batch) * batch
+        ratios = sorted(b / o for b, o in zip(self.base, self.other))
+        info = bench.benchmark.extra_info
+        info[f"{base_name}_entries_per_s"] = round(n / statistics.median(self.base))
+        info[f"{other_name}_entries_per_s"] = round(n / statistics.median(self.other))
+        info["ratio"] = round(statistics.median(ratios), 3)
+        return info["ratio"]
+
+
+def _raw_writer(path, writemap):
+    """The baseline writer: one synced lmdb transaction per batch, putting the records
+    (encoded beforehand: the baseline pays only for lmdb) under big-endian index keys."""
+    env = lmdb.open(str(path), map_size=1 << 30, sync=True, metasync=True, max_dbs=8,
+                    writemap=writemap)
+    db = env.open_db(b"log")
+
+    def write(record_batches):
+        for first, records in record_batches:
+            with env.begin(write=True, db=db) as txn:
+                keys = map(key_of, range(first, first + len(records)))
+                txn.cursor().putmulti(zip(keys, records), append=True)
+
+    return env, write
+
+
+def _timed(fn, *args):
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+async def _append_sequentially(store, batches):
+    for batch in batches:
+        await store.append(batch)
+
+
+async def _append_concurrently(store, batches, writers=4):
+    queue = list(reversed(batches))
+
+    async def writer():
+        while queue:
+            # Taking the next batch and issuing it happen without a checkpoint between
+            # them, so batches are issued in index order whatever the scheduling.
+            await store.append(queue.pop())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(writers):
+            nursery.start_soon(writer)
+
+
+@pytest.mark.parametrize("writers", [1, 4])
+@pytest.mark.parametrize("batch", BATCHES)
+def test_lmdb_append_vs_raw(bench, codec_flavour, trio_thread, tmp_path, batch, writers):
+    """Each round: K batches through raw lmdb (the baseline), then the same K batches
+    through LmdbLogStore.append (durable on return) by one writer, or by four whose appends
+    share syncs (group commit). extra_info: both throughputs and their ratio (store / raw,
+    median of the rounds' ratios); the timing row is the whole round (both halves)."""
+    Entry = codec_flavour["entry"].Entry
+    env, raw_write = _raw_writer(tmp_path / "raw", writemap=False)
+    store = trio_thread.call(LmdbLogStore.open, tmp_path / "store")
+    raw_rounds = iter([[(b[0].index, encode_entry_records(b)) for b in rnd]
+                       for rnd in _prepared(Entry, bench, batch)])
+    store_rounds = _prepared(Entry, bench, batch)
+    append = _append_sequentially if writers == 1 else _append_concurrently
+    paired = Paired()
+
+    def one_round():
+        paired.run(raw_write, (next(raw_rounds),),
+                   trio_thread.call, (append, store, next(store_rounds)))
+
+    bench.run(f"append: batch {batch} x 100 B, {writers} writer(s)", one_round, rounds=ROUNDS,
+              warmup_rounds=WARMUP)
+    paired.base, paired.other = paired.base[-ROUNDS:], paired.other[-ROUNDS:]
+    paired.record(bench, batch, "raw", "store")
+    trio_thread.call(store.aclose)
+    env.close()
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_raw_lmdb_writemap_vs_plain(bench, tmp_path, batch):
+    """Why writemap stays off: raw synced transactions without and with writemap, paired
+    per round (ratio = writemap throughput / plain throughput)."""
+    plain_env, plain = _raw_writer(tmp_path / "plain", writemap=False)
+    wm_env, writemap = _raw_writer(tmp_path / "writemap", writemap=True)
+    rounds = iter([[(b[0].index, encode_entry_records(b)) for b in rnd]
+                   for rnd in _prepared(Entry, bench, batch)])
+    paired = Paired()
+
+    def one_round():
+        record_batches = next(rounds)
+        paired.run(plain, (record_batches,), writemap, (record_batches,))
+
+    bench.run(f"raw lmdb: batch {batch} x 100 B, plain then writemap", one_round,
+              rounds=ROUNDS, warmup_rounds=WARMUP)
+    paired.base, paired.other = paired.base[-ROUNDS:], paired.other[-ROUNDS:]
+    paired.record(bench, batch, "plain", "writemap")
+    plain_env.close()
+    wm_env.close()
+
+
+def test_lmdb_read_1000(bench, codec_flavour, trio_thread, tmp_path):
+    """read_entries of 1,000 consecutive entries of 100 bytes (checksums verified)."""
+    Entry = codec_flavour["entry"].Entry
+    n = 1000
+    store = trio_thread.call(LmdbLogStore.open, tmp_path)
+    trio_thread.call(store.append, [Entry(1, i, 1, PAYLOAD) for i in range(1, 5 * n + 1)])
+    starts = count(0)
+
+    def read():
+        lo = 1 + (next(starts) % 4) * n
+        return _run_now(store.read_entries(lo, lo + n))
+
+    got = bench.run(f"read: {n} consecutive x 100 B", read, rounds=200, iterations=5)
+    assert len(got) == n and got[-1].payload == PAYLOAD
+    bench.per_item(n)
+    trio_thread.call(store.aclose)
+
+
+def test_memory_append_batches_of_100(bench, flavour):
+    """MemoryLogStore.append in batches of 100: entries per second."""
+    Entry, batch, k = flavour["entry"].Entry, 100, bench.scaled(100, 10)
+    batches = [[Entry(1, b * batch + i + 1, 1, PAYLOAD) for i in range(batch)] for b in range(k)]
+
+    def one_round():
+        store = MemoryLogStore()
+        for entries in batches:
+            _run_now(store.append(entries))
+        return store
+
+    store = bench.run(f"memory append: {k} batches of {batch}", one_round, rounds=50,
+                      iterations=3)
+    assert _run_now(store.get_log_state()).last_log_id.index == k * batch
+    bench.per_item(k * batch)
+
+
+def table(json_path):
+    """The storage table from a ``--benchmark-json`` file:
+    ``python benchmarks/bench_storage.py results.json``."""
+    rows = []
+    for b in json.load(open(json_path))["benchmarks"]:
+        info, median = b["extra_info"], b["stats"]["median"]
+        if "ratio" in info:
+            a, c = [k for k in info if k.endswith("_entries_per_s")]
+            rows.append(f"{b['name']:45} {a[:-14]:>8} {info[a]:>10,}/s  {c[:-14]:>8} "
+                        f"{info[c]:>10,}/s  ratio {info['ratio']:.2f}")
+        elif "median_ns_per_item" in info:
+            extra = (f"  {round(1e9 / info['median_ns_per_item']):,} entries/s"
+                     if "memory" in b["name"] else "")
+            rows.append(f"{b['name']:45} median {median * 1e6:9.1f} us  "
+                        f"{info['median_ns_per_item']:8.1f} ns/entry{extra}")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    table(sys.argv[1])
