@@ -38,15 +38,20 @@ class WritePipeline(Generic[Op]):
     thread, then each operation's callback.
 
     ``max_batch_ops`` bounds a batch: operations beyond it wait for the following one.
+    ``max_queued_ops`` bounds the queue for callers that ``wait_for_room`` first (the async
+    write methods of a store); ``submit`` itself never waits, so callers of a store's
+    non-async path bound what they issue themselves (the runtime's in-flight window).
     """
 
     def __init__(self, name: str, run_batch: Callable[[list[Op]], list[Any]],
                  on_committed: Callable[[list[Op], list[Any]], None],
-                 max_batch_ops: int = 4096) -> None:
+                 max_batch_ops: int = 4096, max_queued_ops: int = 16384) -> None:
         self._name = name
         self._run_batch = run_batch
         self._on_committed = on_committed
         self._max_batch_ops = max_batch_ops
+        self._max_queued_ops = max_queued_ops
+        self._room_waiters: list[trio.Event] = []
         self._queued_ops: list[Op] = []
         self._queued_done: list[Done] = []
         self._inflight: tuple[list[Op], list[Done]] | None = None
@@ -103,6 +108,14 @@ class WritePipeline(Generic[Op]):
             raise StorageError(f"{self._name}: write failed: {error}") from error
         return result
 
+    async def wait_for_room(self) -> None:
+        """Wait until fewer than ``max_queued_ops`` operations are queued (backpressure);
+        returns at once in the common case, without a checkpoint."""
+        while len(self._queued_ops) >= self._max_queued_ops and self._failure is None:
+            event = trio.Event()
+            self._room_waiters.append(event)
+            await event.wait()
+
     async def wait_idle(self) -> None:
         """Wait until nothing is queued or in flight."""
         while self.busy:
@@ -142,6 +155,9 @@ class WritePipeline(Generic[Op]):
             else:
                 for done, value in zip(dones, result.value):
                     done(None, value)
+        waiters, self._room_waiters = self._room_waiters, []
+        for event in waiters:
+            event.set()
         if self._queued_ops and self._failure is None:
             self._start()
         elif not self.busy:

@@ -158,21 +158,27 @@ class LmdbLogStore(LogStore):
         self._pipeline.submit(op, lambda error, _result: on_durable(error))
 
     async def append(self, entries: Sequence) -> None:
+        # Room first, then stage and submit with no checkpoint between them, so that
+        # operations are queued in the order they were staged.
+        await self._pipeline.wait_for_room()
         await self._pipeline.run(self._prepare_append(entries))
 
     async def save_vote(self, vote: Vote) -> None:
         self._check_open()
         if not isinstance(vote, Vote):
             raise TypeError(f"save_vote takes a Vote, not {type(vote).__name__}")
+        await self._pipeline.wait_for_room()
         await self._pipeline.run(("vote", records.encode_vote(vote), vote, self._staged))
 
     async def save_committed(self, committed: LogId | None) -> None:
         self._check_open()
+        await self._pipeline.wait_for_room()
         await self._pipeline.run(
             ("committed", records.encode_log_id(committed), committed, self._staged))
 
     async def truncate(self, since_index: int) -> None:
         self._check_open()
+        await self._pipeline.wait_for_room()
         staged = self._staged
         check_truncate(since_index, staged.last_purged_log_id)
         if since_index >= staged.next_index:
@@ -207,6 +213,7 @@ class LmdbLogStore(LogStore):
     async def purge(self, upto: LogId) -> None:
         self._check_open()
         check_purge(upto)
+        await self._pipeline.wait_for_room()
         staged = self._staged
         old = staged.last_purged_log_id
         if old is not None and upto.index <= old.index:

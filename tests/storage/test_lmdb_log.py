@@ -327,3 +327,36 @@ def test_store_files_stay_in_their_directory(tmp_path):
         assert sorted(os.listdir(tmp_path / "node")) == ["data.mdb", "lock.mdb"]
 
     trio.run(main)
+
+
+def test_async_writers_wait_for_room_in_a_bounded_queue(tmp_path):
+    async def main():
+        store = await LmdbLogStore.open(tmp_path)
+        pipeline = store._pipeline
+        pipeline._max_queued_ops = 2
+        next_index = [1]
+        high_water = [0]
+        submit = pipeline.submit
+
+        def counting_submit(op, done):
+            submit(op, done)
+            high_water[0] = max(high_water[0], len(pipeline._queued_ops))
+
+        pipeline.submit = counting_submit
+
+        async def appender():
+            for _ in range(20):
+                await pipeline.wait_for_room()
+                lo = next_index[0]  # no checkpoint from here to the submit inside append
+                next_index[0] += 3
+                await store.append(entries(lo, lo + 3))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(appender)
+        assert high_water[0] <= 2
+        got = await store.read_entries(1, 1000)
+        assert [e.index for e in got] == list(range(1, 481))
+        await store.aclose()
+
+    trio.run(main)
