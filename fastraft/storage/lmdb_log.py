@@ -39,7 +39,9 @@ __all__ = ["LmdbLogStore", "FORMAT_VERSION"]
 
 
 class LmdbLogStore(LogStore):
-    """A durable ``LogStore`` on lmdb; open it with ``await LmdbLogStore.open(path_or_env)``.
+    """A durable ``LogStore`` on lmdb; open it with ``await LmdbLogStore.open(path_or_env)``
+    and use it inside that one trio run (its writes report back to the run's trio thread);
+    ``aclose()`` it before the run ends.
 
     Invariant: ``_durable`` describes what is committed to disk and reported; ``_staged`` what
     it will be once every submitted mutation is committed (appends are checked against it).
