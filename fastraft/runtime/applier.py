@@ -154,8 +154,8 @@ class Applier:
         f.flush()
         f.seek(0)
         await self._sm.install_snapshot(meta, f)
-        if meta.last_log_id is not None:
-            self.last_applied = meta.last_log_id
+        # last_applied moves when the engine adopts the snapshot (on_snapshot_installed), so
+        # metrics never show the state ahead of the engine's view of it
         self._on_snapshot_installed(meta)
 
     def _discard_receiving(self) -> None:

@@ -327,9 +327,16 @@ class RaftRuntime:
         self.watch.notify()
 
     def _on_snapshot_installed(self, meta) -> None:
-        if meta.last_log_id is not None:
-            self.proposals.on_snapshot_installed(meta.last_log_id.index)
-        self.post(self.engine.on_snapshot_installed, meta)
+        self.post(self._adopt_snapshot, meta)
+
+    def _adopt_snapshot(self, meta) -> None:
+        self.engine.on_snapshot_installed(meta)
+        lid = meta.last_log_id
+        if lid is not None:
+            self.proposals.on_snapshot_installed(lid.index)
+            last = self.applier.last_applied
+            if last is None or last.index < lid.index:
+                self.applier.last_applied = lid
 
     def _forward_error(self) -> ForwardToLeader:
         leader = self._leader_id or None
