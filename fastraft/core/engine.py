@@ -74,6 +74,19 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
     ``committed_membership``, ``snapshot``, ``log`` (the log index), ``progress``.
     """
 
+    #: The primitives this engine is built on (the chosen flavour, see ``_prims``).
+    _LogIndex = LogIndex
+    _ProgressTracker = ProgressTracker
+
+    @classmethod
+    def with_primitives(cls, log_index_module, progress_module) -> type["Engine"]:
+        """An Engine class on another flavour of the log index and progress tracker (for
+        benchmarks and differential tests that run both flavours in one process; the modules
+        have the same API, so the protocol is identical)."""
+        name = f"{cls.__name__}[{log_index_module.__name__.rsplit('.', 2)[-2]}]"
+        return type(name, (cls,), {"_LogIndex": log_index_module.LogIndex,
+                                   "_ProgressTracker": progress_module.ProgressTracker})
+
     def __init__(self, node_id: int, config: Config | None = None, seed: int = 0,
                  state: InitialState | None = None, now: float = 0.0) -> None:
         if type(node_id) is not int or node_id <= 0:
@@ -93,7 +106,7 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
         self._leader_contact_at = float("-inf")
         self._notified: tuple = ()
 
-        log = LogIndex(config.max_cached_entries, config.max_cached_bytes)
+        log = self._LogIndex(config.max_cached_entries, config.max_cached_bytes)
         if state.purged is not None and state.purged.index:
             log.reset(state.purged.term, state.purged.index)
         for term, last in state.log_runs:
@@ -117,7 +130,7 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
         self._committed_membership = (state.membership
                                       if _index_of(state.membership) <= self.committed
                                       else state.prev_membership)
-        self.progress = ProgressTracker(config.max_inflight)
+        self.progress = self._ProgressTracker(config.max_inflight)
         self._init_election()
         self._init_replication()
         self._init_membership()
