@@ -23,7 +23,7 @@ from types import ModuleType
 __all__ = ["MODULES", "accelerated", "pure_forced", "load"]
 
 #: The accelerated modules, in import order (later ones may cimport earlier ones).
-MODULES: tuple[str, ...] = ("entry", "codec")
+MODULES: tuple[str, ...] = ("entry", "codec", "log_index", "progress")
 
 
 def pure_forced() -> bool:
