@@ -84,13 +84,15 @@ class Cluster:
     """Nodes 1..n (``voters`` of them vote, the rest are learners), all initialized with the
     same membership, none elected yet."""
 
-    def __init__(self, n=3, voters=None, config=None, seed=1, init=True, check=True):
+    def __init__(self, n=3, voters=None, config=None, seed=1, init=True, check=True,
+                 engine_class=Engine):
         self.config = config or fast_config()
+        self.Engine = engine_class  # the class every node runs (a flavour of primitives)
         self.now = 0.0
         self.seed = seed
         self.ids = list(range(1, n + 1))
         self.stores = {i: Store() for i in self.ids}
-        self.engines = {i: Engine(i, self.config, seed * 1000 + i) for i in self.ids}
+        self.engines = {i: self.Engine(i, self.config, seed * 1000 + i) for i in self.ids}
         self.net: list = []  # (frm, to, encoded message)
         self.cut: set = set()  # (frm, to) pairs whose messages are dropped
         self.hold_flush: set = set()
@@ -119,8 +121,8 @@ class Cluster:
         st = self.stores[i]
         st.vote = Vote(1, 0)
         st.log = {1: accel.entry.Entry(1, 1, EntryKind.MEMBERSHIP, m.to_bytes())}
-        self.engines[i] = Engine(i, self.config, self.seed * 1000 + i, st.initial_state(),
-                                 now=self.now)
+        self.engines[i] = self.Engine(i, self.config, self.seed * 1000 + i,
+                                      st.initial_state(), now=self.now)
 
     # -- driving ---------------------------------------------------------------------------------
 
@@ -323,8 +325,8 @@ class Cluster:
             st.applied = [a for a in st.applied if a[0] <= st.applied_index]
         else:
             st.applied, st.applied_index = [], 0
-        self.engines[i] = Engine(i, self.config, self.seed * 1000 + i + 7, st.initial_state(),
-                                 now=self.now)
+        self.engines[i] = self.Engine(i, self.config, self.seed * 1000 + i + 7,
+                                      st.initial_state(), now=self.now)
         self.checker.forget(i)
         self.down.discard(i)
         self.run_commands()
