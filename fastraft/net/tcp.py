@@ -166,20 +166,27 @@ class TcpClient(RaftClient):
         return self
 
     async def __aexit__(self, *exc):
-        await self.aclose()
+        # nothing may await before the nursery is exited: a checkpoint in a cancelled task
+        # would raise and leave the nursery open
+        self._close_now()
         cm, self._nursery_cm = self._nursery_cm, None
         if cm is not None:
             return await cm.__aexit__(*exc)
         return False
 
-    async def aclose(self) -> None:
+    def _close_now(self) -> None:
+        """Refuse new requests, fail those in flight, stop the connection's tasks (they close
+        the socket on their way out)."""
         self._closed = True
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.fail_all(Unreachable("client closed"))
-            await trio.aclose_forcefully(conn.stream)
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+    async def aclose(self) -> None:
+        self._close_now()
+        await trio.lowlevel.checkpoint()
 
     async def start(self, request: Message) -> Reply:
         conn = self._conn

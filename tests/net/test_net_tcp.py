@@ -264,6 +264,20 @@ def test_server_stops_when_its_node_closes():
     run(main)
 
 
+def test_client_cancelled_with_an_open_connection_closes_cleanly():
+    async def main():
+        async with trio.open_nursery() as nursery:
+            node = await start_server(nursery, EchoHandler(node_id=2))
+            with trio.move_on_after(0.2) as scope:
+                async with TcpNetwork().client(2, node) as c:
+                    assert (await c.vote(VoteRequest(2, 1, 0, 0), 2.0)).granted
+                    await trio.sleep_forever()  # cancelled here, with the connection open
+            assert scope.cancelled_caught
+            nursery.cancel_scope.cancel()
+
+    run(main)  # trio raises if the client's nursery outlived its task
+
+
 def test_client_must_be_entered_and_refuses_after_close():
     async def main():
         c = TcpNetwork().client(2, Node("127.0.0.1:1"))
