@@ -1,0 +1,94 @@
+"""One fastraft node as an OS process, for tests that kill processes: lmdb log store and KV
+state machine in ``--dir``, Raft over TCP on its own address, controlled by JSON lines on
+stdin/stdout (never the Raft network):
+
+    {"cmd": "status"}                      -> {"id", "state", "term", "leader", "applied", "committed"}
+    {"cmd": "write", "key": k, "value": v} -> {"ok": response} | {"error": name, "leader": id}
+    {"cmd": "get", "key": k}               -> {"value": v} (local state machine)
+    {"cmd": "exit"}                        -> {"bye": true}, then a clean shutdown
+
+    python proc_node.py --id 1 --dir D --nodes 1=127.0.0.1:p1,2=...,3=... [--init]
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import trio
+
+from fastraft import Node
+from fastraft.core import Config
+from fastraft.kv import LmdbKVStateMachine, Set, encode_command
+from fastraft.net import TcpNetwork, serve_raft_tcp
+from fastraft.net.tcp import parse_addr
+from fastraft.runtime import open_raft
+from fastraft.storage import LmdbLogStore
+
+
+def reply(obj) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def handle(raft, sm, msg):
+    cmd = msg["cmd"]
+    if cmd == "status":
+        m = raft.metrics()
+        return {"id": m.id, "state": m.state.value, "term": m.current_term,
+                "leader": m.current_leader, "applied": m.applied_index, "committed": m.committed}
+    if cmd == "write":
+        try:
+            with trio.fail_after(5):
+                resp = await raft.client_write(encode_command(Set(msg["key"], msg["value"])))
+            return {"ok": resp}
+        except Exception as e:  # the test decides what an error means
+            return {"error": type(e).__name__, "leader": getattr(e, "leader_id", None)}
+    if cmd == "get":
+        return {"value": sm.get(msg["key"])}
+    raise ValueError(f"unknown command {cmd!r}")
+
+
+async def main(args) -> None:
+    nodes = {}
+    for part in args.nodes.split(","):
+        i, a = part.split("=")
+        nodes[int(i)] = Node(a)
+    host, port = parse_addr(nodes[args.id].addr)
+    log_store = await LmdbLogStore.open(os.path.join(args.dir, "log"))
+    sm = await LmdbKVStateMachine.open(os.path.join(args.dir, "sm"))
+    stdin = trio.lowlevel.FdStream(os.dup(0))
+    async with trio.open_nursery() as nursery:
+        async with open_raft(args.id, Config(), log_store=log_store, state_machine=sm,
+                             network=TcpNetwork()) as raft:
+            await nursery.start(serve_raft_tcp, raft, host, port)
+            if args.init and raft.metrics().last_log_index == 0:
+                await raft.initialize(nodes)
+            reply({"ready": True, "pid": os.getpid()})
+            buf = b""
+            while True:  # one command per line until "exit" or end of input
+                chunk = await stdin.receive_some(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                stop = False
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    msg = json.loads(line)
+                    if msg["cmd"] == "exit":
+                        stop = True
+                        break
+                    reply(await handle(raft, sm, msg))
+                if stop:
+                    break
+    await stdin.aclose()
+    reply({"bye": True})
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--id", type=int, required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--nodes", required=True)
+    ap.add_argument("--init", action="store_true")
+    trio.run(main, ap.parse_args())
