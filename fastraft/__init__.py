@@ -19,6 +19,10 @@ Entry = _entry.Entry
 
 from .types import EntryKind, LogId, Membership, Node, SnapshotMeta, StoredMembership, Vote
 
+# the engine (sans-I/O, no I/O imports) and the refusals it answers requests with
+from .core import Config, Engine
+from .core.errors import Busy, LeaderTransferring, MembershipError, TransferFailed
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -38,4 +42,10 @@ __all__ = [
     "ForwardToLeader",
     "OutcomeUnknown",
     "RaftShutdown",
+    "Config",
+    "Engine",
+    "LeaderTransferring",
+    "TransferFailed",
+    "MembershipError",
+    "Busy",
 ]

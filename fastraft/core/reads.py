@@ -9,7 +9,8 @@ acknowledgement counts for every read registered before its round.
 Lease (``lease_read``, needs check-quorum): a round acknowledged by a quorum proves leadership
 until its start + the minimum election timeout (minus the drift margin), because with
 check-quorum no follower votes for another candidate within that time of hearing the leader.
-Reads within the lease skip the round.
+Reads within the lease skip the round. A leadership transfer suspends the lease: voters grant
+the target's transfer campaign even within it.
 
 Invariant: a read is answered only after a quorum acknowledged a round sent after the read was
 registered (or within a lease), and after ``ApplyEntries`` reached its read index.
@@ -50,7 +51,7 @@ class ReadsMixin:
                 f"{len(self._reads)} reads pending; retry when they complete")))
             return
         read_index = max(self.committed, self._leader_first_index)
-        if self.config.lease_read and self._now < self._lease_until:
+        if self.lease_valid:
             self._reads.append((0, read_index, request_id))
         else:
             self._reads.append((self._seq + 1, read_index, request_id))
@@ -60,8 +61,10 @@ class ReadsMixin:
     @property
     def lease_valid(self) -> bool:
         """Whether a lease read would skip the heartbeat round now."""
+        # a transfer lets the target win votes inside the lease (thesis §3.10), so no lease
+        # holds while one is pending
         return (self.role == Role.LEADER and self.config.lease_read
-                and self._now < self._lease_until)
+                and self._transfer is None and self._now < self._lease_until)
 
     def _on_leader_start_reads(self) -> None:
         self._reads.clear()

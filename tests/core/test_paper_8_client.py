@@ -192,3 +192,22 @@ def test_6_4_proposals_refused_during_transfer_are_not_appended():
     with pytest.raises(LeaderTransferring) as info:
         e.propose([b"x"])
     assert info.value.target_id == 2 and e.last_log_id == last
+
+
+def test_6_4_1_no_lease_while_a_transfer_is_pending():
+    """Voters grant a transfer's campaign even inside the leader lease (thesis §3.10), so a
+    pending transfer suspends lease reads."""
+    e = engine(1, cfg=config(lease_read=True))
+    make_leader(e)
+    for p in (2, 3):
+        e.step(AppendEntriesResponse(e.term, p, True, 2, 0, 0, 0))
+    complete_writes(e, e.take_commands())
+    e.trigger_heartbeat()
+    seq = sent(e.take_commands(), AppendEntriesRequest)[-1].seq
+    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, seq))
+    assert e.lease_valid
+    e.transfer_leader("t", 3)
+    e.take_commands()
+    assert not e.lease_valid
+    e.read_index("r")
+    assert of_type(e.take_commands(), ReadReady) == []  # needs its round now
