@@ -1,0 +1,206 @@
+"""The KV node's ASGI application: routes each HTTP request to ``KVService`` (the API of
+``fastraft.kv.api``) or, with the HTTP Raft network, to the node's Raft RPC entry points
+(``fastraft.kv.http_network``). Any ASGI server runs it; ``fastraft.kv.server`` uses
+hypercorn's trio worker.
+
+Routes::
+
+    POST /write  /read  /consistent_read            application API (JSON)
+    POST /init  /add-learner  /change-membership    admin API (JSON)
+    GET  /metrics  /node                            this node's metrics, and who it is
+    POST /raft-vote  /raft-append  /raft-snapshot  /raft-timeout-now
+                                                    Raft RPCs, codec frames (HTTP network only)
+
+Input is never trusted: a body over its bound (checked from Content-Length before reading,
+and while reading), bytes that are not JSON, JSON of the wrong shape, an unknown path or
+method all get a 4xx answer saying what was wrong; nothing is changed and the node goes on
+serving. An unexpected exception in a handler is logged and answered with 500.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..codec import DEFAULT_MAX_FRAME_BYTES
+from .api import (MAX_BODY_BYTES, BadRequest, err_body, error_json, error_status, ok_body,
+                  parse_add_learner, parse_change_membership, parse_init, parse_json, parse_key,
+                  parse_write)
+from .http_network import RAFT_ROUTES, handle_raft_rpc
+from .service import KVService
+
+__all__ = ["KVApp"]
+
+log = logging.getLogger("fastraft.kv.app")
+
+_JSON = b"application/json"
+
+
+class _Disconnected(Exception):
+    """The client went away before its request body arrived."""
+
+
+class KVApp:
+    """ASGI app of one KV node. ``raft_rpc`` serves the Raft RPC routes (HTTP network)."""
+
+    def __init__(self, service: KVService, *, raft_rpc: bool = False,
+                 max_body_bytes: int = MAX_BODY_BYTES,
+                 max_rpc_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.service = service
+        self.raft_rpc = raft_rpc
+        self.max_body_bytes = max_body_bytes
+        self.max_rpc_bytes = max_rpc_bytes
+        s = service
+        self._post = {
+            "/write": self._write,
+            "/read": self._read,
+            "/consistent_read": self._consistent_read,
+            "/init": self._init,
+            "/add-learner": self._add_learner,
+            "/change-membership": self._change_membership,
+        }
+        self._get = {"/metrics": s.metrics, "/node": s.node_info}
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    async def _http(self, scope, receive, send) -> None:
+        method, path = scope["method"], scope["path"]
+        try:
+            if self.raft_rpc and path in RAFT_ROUTES:
+                if method != "POST":
+                    raise _MethodNotAllowed("POST")
+                body = await _read_body(scope, receive, self.max_rpc_bytes)
+                status, content, ctype = await handle_raft_rpc(
+                    self.service.raft, path, body, self.max_rpc_bytes)
+                await _respond(send, status, content, ctype)
+                return
+            handler = self._post.get(path)
+            if handler is not None:
+                if method != "POST":
+                    raise _MethodNotAllowed("POST")
+                body = await _read_body(scope, receive, self.max_body_bytes)
+                status, content = await handler(body)
+            elif path in self._get:
+                if method != "GET":
+                    raise _MethodNotAllowed("GET")
+                status, content = 200, ok_body(self._get[path]())
+            else:
+                await _respond(send, 404, err_body({"BadRequest": {
+                    "reason": f"no such endpoint: {method} {path}"}}), _JSON)
+                return
+        except _Disconnected:
+            return
+        except _MethodNotAllowed as e:
+            await _respond(send, 405, err_body({"BadRequest": {
+                "reason": f"{path} takes {e.allowed}, not {method}"}}), _JSON,
+                [(b"allow", e.allowed.encode())])
+            return
+        except BadRequest as e:
+            status, content = 400, err_body(error_json(e))
+        except Exception as e:
+            log.exception("%s %s failed", method, path)
+            status, content = 500, err_body(error_json(e))
+        await _respond(send, status, content, _JSON)
+
+    # -- handlers: body bytes -> (status, answer bytes) -----------------------------------------
+
+    async def _write(self, body: bytes) -> tuple[int, bytes]:
+        command = parse_write(body)
+        try:
+            return 200, ok_body(await self.service.write(command))
+        except Exception as e:
+            return _error(e, write=True)
+
+    async def _read(self, body: bytes) -> tuple[int, bytes]:
+        key = parse_key(parse_json(body))
+        try:
+            return 200, ok_body(await self.service.read(key))
+        except Exception as e:
+            return _error(e)
+
+    async def _consistent_read(self, body: bytes) -> tuple[int, bytes]:
+        key = parse_key(parse_json(body))
+        try:
+            return 200, ok_body(await self.service.consistent_read(key))
+        except Exception as e:
+            return _error(e)
+
+    async def _init(self, body: bytes) -> tuple[int, bytes]:
+        members = parse_init(parse_json(body))
+        try:
+            return 200, ok_body(await self.service.init(members))
+        except Exception as e:
+            return _error(e)
+
+    async def _add_learner(self, body: bytes) -> tuple[int, bytes]:
+        node_id, addr, raft_addr = parse_add_learner(parse_json(body))
+        try:
+            return 200, ok_body(await self.service.add_learner(node_id, addr, raft_addr))
+        except Exception as e:
+            return _error(e)
+
+    async def _change_membership(self, body: bytes) -> tuple[int, bytes]:
+        voters = parse_change_membership(parse_json(body))
+        try:
+            return 200, ok_body(await self.service.change_membership(voters))
+        except Exception as e:
+            return _error(e)
+
+
+def _error(error: Exception, write: bool = False) -> tuple[int, bytes]:
+    doc = error_json(error, write=write)
+    status = error_status(doc)
+    if status == 500:
+        log.error("request failed: %s: %s", type(error).__name__, error)
+    return status, err_body(doc)
+
+
+class _MethodNotAllowed(Exception):
+    def __init__(self, allowed: str) -> None:
+        self.allowed = allowed
+
+
+async def _read_body(scope, receive, limit: int) -> bytes:
+    """The whole request body, refused (BadRequest) past ``limit`` bytes."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                raise BadRequest("Content-Length is not a number") from None
+            if declared > limit:
+                raise BadRequest(f"the body is {declared} bytes; at most {limit} are accepted")
+    chunks = []
+    size = 0
+    while True:  # one ASGI message per chunk; bounded by ``limit``
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"the body exceeds {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(send, status: int, content: bytes, content_type: bytes, extra=()) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(content))]
+    headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+async def _lifespan(receive, send) -> None:
+    while True:  # the server sends startup, then shutdown
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,216 @@
+"""One KV node, put together (the guide's chapter 4): its stores, its Raft network, the Raft
+node, and the HTTP API served by hypercorn's trio worker.
+
+    options = NodeOptions(node_id=1, addr="127.0.0.1:21001", raft_addr="127.0.0.1:22001",
+                          store="lmdb", data_dir="./n1")
+    async with trio.open_nursery() as nursery:
+        info = await nursery.start(run_node, options)   # serving once this returns
+
+``run_node`` runs until cancelled or until the Raft node stops (a storage failure); leaving
+closes the HTTP server, the Raft listener, the node and its stores, in that order. A port of 0
+in ``addr`` or ``raft_addr`` picks a free one; the ``NodeInfo`` reported through
+``task_status`` has the real addresses.
+
+Stores: ``memory`` (the guide's memstore: nothing survives the process) or ``lmdb`` (one
+environment in ``data_dir`` holding the log and the state machine; a restarted node recovers
+its log, vote and state from it). A data directory remembers the id of the node that made it
+and refuses to serve another id.
+
+Raft network: ``tcp`` (the built-in pipelined TCP network on ``raft_addr``, the default) or
+``http`` (``fastraft.kv.http_network``: Raft RPCs on the HTTP address, ``raft_addr`` unused).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+import trio
+
+from ..core import Config
+from ..errors import ConfigError
+from ..net.tcp import TcpNetwork, serve_raft_tcp
+from ..runtime import open_raft
+from ..storage import LmdbEnv, LmdbLogStore, MemoryLogStore
+from .api import BadRequest, check_addr
+from .app import KVApp
+from .http_network import HttpNetwork
+from .lmdb_state_machine import LmdbKVStateMachine
+from .log_id_answers import LogIdAnswers
+from .service import KVService, NodeInfo
+from .state_machine import MemoryKVStateMachine
+
+__all__ = ["NodeOptions", "run_node", "STORES", "NETWORKS"]
+
+log = logging.getLogger("fastraft.kv.server")
+
+STORES = ("memory", "lmdb")
+NETWORKS = ("tcp", "http")
+_ID_FILE = "fastraft-kv-node.json"
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """How to run one KV node; ``check()`` raises ConfigError for anything that cannot work."""
+
+    node_id: int
+    addr: str
+    raft_addr: str | None = None
+    network: str = "tcp"
+    store: str = "memory"
+    data_dir: str | None = None
+    config: Config = field(default_factory=Config)
+    write_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+    request_timeout_s: float = 1.0
+
+    def check(self) -> "NodeOptions":
+        if type(self.node_id) is not int or self.node_id <= 0:
+            raise ConfigError(f"the node id must be a positive integer, got {self.node_id!r}")
+        for what, addr in (("addr", self.addr), ("raft_addr", self.raft_addr)):
+            if addr is not None:
+                try:
+                    check_addr(addr, what)
+                except BadRequest as e:
+                    raise ConfigError(str(e)) from None
+        if self.network not in NETWORKS:
+            raise ConfigError(f"network must be one of {NETWORKS}, got {self.network!r}")
+        if self.network == "tcp" and self.raft_addr is None:
+            raise ConfigError("the tcp raft network needs a raft address (--raft-addr)")
+        if self.store not in STORES:
+            raise ConfigError(f"store must be one of {STORES}, got {self.store!r}")
+        if self.store == "lmdb" and not self.data_dir:
+            raise ConfigError("the lmdb store needs a data directory (--data)")
+        self.config.validate()
+        return self
+
+
+def _bind_http_socket(addr: str) -> tuple[int, str]:
+    """A bound TCP socket for ``addr`` (port 0: any free port): (file descriptor handed to
+    hypercorn, the address it is bound to)."""
+    host, port = addr.rsplit(":", 1)
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted ones
+        sock.bind((host, int(port)))
+        bound = sock.getsockname()[1]
+    except BaseException:
+        sock.close()
+        raise
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    return sock.detach(), f"{shown}:{bound}"
+
+
+def _claim_data_dir(path: str, node_id: int) -> None:
+    """Record ``node_id`` as the owner of ``path``; ConfigError if another node made it."""
+    os.makedirs(path, exist_ok=True)
+    id_file = os.path.join(path, _ID_FILE)
+    try:
+        with open(id_file) as f:
+            owner = json.load(f).get("id")
+    except FileNotFoundError:
+        tmp = id_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"id": node_id}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, id_file)
+        return
+    except (ValueError, AttributeError, OSError) as e:
+        raise ConfigError(f"{id_file} is unreadable: {e}") from None
+    if owner != node_id:
+        raise ConfigError(f"{path} holds the data of node {owner}, not node {node_id}")
+
+
+async def _open_stores(options: NodeOptions):
+    """(log store, state machine, lmdb environment or None)."""
+    if options.store == "memory":
+        return MemoryLogStore(), MemoryKVStateMachine(), None
+    await trio.to_thread.run_sync(_claim_data_dir, options.data_dir, options.node_id)
+    env = await trio.to_thread.run_sync(LmdbEnv, options.data_dir)
+    try:
+        log_store = await LmdbLogStore.open(env)
+        try:
+            sm = await LmdbKVStateMachine.open(env)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await log_store.aclose()
+            raise
+    except BaseException:
+        env.close()
+        raise
+    return log_store, sm, env
+
+
+def _hypercorn_config(fd: int):
+    from hypercorn.config import Config as HypercornConfig  # the kv extra
+
+    hc = HypercornConfig()
+    hc.bind = [f"fd://{fd}"]
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("fastraft.kv.http")
+    hc.keep_alive_timeout = 30
+    # a load generator keeps each connection for a whole run: do not cut it every 1,000 requests
+    hc.keep_alive_max_requests = 1 << 30
+    hc.graceful_timeout = 2
+    return hc
+
+
+async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run the node described by ``options`` until cancelled (see the module docstring)."""
+    from hypercorn.trio import serve as serve_http  # the kv extra
+
+    options.check()
+    fd, http_addr = _bind_http_socket(options.addr)
+    try:
+        log_store, inner_sm, env = await _open_stores(options)
+    except BaseException:
+        os.close(fd)
+        raise
+    sm = LogIdAnswers(inner_sm)
+    network = TcpNetwork() if options.network == "tcp" else HttpNetwork()
+    try:
+        async with open_raft(options.node_id, options.config, log_store=log_store,
+                             state_machine=sm, network=network,
+                             request_timeout_s=options.request_timeout_s) as raft:
+            async with trio.open_nursery() as nursery:
+                if options.network == "tcp":
+                    host, port = _split(options.raft_addr)
+                    listeners = await nursery.start(serve_raft_tcp, raft, host, port)
+                    raft_addr = f"{host}:{listeners[0].socket.getsockname()[1]}"
+                else:
+                    raft_addr = http_addr
+                info = NodeInfo(options.node_id, http_addr, raft_addr, options.network)
+                service = KVService(raft, sm, info, write_timeout_s=options.write_timeout_s,
+                                    read_timeout_s=options.read_timeout_s)
+                app = KVApp(service, raft_rpc=options.network == "http")
+                stop_http = trio.Event()
+                hc = _hypercorn_config(fd)
+                fd = -1  # hypercorn owns it now
+                await nursery.start(lambda task_status: serve_http(
+                    app, hc, shutdown_trigger=stop_http.wait, task_status=task_status))
+                log.info("node %d serving HTTP on %s, raft (%s) on %s", options.node_id,
+                         http_addr, options.network, raft_addr)
+                task_status.started(info)
+                try:
+                    await raft.wait_closed()  # the node stopped on its own: a storage failure
+                    log.error("node %d stopped; closing its HTTP server", options.node_id)
+                finally:
+                    stop_http.set()
+                    nursery.cancel_scope.cancel()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if env is not None:
+            env.close()
+
+
+def _split(addr: str) -> tuple[str, int]:
+    host, port = addr.rsplit(":", 1)
+    return host.strip("[]"), int(port)
