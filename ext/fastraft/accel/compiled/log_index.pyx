@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=False
 """The log index, compiled. Twin: fastraft/accel/pure/log_index.py, which is the spec: same
 names, signatures, results, exception types and messages.
 
@@ -196,18 +196,18 @@ cdef class LogIndex:
 
     cdef Py_ssize_t _run_of(self, uint64_t index) noexcept:
         # The run holding ``index``. Requires _runs >= 1 and _run_start[0] <= index.
-        cdef Py_ssize_t lo = 0, hi = self._runs - 1, mid
+        cdef Py_ssize_t base = 0, n = self._runs, half
         cdef uint64_t *start = self._run_start
-        if start[hi] <= index:
-            return hi
-        # Invariant: start[lo] <= index < start[hi].
-        while hi - lo > 1:
-            mid = (lo + hi) >> 1
-            if start[mid] <= index:
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        if start[n - 1] <= index:
+            return n - 1
+        # Branch-free halving (the compiler emits a conditional move): a lookup at a random
+        # index would otherwise mispredict about half of its steps.
+        # Invariant: start[base] <= index, and the answer is in [base, base + n).
+        while n > 1:
+            half = n >> 1
+            base = base + half if start[base + half] <= index else base
+            n -= half
+        return base
 
     cdef uint64_t _term_of(self, uint64_t index) noexcept:
         # Requires purged_index < index <= last_index.

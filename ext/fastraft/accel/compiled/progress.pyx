@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=False
 """The progress tracker, compiled. Twin: fastraft/accel/pure/progress.py, which is the spec:
 same names, signatures, results, exception types and messages.
 
