@@ -18,7 +18,8 @@ Inputs (methods of ``Engine``):
   ``on_snapshot_chunk_read(node_id, snapshot_id, offset, data, done)``;
 * admin: ``initialize(request_id, nodes)``, ``add_learner(request_id, node_id, node,
   blocking)``, ``change_membership(request_id, voters, retain)``,
-  ``transfer_leader(request_id, target)``, ``trigger_elect()``, ``trigger_heartbeat()``,
+  ``remove_learners(request_id, node_ids)``, ``transfer_leader(request_id, target)``,
+  ``trigger_elect()``, ``trigger_heartbeat()``,
   ``trigger_snapshot()``, ``trigger_purge(upto)``;
 * reads: ``read_index(request_id)``.
 

@@ -10,7 +10,8 @@ A leader not among the new voters steps down once C_new commits (thesis §4.2.2)
 
 Invariant: the effective membership is the last membership entry of the log (or of the
 snapshot when the log holds none).
-Invariant: a leader has at most one membership request in progress.
+Invariant: a leader has at most one membership change in progress; blocking add_learner
+requests whose entry committed wait apart (bounded per learner) and block no change.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from fastraft.errors import OutcomeUnknown
 from fastraft.types import EntryKind, LogId, Membership, Node, StoredMembership, Vote
 
 from .commands import AppendLog, MembershipChanged, Respond
-from .errors import MembershipError
+from .errors import Busy, MembershipError
 from .state import Role
 
 __all__ = ["MembershipMixin"]
+
+# Blocking add_learner requests that may wait for one learner at a time.
+_MAX_CATCH_UP_WAITERS = 16
 
 
 def _index(sm: StoredMembership) -> int:
@@ -38,7 +42,7 @@ class _Change:
 
     def __init__(self, request_id, kind, wait_index, retain=True, node_id=0, blocking=False):
         self.request_id = request_id
-        self.kind = kind  # "learner", "catch_up", "joint" or "final"
+        self.kind = kind  # "learner", "joint" or "final"
         self.wait_index = wait_index
         self.retain = retain
         self.node_id = node_id
@@ -48,6 +52,8 @@ class _Change:
 class MembershipMixin:
     def _init_membership(self) -> None:
         self._change: _Change | None = None
+        # blocking add_learner requests waiting for their learner: node id -> [(request, id)]
+        self._catch_up: dict[int, list] = {}
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -98,6 +104,29 @@ class MembershipMixin:
         nodes[node_id] = node
         idx = self._append_membership(Membership(m.configs, nodes))
         self._change = _Change(request_id, "learner", idx, node_id=node_id, blocking=blocking)
+
+    def remove_learners(self, request_id: Hashable, node_ids) -> None:
+        """Admin (leader): drop learners from the membership (voters leave through
+        ``change_membership``). Answers with the membership entry's log id once it commits;
+        MembershipError if one of them votes or another change is in progress."""
+        try:
+            ids = frozenset(int(i) for i in node_ids)
+        except (TypeError, ValueError):
+            raise ValueError(f"node_ids must be node ids, got {node_ids!r}") from None
+        if not self._ready_for_change(request_id):
+            return
+        m = self._membership.membership
+        voters = sorted(i for i in ids if m.is_voter(i))
+        if voters:
+            self._emit(Respond(request_id, error=MembershipError(
+                f"nodes {voters} are voters: remove them with change_membership")))
+            return
+        nodes = {k: v for k, v in m.nodes.items() if k not in ids}
+        if len(nodes) == len(m.nodes):
+            self._emit(Respond(request_id, result=self._membership.log_id))
+            return
+        idx = self._append_membership(Membership(m.configs, nodes))
+        self._change = _Change(request_id, "learner", idx)
 
     def change_membership(self, request_id: Hashable, voters, retain: bool = False) -> None:
         """Admin (leader): make ``voters`` the voter set by joint consensus (Raft §6): append
@@ -174,6 +203,7 @@ class MembershipMixin:
             self._track_membership()
             if self.progress.is_tracked(self.id):
                 self.progress.update_match(self.id, self.flushed)
+            self._drop_catch_up_of_removed()
         self._refresh_role()
         self._emit(MembershipChanged(self._membership, self._committed_membership))
 
@@ -217,23 +247,36 @@ class MembershipMixin:
         if ch is None or self.committed < ch.wait_index:
             return
         if ch.kind == "learner":
-            ch.kind = "catch_up"
+            # the learner is a member now: the next change may start while this request
+            # waits for the learner to catch up
+            self._change = None
+            # this leader appended the entry, so it carries this leader's term
+            lid = LogId(self.vote.term, ch.wait_index)
+            if not ch.blocking:
+                self._emit(Respond(ch.request_id, result=lid))
+                return
+            waiting = self._catch_up.setdefault(ch.node_id, [])
+            if len(waiting) >= _MAX_CATCH_UP_WAITERS:
+                self._emit(Respond(waiting.pop(0)[0], error=Busy(
+                    f"too many requests wait for node {ch.node_id} to catch up")))
+            waiting.append((ch.request_id, lid))
             self._on_follower_progress(ch.node_id)
 
     def _on_follower_progress(self, peer: int) -> None:
         """A follower's match moved: a blocking add_learner or a transfer may complete."""
-        ch = self._change
-        if ch is not None and ch.kind == "catch_up" and ch.node_id == peer:
+        waiting = self._catch_up.get(peer)
+        if waiting:
             p = self.progress
             lag = self.log.last_index - (p.match_index(peer) if p.is_tracked(peer) else 0)
-            if not ch.blocking or lag < self.config.replication_lag_threshold:
-                self._change = None
-                # this leader appended the entry, so it carries this leader's term
-                self._emit(Respond(ch.request_id, result=LogId(self.vote.term, ch.wait_index)))
+            if lag < self.config.replication_lag_threshold:
+                del self._catch_up[peer]
+                for request_id, lid in waiting:
+                    self._emit(Respond(request_id, result=lid))
         self._maybe_send_timeout_now(peer)
 
     def _on_leader_start_membership(self) -> None:
         self._change = None
+        self._catch_up = {}
 
     def _fail_membership_change(self) -> None:
         ch = self._change
@@ -241,3 +284,15 @@ class MembershipMixin:
             self._change = None
             self._emit(Respond(ch.request_id, error=OutcomeUnknown(
                 "leadership lost during a membership change; it may still complete")))
+        for waiting in self._catch_up.values():
+            for request_id, _ in waiting:
+                self._emit(Respond(request_id, error=OutcomeUnknown(
+                    "leadership lost while the learner caught up; it was added")))
+        self._catch_up = {}
+
+    def _drop_catch_up_of_removed(self) -> None:
+        m = self._membership.membership
+        for node_id in [i for i in self._catch_up if i not in m.nodes]:
+            for request_id, _ in self._catch_up.pop(node_id):
+                self._emit(Respond(request_id, error=MembershipError(
+                    f"node {node_id} was removed before it caught up")))

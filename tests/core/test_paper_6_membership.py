@@ -237,3 +237,57 @@ def test_progress_tracks_new_members_in_probe():
     assert e.progress.is_tracked(4) and e.progress.mode(4) == prog.PROBE
     assert e.progress.learner_ids() == [4]
     assert e.config == config()
+
+
+def test_waiting_for_a_learner_blocks_no_other_change():
+    """A blocking add_learner waits for its learner apart from the one-change-at-a-time rule:
+    another change may go ahead; losing leadership answers it."""
+    e = engine(1, voters=(1, 2, 3), cfg=config(replication_lag_threshold=1))
+    make_leader(e)
+    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, 0))
+    e.take_commands()
+    e.add_learner("slow", 4, node(4), blocking=True)
+    e.add_learner("slow-again", 4, node(4), blocking=True)  # a member already: answered
+    e.on_log_flushed(LogId(e.term, e.log.last_index))
+    e.step(AppendEntriesResponse(e.term, 2, True, e.log.last_index, 0, 0, 0))
+    rs = {r.request_id: r for r in of_type(e.take_commands(), Respond)}
+    assert "slow" not in rs and isinstance(rs["slow-again"].error, MembershipError)
+    e.add_learner("other", 5, node(5), blocking=True)
+    e.on_log_flushed(LogId(e.term, e.log.last_index))
+    e.step(AppendEntriesResponse(e.term, 2, True, e.log.last_index, 0, 0, 0))
+    assert of_type(e.take_commands(), Respond) == []  # both wait, neither blocks the change
+    e.change_membership("drop4", [1, 2, 3], retain=False)  # same voters: answered at once
+    assert of_type(e.take_commands(), Respond)[0].error is None
+    e.step(AppendEntriesResponse(e.term + 1, 2, False, 0, 0, 0, 0))
+    rs = of_type(e.take_commands(), Respond)
+    assert sorted(r.request_id for r in rs) == ["other", "slow"]
+    assert all(isinstance(r.error, OutcomeUnknown) for r in rs)
+
+
+def test_remove_learners():
+    e = engine(1, voters=(1, 2, 3), learners=(4,), cfg=config(replication_lag_threshold=1))
+    make_leader(e)
+    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, 0))
+    e.take_commands()
+    e.remove_learners("voter", [2])
+    assert isinstance(of_type(e.take_commands(), Respond)[0].error, MembershipError)
+    e.remove_learners("nobody", [9])
+    assert of_type(e.take_commands(), Respond)[0].error is None
+    e.add_learner("wait5", 5, node(5), blocking=True)
+    e.on_log_flushed(LogId(e.term, e.log.last_index))
+    e.step(AppendEntriesResponse(e.term, 2, True, e.log.last_index, 0, 0, 0))
+    assert of_type(e.take_commands(), Respond) == []
+    e.remove_learners("rm", [4, 5])
+    rs = {r.request_id: r for r in of_type(e.take_commands(), Respond)}
+    assert isinstance(rs["wait5"].error, MembershipError)  # its learner is gone
+    assert sorted(e.membership.membership.nodes) == [1, 2, 3]
+    e.on_log_flushed(LogId(e.term, e.log.last_index))
+    e.step(AppendEntriesResponse(e.term, 2, True, e.log.last_index, 0, 0, 0))
+    (r,) = of_type(e.take_commands(), Respond)
+    assert r.request_id == "rm" and r.result == e.membership.log_id
+    try:
+        e.remove_learners("bad", ["x"])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("node ids must be ints")
