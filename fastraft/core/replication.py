@@ -324,7 +324,9 @@ class ReplicationMixin:
         """Apply what is committed and durable here (a state machine must never get ahead of
         the local log it would be rebuilt from)."""
         hi = min(self.committed, self.flushed)
-        if hi <= self.applied:
+        if hi <= self.applied or self._snapshot_installing():
+            # while a snapshot replaces the state machine, entries wait: the snapshot may
+            # cover them, and an apply after the install would land on the new state
             return
         lo = self.applied + 1
         log = self.log

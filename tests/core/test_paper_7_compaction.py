@@ -1,8 +1,8 @@
 """Raft §7 (log compaction): the snapshot policy, purging with a kept tail, and
 InstallSnapshot in chunks, resumable, for a follower that needs purged entries."""
 
-from fastraft.core import (BuildSnapshot, InstallSnapshot, PurgeLog, ReadLog, ReadSnapshotChunk,
-                           Role, SaveSnapshotChunk, TruncateLog)
+from fastraft.core import (ApplyEntries, BuildSnapshot, InstallSnapshot, PurgeLog, ReadLog,
+                           ReadSnapshotChunk, Role, SaveSnapshotChunk, TruncateLog)
 from fastraft.core._prims import progress as prog
 from fastraft.messages import (AppendEntriesRequest, AppendEntriesResponse,
                                InstallSnapshotRequest, InstallSnapshotResponse)
@@ -198,3 +198,26 @@ def test_7_cluster_follower_catches_up_by_snapshot():
     c.propose(1, [b"after"])
     c.advance(0.2)
     assert c.applied_payloads(3)[-1] == b"after"
+
+
+def test_7_no_apply_while_a_snapshot_is_installed():
+    """Entries that become durable while a snapshot is being installed are not applied on top
+    of it: the snapshot covers them, and applying resumes after it (found by the simulator)."""
+    f = engine(2, terms=(1, 1))
+    f.step(append(2, 1, 1, 2, 4, [Entry(2, 3, 1, b"a"), Entry(2, 4, 1, b"b")]))
+    f.take_commands()  # committed up to 4, durable only up to 2
+    assert (f.committed, f.applied) == (4, 2)
+    mem = membership()
+    f.step(InstallSnapshotRequest(2, 1, "s", 2, 5, 1, 1, mem.to_bytes(), 0, b"z", True))
+    (inst,) = of_type(f.take_commands(), InstallSnapshot)
+    f.step(append(2, 1, 2, 4, 4, []))  # ignored while installing
+    f.on_log_flushed(LogId(2, 4))
+    f.on_vote_saved(f.vote)
+    assert of_type(f.take_commands(), ApplyEntries) == []  # not [3, 5) over the snapshot
+    f.on_snapshot_installed(inst.meta)
+    cmds = f.take_commands()
+    assert of_type(cmds, ApplyEntries) == [] and f.applied == 5
+    assert of_type(cmds, PurgeLog) == [PurgeLog(LogId(2, 5))]
+    f.step(append(2, 1, 2, 5, 6, [Entry(2, 6, 1, b"c")]))
+    cmds = complete_writes(f, f.take_commands())
+    assert [(a.lo, a.hi) for a in of_type(cmds, ApplyEntries)] == [(6, 7)]
