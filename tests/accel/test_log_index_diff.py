@@ -8,7 +8,9 @@ message; a call that raises must leave both unchanged; and after every step ever
 part of the two indexes (ids, runs, cache bounds and contents, repr) must be equal.
 """
 
+import copy
 import importlib
+import pickle
 
 import hypothesis.strategies as st
 import pytest
@@ -209,6 +211,15 @@ class LogIndexDiff(RuleBasedStateMachine):
         hi = data.draw(st.one_of(st.integers(lo, max(lo, p.last_index + 2)),
                                  near(lo, max(lo, p.last_index + 1))), label="hi")
         self.both("entries", lo, hi, max_entries, max_bytes)
+
+    @rule(how=st.sampled_from(["pickle", "deepcopy"]))
+    def copy_both(self, how):
+        """Carry on with copies: a copy must behave as the original (the twin copies through
+        its slots, the compiled module through __reduce__)."""
+        dup = (lambda o: pickle.loads(pickle.dumps(o))) if how == "pickle" else copy.deepcopy
+        c, p = dup(self.c), dup(self.p)
+        assert type(c) is type(self.c) and state(c) == state(self.c)
+        self.c, self.p = c, p
 
     @invariant()
     def same_state(self):

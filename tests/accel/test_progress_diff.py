@@ -8,8 +8,10 @@ exception type with the same message; a call that raises must leave both unchang
 every step everything observable (per member and the quorums) must be equal.
 """
 
+import copy
 import importlib
 import itertools
+import pickle
 
 import hypothesis.strategies as st
 from hypothesis import given, settings
@@ -162,6 +164,15 @@ class ProgressDiff(RuleBasedStateMachine):
     @rule(op=st.sampled_from(["reset_votes", "reset_active"]))
     def reset_round(self, op):
         self.both(op, mutates=True)
+
+    @rule(how=st.sampled_from(["pickle", "deepcopy"]))
+    def copy_both(self, how):
+        """Carry on with copies: a copy must behave as the original (the twin copies through
+        its slots, the compiled module through __reduce__)."""
+        dup = (lambda o: pickle.loads(pickle.dumps(o))) if how == "pickle" else copy.deepcopy
+        c, p = dup(self.c), dup(self.p)
+        assert type(c) is type(self.c) and state(c) == state(self.c)
+        self.c, self.p = c, p
 
     @invariant()
     def same_state(self):

@@ -711,6 +711,29 @@ cdef class LogIndex:
             self._base_bytes = 0
         return 0
 
+    # -- copying -------------------------------------------------------------------------------
+
+    def __reduce__(self):
+        """Pickle and copy support (the twin copies through its slots): the bounds, both log
+        ids, the runs and the cached entries."""
+        cdef Py_ssize_t k
+        runs = [(self._run_start[k], self._run_term[k]) for k in range(self._runs)]
+        return (LogIndex, (self.max_cached_entries, self.max_cached_bytes),
+                (self.last_index, self.last_term, self.purged_index, self.purged_term, runs,
+                 self._cache[self._head:]))
+
+    def __setstate__(self, state):
+        cdef list cached
+        last_index, last_term, purged_index, purged_term, runs, cached = state
+        self._cache_clear()
+        self._runs = 0
+        self._reserve_runs(len(runs))
+        for start, term in runs:
+            self._push_run(start, term)
+        self.last_index, self.last_term = last_index, last_term
+        self.purged_index, self.purged_term = purged_index, purged_term
+        self._cache_extend([to_entry(e) for e in cached])
+
     def __repr__(self):
         return (f"LogIndex(purged=({self.purged_term}, {self.purged_index}), "
                 f"last=({self.last_term}, {self.last_index}), runs={self.run_count}, "

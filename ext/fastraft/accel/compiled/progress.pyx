@@ -10,7 +10,8 @@ Node ids are looked up in a dict, as the twin does, so any int id works.
 Integer arguments are read as u64 with one C call; a value outside [0, 2**64) is treated as
 the twin treats it (a negative one compares below every index; one above 2**64 - 1 raises
 OverflowError where it would be stored). Arguments must be integers (``int`` or ``bool``;
-other numbers raise TypeError here).
+other numbers raise TypeError here), and ``max_inflight`` must fit in a C ssize_t (the twin
+fails later, when it sizes the windows, for a bound that large).
 
 Invariant: the invariants of the twin, and _m, _scratch hold _n slots, _if_buf
     _n * max_inflight values; every C array access is below those sizes.
@@ -584,6 +585,58 @@ cdef class ProgressTracker:
         if not self._n:
             return C_VOTE_PENDING
         return C_VOTE_WON if won else C_VOTE_PENDING
+
+    # -- copying -------------------------------------------------------------------------------
+
+    def __reduce__(self):
+        """Pickle and copy support (the twin copies through its slots): the window bound, and
+        per member its id and state, in-flight window oldest first."""
+        cdef Py_ssize_t s, j, w = self.max_inflight
+        cdef Member *p
+        members = []
+        for s in range(self._n):
+            p = &self._m[s]
+            window = [self._if_buf[s * w + (p.if_head + j) % w] for j in range(p.if_count)]
+            members.append((self._ids[s], p.role, p.match, p.next_m1, p.snap, p.seq, p.mode,
+                            p.paused, p.active, p.vote, window))
+        return (ProgressTracker, (self.max_inflight,), (self._joint, members))
+
+    def __setstate__(self, state):
+        cdef Py_ssize_t n, s, j, w = self.max_inflight
+        cdef Member *p
+        joint, members = state
+        n = len(members)
+        if n and w > PY_SSIZE_T_MAX // <Py_ssize_t>sizeof(uint64_t) // n:
+            raise MemoryError()
+        free(self._m)
+        free(self._if_buf)
+        free(self._scratch)
+        self._n = 0
+        self._slot = {}
+        self._ids = []
+        self._m = <Member *>calloc(<size_t>max(n, 1), sizeof(Member))
+        self._if_buf = <uint64_t *>calloc(<size_t>max(n * w, 1), sizeof(uint64_t))
+        self._scratch = <uint64_t *>calloc(<size_t>max(n, 1), sizeof(uint64_t))
+        if self._m == NULL or self._if_buf == NULL or self._scratch == NULL:
+            raise MemoryError()
+        ids = []
+        for s in range(n):
+            (i, role, match, next_m1, snap, seq, mode, paused, active, vote,
+             window) = members[s]
+            if len(window) > w:
+                raise ValueError("in-flight window larger than max_inflight")
+            p = &self._m[s]
+            p.role, p.match, p.next_m1, p.snap, p.seq = role, match, next_m1, snap, seq
+            p.mode, p.paused, p.active, p.vote = mode, paused, active, vote
+            p.if_head = 0
+            p.if_count = len(window)
+            for j in range(p.if_count):
+                self._if_buf[s * w + j] = window[j]
+            ids.append(i)
+        self._n = n
+        self._ids = ids
+        self._slot = {ids[s]: s for s in range(n)}
+        self._joint = joint
 
     def __repr__(self):
         cdef Py_ssize_t s
