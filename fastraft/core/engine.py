@@ -253,7 +253,9 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
 
     def _vote_durable(self, need: Vote) -> bool:
         s = self._saved_vote
-        return s.term > need.term or (s.term == need.term and s.node_id == need.node_id)
+        # within a term the vote only moves from "nobody" to a candidate, so a saved vote for
+        # a candidate also covers the term alone (the runtime may report only the latest save)
+        return s.term > need.term or (s.term == need.term and need.node_id in (0, s.node_id))
 
     def _send(self, to: int, msg: Message, after_vote: bool = False, after_flush: int = 0) -> None:
         """Emit ``msg`` now, or hold it until the vote as of now is saved (``after_vote``) and the

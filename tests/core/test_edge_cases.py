@@ -214,3 +214,16 @@ def test_both_flavours_of_primitives_run_the_same_protocol():
     values = list(runs.values())
     assert all(v == values[0] for v in values)
     assert len(values[0][1][2]) > 30
+
+
+def test_only_the_latest_vote_save_reported():
+    """The runtime may report only the latest of several saves: the vote for a candidate
+    covers the term bump saved before it in the same term."""
+    v = engine(2)
+    v.step(VoteRequest(5, 3, 0, 0))  # stale log: rejected, but the term moves to 5
+    v.step(VoteRequest(5, 1, 1, 1))  # granted in term 5
+    cmds = v.take_commands()
+    assert [c.vote for c in cmds if type(c).__name__ == "SaveVote"] == [Vote(5, 0), Vote(5, 1)]
+    v.on_vote_saved(Vote(5, 1))
+    assert sent(v.take_commands(), VoteResponse) == [VoteResponse(5, 2, False),
+                                                     VoteResponse(5, 2, True)]
