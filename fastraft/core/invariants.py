@@ -116,6 +116,10 @@ class InvariantChecker:
         self._commit_seen[e.id] = e.committed
         if e.applied > e.committed:
             self._fail(f"node {e.id} applied {e.applied} beyond committed {e.committed}")
+        flushed = getattr(e, "flushed", 0)
+        if flushed > e.log.last_index:
+            self._fail(f"node {e.id} counts {flushed} durable beyond its log's end "
+                       f"{e.log.last_index}")
         if e.log.last_term > e.term:
             self._fail(f"node {e.id} holds an entry of term {e.log.last_term} in term {e.term}")
 

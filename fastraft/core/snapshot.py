@@ -246,6 +246,9 @@ class SnapshotMixin:
             log.reset(lid.term, idx)
             self._emit(PurgeLog(lid))
             self._set_membership_from_snapshot(meta.last_membership)
+            # the discarded entries no longer count as durable: what comes after the snapshot
+            # must be flushed anew before it is acknowledged
+            self.flushed = idx
         if idx > self.flushed:
             self.flushed = idx
         if idx > self.applied:

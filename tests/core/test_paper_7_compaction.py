@@ -221,3 +221,20 @@ def test_7_no_apply_while_a_snapshot_is_installed():
     f.step(append(2, 1, 2, 5, 6, [Entry(2, 6, 1, b"c")]))
     cmds = complete_writes(f, f.take_commands())
     assert [(a.lo, a.hi) for a in of_type(cmds, ApplyEntries)] == [(6, 7)]
+
+
+def test_7_discarded_log_is_no_longer_durable():
+    """When a snapshot replaces a log that does not continue it, the entries past the snapshot
+    that were durable are gone: new entries there are acknowledged only once flushed."""
+    f = engine(2, terms=(1, 1, 1, 1, 1, 1))  # durable up to 6, all of term 1
+    mem = membership()
+    f.step(InstallSnapshotRequest(3, 1, "s", 2, 4, 1, 1, mem.to_bytes(), 0, b"z", True))
+    (inst,) = of_type(complete_writes(f, f.take_commands()), InstallSnapshot)
+    f.on_snapshot_installed(inst.meta)
+    f.take_commands()
+    assert f.flushed == 4 and f.last_log_id == LogId(2, 4)
+    f.step(append(3, 1, 2, 4, 4, [Entry(3, 5, 1, b"new")]))
+    cmds = f.take_commands()
+    assert sent(cmds, AppendEntriesResponse) == []  # entry 5 is not durable yet
+    f.on_log_flushed(LogId(3, 5))
+    assert [m.match_index for m in sent(f.take_commands(), AppendEntriesResponse)] == [5]
