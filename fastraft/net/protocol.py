@@ -132,31 +132,60 @@ class Reply:
     """A response still to come: resolved once, with a message (or None: no answer) or with an
     exception.
 
-    Several tasks may wait on it; each gets the same outcome.
+    Several tasks may wait on it (``result``), each getting the same outcome; or one callback
+    (``on_done``) runs when it resolves, so that a sender with many requests in flight need
+    not wait on them one by one. ``cancel`` says nobody waits any longer.
     """
 
-    __slots__ = ("_event", "_value", "_error")
+    __slots__ = ("_event", "_value", "_error", "_callback")
 
     def __init__(self) -> None:
         self._event = trio.Event()
         self._value: Message | None = None
         self._error: BaseException | None = None
+        self._callback = None
 
     @property
     def done(self) -> bool:
         return self._event.is_set()
 
+    @property
+    def value(self) -> Message | None:
+        """The response once resolved without error (None before, or for no answer)."""
+        return self._value
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
     def set_result(self, value: Message | None) -> None:
         """Resolve with ``value``; does nothing if already resolved."""
         if not self._event.is_set():
             self._value = value
-            self._event.set()
+            self._resolved()
 
     def set_error(self, error: BaseException) -> None:
         """Resolve with ``error`` (raised by ``result``); does nothing if already resolved."""
         if not self._event.is_set():
             self._error = error
-            self._event.set()
+            self._resolved()
+
+    def _resolved(self) -> None:
+        self._event.set()
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback(self)
+
+    def on_done(self, callback) -> None:
+        """Call ``callback(reply)`` once resolved (at once if it already is); one callback."""
+        if self._event.is_set():
+            callback(self)
+        else:
+            self._callback = callback
+
+    def cancel(self) -> None:
+        """Nobody waits for this response any longer (its deadline passed)."""
+        self.set_error(RequestTimeout("the request's deadline passed"))
 
     async def result(self) -> Message | None:
         """Wait for the outcome: return the message (or None) or raise the error."""
@@ -218,6 +247,10 @@ class RaftClient:
     """
 
     target_id: int = 0
+    #: True when ``start`` returns as soon as the request is queued (the response comes
+    #: later, on its own); False when only waiting on the reply sends the request, so a
+    #: caller wanting several in flight must wait on each in its own task.
+    pipelined: bool = False
 
     async def send(self, request: Message) -> Message | None:
         """Send one request and return its response or None (see the module's contract)."""

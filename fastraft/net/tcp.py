@@ -22,8 +22,9 @@ Inbound (``serve_raft_tcp``)::
             await nursery.start(serve_raft_tcp, raft, "127.0.0.1", 22001)
 
 Per connection, requests are handed to the node in the order they arrive (``submit``), so a
-follower sees pipelined AppendEntries in order and can put them in one storage flush; answers
-go back in that order, coalesced into few writes. A peer that sends bytes that do not parse,
+follower sees pipelined AppendEntries in order and can put them in one storage flush; each
+answer goes back as soon as it is known (a request the node answers late holds up no other),
+answers queued meanwhile coalesced into one write. A peer that sends bytes that do not parse,
 or a frame over ``max_frame_bytes``, is logged and disconnected; the server carries on. The
 server stops by itself when the node shuts down (if the handler offers ``wait_closed``).
 """
@@ -33,6 +34,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections import deque
+from functools import partial
 
 import trio
 
@@ -40,7 +43,8 @@ from ..errors import CodecError, FastraftError, RaftShutdown
 from ..messages import Message
 from ..types import Node
 from .framing import DEFAULT_MAX_FRAME_BYTES, FrameReader, encode_error, encode_ok
-from .protocol import RESPONSE_TYPE, RaftClient, RaftHandler, RemoteError, Reply, Unreachable, submit
+from .protocol import (RESPONSE_TYPE, RaftClient, RaftHandler, RemoteError, Reply, Unreachable,
+                       _DeferredReply, submit)
 
 __all__ = ["TcpNetwork", "TcpClient", "serve_raft_tcp", "parse_addr"]
 
@@ -120,6 +124,10 @@ class _PendingReply(Reply):
             if not self.done:
                 self._conn.pending.pop(self._request_id, None)
 
+    def cancel(self) -> None:
+        self._conn.pending.pop(self._request_id, None)
+        super().cancel()
+
 
 class TcpNetwork:
     """The TCP ``RaftNetwork``: gives a ``TcpClient`` per target.
@@ -144,6 +152,8 @@ class TcpNetwork:
 class TcpClient(RaftClient):
     """Requests to one target over one persistent connection. Use it as an async context
     manager: it runs the connection's reader and writer tasks in a nursery of its own."""
+
+    pipelined = True
 
     def __init__(self, network: TcpNetwork, target_id: int, node: Node) -> None:
         self.network = network
@@ -298,57 +308,101 @@ async def _serve_listeners(handler, listeners, max_frame_bytes) -> None:
 
 
 async def _serve_connection(handler: RaftHandler, stream: trio.SocketStream, max_frame_bytes: int) -> None:
-    peer = _peer_name(stream)
-    answers_send, answers_recv = trio.open_memory_channel(_OUTBOX_ENVELOPES)
-    outbox_send, outbox_recv = trio.open_memory_channel(_OUTBOX_ENVELOPES)
-    async with stream, trio.open_nursery() as nursery:
-        nursery.start_soon(_answer_in_order, answers_recv, outbox_send)
-        nursery.start_soon(_write_loop, stream, outbox_recv, nursery.cancel_scope)
-        async with answers_send:
-            clean = await _read_requests(handler, stream, max_frame_bytes, answers_send, peer)
-        if not clean:
-            nursery.cancel_scope.cancel()  # drop the peer now; answers in flight are lost
-        # on a clean end of stream, the answers already owed are written, then all ends
+    async with stream:
+        await _Served(handler, stream, max_frame_bytes).run()
 
 
-async def _read_requests(handler: RaftHandler, stream: trio.SocketStream, max_frame_bytes: int,
-                         answers: trio.MemorySendChannel, peer: str) -> bool:
-    """Submit each request to the node in arrival order and queue its reply for answering.
-    Returns True at a clean end of stream, False when the peer must be dropped."""
-    reader = FrameReader(stream, max_frame_bytes)
-    try:
-        while True:  # ends with the connection: EOF, error or cancel
-            got = await reader.read()
-            if got is None:
-                return True
-            request_id, request = got
-            if request is None or isinstance(request, str) or type(request) not in RESPONSE_TYPE:
-                raise CodecError(f"expected a request, got {type(request).__name__}")
-            try:
-                reply = await submit(handler, request)
-            except RaftShutdown as e:
-                reply = Reply()
-                reply.set_error(e)
-            await answers.send((request_id, reply))
-    except CodecError as e:
-        log.warning("peer %s sent bytes that do not parse (%s); disconnected", peer, e)
-    except _STREAM_ERRORS as e:
-        log.info("connection from %s lost: %s", peer, e)
-    return False
+class _Served:
+    """One accepted connection. Requests are handed to the node in arrival order; each answer
+    is written as soon as its reply resolves (answers carry request ids, so a request the
+    node answers late, or never, holds up no other). At most ``_MAX_PENDING`` requests wait
+    for an answer: then reading waits, which pushes back on the peer through TCP."""
 
+    def __init__(self, handler: RaftHandler, stream: trio.SocketStream, max_frame_bytes: int) -> None:
+        self.handler = handler
+        self.stream = stream
+        self.max_frame_bytes = max_frame_bytes
+        self.peer = _peer_name(stream)
+        self.outbox: deque[bytes] = deque()  # bounded: one answer per unanswered request
+        self.wake_writer = trio.Event()
+        self.unanswered = 0
+        self.room = trio.Event()
 
-async def _answer_in_order(answers: trio.MemoryReceiveChannel, outbox: trio.MemorySendChannel) -> None:
-    """Wait for each request's reply in arrival order and queue its answer for writing."""
-    async with outbox:
-        async for request_id, reply in answers:
-            try:
-                response = await reply.result()
-            except Exception as e:  # the node could not serve it: say so, keep the connection
-                if not isinstance(e, FastraftError):
-                    log.error("handler failed on a request", exc_info=e)
-                await outbox.send(encode_error(request_id, f"{type(e).__name__}: {e}"))
-            else:
-                await outbox.send(encode_ok(request_id, response))
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_loop, nursery.cancel_scope)
+            await self._read_loop(nursery)
+            nursery.cancel_scope.cancel()  # end of stream or a bad peer: answers owed are dropped
+
+    def _answer(self, request_id: int, reply: Reply) -> None:
+        error = reply.error
+        if error is None:
+            data = encode_ok(request_id, reply.value)
+        else:
+            if not isinstance(error, FastraftError):
+                log.error("handler failed on a request", exc_info=error)
+            data = encode_error(request_id, f"{type(error).__name__}: {error}")
+        self.outbox.append(data)
+        self.wake_writer.set()
+        self.unanswered -= 1
+        if self.unanswered < _MAX_PENDING:
+            self.room.set()
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        reader = FrameReader(self.stream, self.max_frame_bytes)
+        try:
+            while True:  # ends with the connection: EOF, error or cancel
+                while self.unanswered >= _MAX_PENDING:  # until answers free room
+                    self.room = trio.Event()
+                    await self.room.wait()
+                got = await reader.read()
+                if got is None:
+                    return
+                request_id, request = got
+                if request is None or isinstance(request, str) or type(request) not in RESPONSE_TYPE:
+                    raise CodecError(f"expected a request, got {type(request).__name__}")
+                try:
+                    reply = await submit(self.handler, request)
+                except RaftShutdown as e:
+                    reply = Reply()
+                    reply.set_error(e)
+                self.unanswered += 1
+                if isinstance(reply, _DeferredReply):
+                    # a handler without submit_request runs when awaited: give it a task
+                    nursery.start_soon(self._await_deferred, request_id, reply)
+                else:
+                    reply.on_done(partial(self._answer, request_id))
+        except CodecError as e:
+            log.warning("peer %s sent bytes that do not parse (%s); disconnected", self.peer, e)
+        except _STREAM_ERRORS as e:
+            log.info("connection from %s lost: %s", self.peer, e)
+
+    async def _await_deferred(self, request_id: int, reply: Reply) -> None:
+        try:
+            await reply.result()
+        except Exception:  # noqa: S110 - the reply holds the error; _answer reports it
+            pass
+        self._answer(request_id, reply)
+
+    async def _write_loop(self, on_end: trio.CancelScope) -> None:
+        out = self.outbox
+        try:
+            while True:  # ends with the connection
+                if not out:
+                    self.wake_writer = trio.Event()
+                    await self.wake_writer.wait()
+                    continue
+                parts = []
+                size = 0
+                while out and size < _MAX_WRITE_BYTES:
+                    data = out.popleft()
+                    parts.append(data)
+                    size += len(data)
+                await self.stream.send_all(parts[0] if len(parts) == 1 else b"".join(parts))
+        except _STREAM_ERRORS:
+            pass
+        finally:
+            on_end.cancel()
 
 
 def _peer_name(stream: trio.SocketStream) -> str:
