@@ -4,8 +4,9 @@ that must wait until what was emitted before them is applied (commands.py, oblig
 
 Applying is batched: the ranges queued while the state machine was busy go to it in one
 ``apply`` call (at most ``max_apply_entries`` entries), entries the engine handed over are used
-as they are, others are read from the log store. After each batch ``on_applied(entries,
-responses)`` runs on the trio thread (it resolves the clients' futures).
+as they are, others are read from the log store. After each batch ``await on_applied(entries,
+responses)`` (it resolves the clients' futures, and may take its time doing so: the next
+batch waits for it).
 
 Snapshot reception: a chunk at offset 0 opens a fresh receiving file from the state machine
 (``begin_receiving_snapshot``), later chunks of the same snapshot are written at their offset,
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import BinaryIO, Callable
+from typing import Awaitable, BinaryIO, Callable
 
 import trio
 
@@ -41,7 +42,7 @@ class Applier:
     """Runs the state-machine commands; see the module docstring."""
 
     def __init__(self, state_machine: StateMachine, log_store: LogStore, *,
-                 on_applied: Callable[[list, list], None],
+                 on_applied: Callable[[list, list], Awaitable[None]],
                  on_read_ready: Callable[[ReadReady], None],
                  on_snapshot_built: Callable[[SnapshotMeta], None],
                  on_snapshot_installed: Callable[[SnapshotMeta], None],
@@ -130,7 +131,7 @@ class Applier:
         responses = await self._sm.apply(entries)
         last = entries[-1]
         self.last_applied = LogId(last.term, last.index)
-        self._on_applied(entries, responses)
+        await self._on_applied(entries, responses)
 
     async def _save_chunk(self, cmd: SaveSnapshotChunk) -> None:
         if cmd.offset == 0:

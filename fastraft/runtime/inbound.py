@@ -2,14 +2,18 @@
 
 The engine passes messages: it answers a peer's request with a ``SendMessage`` of the
 response kind, later (a vote reply after its vote is saved, an acknowledgement after the
-entries are flushed), once for several requests (one acknowledgement covers a pipeline), or
-not at all. A network, though, waits on each request for an answer (``Reply``).
+entries are flushed), sometimes out of order (a heartbeat is acknowledged at once while the
+acknowledgement of entries still waits for their flush), once for several requests (one
+acknowledgement covers a pipeline), or not at all. A network, though, waits on each request
+for an answer (``Reply``), and a pipelined one answers in request order.
 
-The rule: a response of kind K to peer P answers the newest request of kind K from P still
-waiting, and every older one waiting with it gets "no answer" (None): the response covers
-them. A response nobody waits for is dropped (a lost message, which Raft tolerates, §5.3).
-A request that got no response within ``max_age_s`` also gets "no answer", so no network
-waits forever on the engine.
+The rule: a response of kind K to peer P answers the *oldest* request of kind K from P still
+waiting. Every response then leaves the moment the engine emits it, whatever request it
+happens to answer (the engine does not care: messages carry their own meaning, Raft §5.3),
+and a pipelined connection is never held up by a request the engine answered out of order.
+Requests left over (the engine answered fewer than it received) are answered by later
+responses, or get "no answer" (None) once they waited ``max_age_s``; a response nobody waits
+for is dropped (a lost message, which Raft tolerates).
 
 Invariant: at most ``max_per_key`` requests wait per (peer, kind); beyond that the oldest is
 answered with None.
@@ -49,16 +53,13 @@ class InboundReplies:
         self._count += 1
 
     def answer(self, peer: int, response) -> bool:
-        """Resolve the requests ``response`` answers; False if none was waiting."""
+        """Answer the oldest waiting request of the response's kind from ``peer`` with it;
+        False if none was waiting (the response is dropped)."""
         q = self._waiting.get((peer, type(response)))
         if not q:
             return False
-        self._count -= len(q)
-        last = q.pop()[1]
-        for _, older in q:
-            older.set_result(None)
-        q.clear()
-        last.set_result(response)
+        self._count -= 1
+        q.popleft()[1].set_result(response)
         return True
 
     def reap(self, now: float) -> None:

@@ -57,6 +57,8 @@ _STATE = {Role.LEADER: ServerState.LEADER, Role.FOLLOWER: ServerState.FOLLOWER,
           Role.LEARNER: ServerState.LEARNER}
 #: Inputs taken per round at most, so timers and commands keep flowing under a flood.
 _MAX_INPUTS_PER_ROUND = 4096
+#: Client writers woken per scheduler pass after an apply (see ``_on_applied``).
+_WAKE_SLICE = 256
 
 
 class RaftRuntime:
@@ -322,9 +324,23 @@ class RaftRuntime:
 
     # -- state-machine callbacks (applier task) ---------------------------------------------
 
-    def _on_applied(self, entries: list, responses: list) -> None:
-        self.proposals.on_applied(entries, responses, self._forward_error())
+    async def _on_applied(self, entries: list, responses: list) -> None:
+        settled = self.proposals.on_applied(entries, responses, self._forward_error())
         self.watch.notify()
+        # Wake the writers a slice at a time: each woken writer runs (and usually writes
+        # again) before the scheduler gets back to the engine task, so waking ten thousand
+        # at once would hold back heartbeats long enough for followers to start an election.
+        woken = 0
+        try:
+            for i in range(0, len(settled), _WAKE_SLICE):
+                if i:
+                    await trio.sleep(0)
+                for p in settled[i:i + _WAKE_SLICE]:
+                    p.wake()
+                woken = i + _WAKE_SLICE
+        finally:
+            for p in settled[woken:]:  # cancelled (shutting down): nobody may be left waiting
+                p.wake()
 
     def _on_snapshot_installed(self, meta) -> None:
         self.post(self._adopt_snapshot, meta)

@@ -1,14 +1,18 @@
 """Outbound messages: one sender per peer, so a slow or dead peer never holds up the others.
 
-Each ``PeerSender`` owns the client for its peer and runs two tasks: the *sender* takes the
-engine's messages for that peer in order and starts each request on the client (requests
-started in order leave in order, so pipelined AppendEntries reach the follower in order); the
-*collector* waits for the replies, each until its own deadline, and hands every response to
-the engine. Failures and timeouts are dropped silently: the engine treats a lost message as
-lost and retries on its own schedule (Raft §5.3).
+Each ``PeerSender`` owns the client for its peer and takes the engine's messages for it in
+order. Responses go to the engine as they arrive; failures and timeouts are dropped silently
+(the engine treats a lost message as lost and retries on its own schedule, Raft §5.3), and a
+request whose response is late never delays the responses behind it.
 
-Bounds: at most ``max_queued`` messages wait to be started (when full the oldest is dropped:
-a peer that cannot keep up loses messages, it does not grow memory) and at most
+* A pipelining client (``RaftClient.pipelined``, as TCP): each request is started in order
+  (so AppendEntries reach the follower in order), its reply calls back when it resolves,
+  and an expiry task cancels the replies whose deadline passed.
+* Any other client: each request runs in a task of its own (at most ``max_in_flight`` at
+  once), bounded by its deadline.
+
+Bounds: at most ``max_queued`` messages wait to be sent (when full the oldest is dropped: a
+peer that cannot keep up loses messages, it does not grow memory) and at most
 ``max_in_flight`` requests wait for replies (then the sender waits, which fills the queue).
 
 ``PeerSet`` keeps one sender per member of the membership, starting and stopping senders as
@@ -46,7 +50,9 @@ class PeerSender:
         self._snapshot_timeout_s = snapshot_timeout_s
         self._queue: deque[Message] = deque(maxlen=max_queued)
         self._wake = trio.Event()
-        self._max_in_flight = max_in_flight
+        self._slots = trio.Semaphore(max_in_flight)  # released by whichever task ends a request
+        self._expiring: deque[tuple[float, Reply]] = deque()  # pipelined replies, send order
+        self._expiry_wake = trio.Event()
         self._scope = trio.CancelScope()
         self.sent = 0  #: requests started
         self.failed = 0  #: requests that ended without a response (error or timeout)
@@ -63,53 +69,97 @@ class PeerSender:
     def stop(self) -> None:
         self._scope.cancel()
 
+    def _deadline(self, msg: Message) -> float:
+        timeout = (self._snapshot_timeout_s if type(msg) is InstallSnapshotRequest
+                   else self._timeout_s)
+        return trio.current_time() + timeout
+
+    async def _next(self) -> Message:
+        q = self._queue
+        while not q:  # until a message is queued (or stop() cancels)
+            self._wake = trio.Event()
+            await self._wake.wait()
+        return q.popleft()
+
     async def run(self) -> None:
-        """Run until ``stop``: connect lazily, send, collect."""
+        """Run until ``stop``: connect lazily, send, deliver responses."""
         with self._scope:
-            replies_send, replies_recv = trio.open_memory_channel(self._max_in_flight)
             async with self._network.client(self.target_id, self.node) as client:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._collect, replies_recv)
-                    await self._send_loop(client, replies_send)
+                    if client.pipelined:
+                        nursery.start_soon(self._expire)
+                        await self._send_pipelined(client)
+                    else:
+                        await self._send_concurrently(client, nursery)
 
-    async def _send_loop(self, client, replies: trio.MemorySendChannel) -> None:
-        q = self._queue
+    # -- pipelining clients ------------------------------------------------------------------
+
+    async def _send_pipelined(self, client) -> None:
         while True:  # until cancelled by stop()
-            if not q:
-                self._wake = trio.Event()
-                await self._wake.wait()
-                continue
-            msg = q.popleft()
-            timeout = (self._snapshot_timeout_s if type(msg) is InstallSnapshotRequest
-                       else self._timeout_s)
-            deadline = trio.current_time() + timeout
+            msg = await self._next()
+            await self._slots.acquire()
+            deadline = self._deadline(msg)
             reply = None
             with trio.move_on_at(deadline):
                 try:
                     reply = await client.start(msg)
                 except NetworkError as e:
-                    self.failed += 1
                     log.debug("to node %d: %s", self.target_id, e)
-                    continue
             if reply is None:
                 self.failed += 1
+                self._slots.release()
                 continue
             self.sent += 1
-            await replies.send((reply, deadline))
+            self._expiring.append((deadline, reply))
+            self._expiry_wake.set()
+            reply.on_done(self._on_reply)
 
-    async def _collect(self, replies: trio.MemoryReceiveChannel) -> None:
-        async for reply, deadline in replies:
-            reply: Reply
-            response = None
-            with trio.move_on_at(deadline):
-                try:
-                    response = await reply.result()
-                except NetworkError as e:
-                    log.debug("to node %d: %s", self.target_id, e)
-            if response is None:
-                if not reply.done:
-                    self.failed += 1
+    def _on_reply(self, reply: Reply) -> None:
+        self._slots.release()
+        if reply.error is not None:
+            self.failed += 1
+            log.debug("to node %d: %s", self.target_id, reply.error)
+        elif reply.value is not None:
+            self._on_response(reply.value)
+
+    async def _expire(self) -> None:
+        """Cancel the replies whose deadline passed (they release their slot doing so)."""
+        q = self._expiring
+        while True:  # until cancelled by stop()
+            while q and q[0][1].done:
+                q.popleft()
+            if not q:
+                self._expiry_wake = trio.Event()
+                await self._expiry_wake.wait()
                 continue
+            deadline, reply = q[0]
+            if trio.current_time() < deadline:
+                await trio.sleep_until(deadline)
+                continue
+            q.popleft()
+            reply.cancel()
+
+    # -- other clients -----------------------------------------------------------------------
+
+    async def _send_concurrently(self, client, nursery: trio.Nursery) -> None:
+        while True:  # until cancelled by stop()
+            msg = await self._next()
+            await self._slots.acquire()
+            self.sent += 1
+            nursery.start_soon(self._request_one, client, msg, self._deadline(msg))
+
+    async def _request_one(self, client, msg: Message, deadline: float) -> None:
+        response = None
+        try:
+            with trio.move_on_at(deadline):
+                response = await client.send(msg)
+        except NetworkError as e:
+            log.debug("to node %d: %s", self.target_id, e)
+        finally:
+            self._slots.release()
+        if response is None:
+            self.failed += 1
+        else:
             self._on_response(response)
 
 

@@ -32,10 +32,12 @@ __all__ = ["Proposal", "Proposals"]
 class Proposal:
     """One client call: ``count`` payloads, and its outcome once known."""
 
-    __slots__ = ("payloads", "many", "first_index", "term", "responses", "_event", "_error")
+    __slots__ = ("payloads", "count", "many", "first_index", "term", "responses", "_event",
+                 "_error")
 
     def __init__(self, payloads: list, many: bool) -> None:
         self.payloads = payloads
+        self.count = len(payloads)
         self.many = many
         self.first_index = 0
         self.term = 0
@@ -43,19 +45,23 @@ class Proposal:
         self._event = trio.Event()
         self._error: BaseException | None = None
 
-    @property
-    def count(self) -> int:
-        return len(self.payloads)
-
-    def resolve(self, responses: list) -> None:
+    def settle(self, responses: list) -> None:
+        """Record the outcome; the caller wakes the waiter later (``wake``)."""
         self.responses = responses
         self.payloads = None  # the payloads are in the log now; let them go
+
+    def settle_error(self, error: BaseException) -> None:
+        self._error = error
+        self.payloads = None
+
+    def wake(self) -> None:
         self._event.set()
 
     def fail(self, error: BaseException) -> None:
+        """Settle with ``error`` and wake the waiter at once (rare paths)."""
         if not self._event.is_set():
-            self._error = error
-            self.payloads = None
+            if self.responses is None:
+                self.settle_error(error)
             self._event.set()
 
     async def outcome(self):
@@ -117,43 +123,40 @@ class Proposals:
             self._release(p.count)
             p.fail(error)
 
-    def on_applied(self, entries: list, responses: list, leader_hint: ForwardToLeader) -> None:
-        """Resolve the proposals whose entries are among ``entries`` (contiguous, applied in
-        order, with ``responses`` one per entry)."""
+    def on_applied(self, entries: list, responses: list, leader_hint: ForwardToLeader) -> list:
+        """Settle the proposals whose entries are among ``entries`` (contiguous, applied in
+        order, with ``responses`` one per entry) and return them, in order, for the caller to
+        ``wake`` (it may spread the wake-ups out: see ``RaftRuntime``)."""
         waiting = self._waiting
+        settled: list[Proposal] = []
         if not waiting or not entries:
-            return
+            return settled
         base = entries[0].index
         end = base + len(entries)
         while waiting:
             p = waiting[0]
             if p.first_index >= end:
-                return
+                break
             done_upto = p.first_index + p.count  # exclusive
             lo = max(p.first_index, base)
             hi = min(done_upto, end)
             if hi <= lo:  # applied past it without it: impossible unless a snapshot skipped it
-                waiting.popleft()
-                self._partial = []
-                self._release(p.count)
-                p.fail(OutcomeUnknown("the entry was replaced by a snapshot before it was applied here"))
-                continue
-            if entries[lo - base].term != p.term:
-                waiting.popleft()
-                self._partial = []
-                self._release(p.count)
-                p.fail(leader_hint)
-                continue
-            if lo == p.first_index and hi == done_upto:
-                got = responses[lo - base: hi - base]
+                p.settle_error(OutcomeUnknown(
+                    "the entry was replaced by a snapshot before it was applied here"))
+            elif entries[lo - base].term != p.term:
+                p.settle_error(leader_hint)
+            elif lo == p.first_index and hi == done_upto:
+                p.settle(responses[lo - base: hi - base])
             else:
                 self._partial.extend(responses[lo - base: hi - base])
                 if hi < done_upto:
-                    return  # the rest comes with the next batch
-                got, self._partial = self._partial, []
+                    break  # the rest comes with the next batch
+                p.settle(self._partial)
             waiting.popleft()
+            self._partial = []
             self._release(p.count)
-            p.resolve(got)
+            settled.append(p)
+        return settled
 
     def on_snapshot_installed(self, last_index: int) -> None:
         """A snapshot replaced the state up to ``last_index``: proposals at or below it will
@@ -194,5 +197,6 @@ class Proposals:
 
     def _release(self, count: int) -> None:
         self._entries -= count
-        self._room.set()
-        self._room = trio.Event()
+        if self._room.statistics().tasks_waiting:
+            self._room.set()
+            self._room = trio.Event()

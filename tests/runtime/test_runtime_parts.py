@@ -1,0 +1,192 @@
+"""The runtime's parts on their own: per-peer senders (a late or lost response never holds up
+the ones behind it), the pairing of engine responses with waiting requests, and the
+bookkeeping of pending client writes."""
+
+import pytest
+import trio
+import trio.testing
+
+from fastraft import Entry, Node
+from fastraft.errors import ForwardToLeader, OutcomeUnknown, RaftShutdown
+from fastraft.messages import AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse
+from fastraft.net import MemoryRouter, TcpNetwork, serve_raft_tcp
+from fastraft.runtime.inbound import InboundReplies
+from fastraft.runtime.peers import PeerSender
+from fastraft.runtime.proposals import Proposal, Proposals
+from fastraft.net.protocol import Reply
+
+
+class Voter:
+    """Answers votes at once, except terms in ``hang`` (never answered)."""
+
+    def __init__(self):
+        self.hang = set()
+
+    async def handle_vote(self, req):
+        if req.term in self.hang:
+            await trio.sleep_forever()
+        return VoteResponse(term=req.term, voter_id=2, granted=True)
+
+
+def mock_run(fn):
+    return trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@pytest.mark.parametrize("kind", ["memory", "tcp"])
+def test_a_hung_request_does_not_hold_up_the_responses_behind_it(kind):
+    async def main():
+        voter = Voter()
+        voter.hang.add(9)
+        got = []
+        async with trio.open_nursery() as nursery:
+            if kind == "memory":
+                router = MemoryRouter()
+                router.register(2, voter)
+                network, node = router.network(1), Node("")
+            else:
+                listeners = await nursery.start(serve_raft_tcp, voter, "127.0.0.1", 0)
+                network = TcpNetwork()
+                node = Node(f"127.0.0.1:{listeners[0].socket.getsockname()[1]}")
+            sender = PeerSender(2, node, network, lambda m: got.append((m.term, trio.current_time())),
+                                timeout_s=0.5, snapshot_timeout_s=5.0)
+            nursery.start_soon(sender.run)
+            t0 = trio.current_time()
+            for term in (9, 2, 4):
+                sender.send(VoteRequest(term, 1, 0, 0))
+            with trio.fail_after(5):
+                while len(got) < 2:  # bounded by the fail_after
+                    await trio.sleep(0.01)
+            assert [t for t, _ in got] == [2, 4]
+            assert all(at - t0 < 0.4 for _, at in got)  # not after the hung one's deadline
+            with trio.fail_after(5):
+                while sender.failed < 1:  # the hung request expires and frees its slot
+                    await trio.sleep(0.01)
+            sender.send(VoteRequest(6, 1, 0, 0))
+            with trio.fail_after(5):
+                while len(got) < 3:
+                    await trio.sleep(0.01)
+            assert sender.sent == 4
+            sender.stop()
+            nursery.cancel_scope.cancel()
+
+    if kind == "memory":
+        mock_run(main)
+    else:
+        trio.run(main)
+
+
+def test_full_queue_drops_the_oldest():
+    sender = PeerSender(2, Node(""), MemoryRouter().network(1), lambda m: None,
+                        timeout_s=1.0, snapshot_timeout_s=1.0, max_queued=3)
+    for term in range(5):
+        sender.send(VoteRequest(term, 1, 0, 0))
+    assert [m.term for m in sender._queue] == [2, 3, 4] and sender.dropped == 2
+
+
+def test_responses_answer_the_oldest_waiting_request_of_their_kind():
+    async def main():
+        inbound = InboundReplies(max_per_key=3, max_age_s=1.0)
+        ae = [Reply() for _ in range(3)]
+        for r in ae:
+            inbound.expect(1, AppendEntriesRequest(2, 1, 0, 0, 0), r, now=0.0)
+        vote = Reply()
+        inbound.expect(1, VoteRequest(2, 1, 0, 0), vote, now=0.0)
+        ack = AppendEntriesResponse(2, 3, True, 5)
+        assert inbound.answer(1, ack)
+        assert ae[0].value == ack and not ae[1].done and not vote.done
+        assert not inbound.answer(2, ack)  # nobody from node 2 waits: dropped
+        assert inbound.answer(1, VoteResponse(2, 3, True)) and vote.done
+        overflow = Reply()
+        inbound.expect(1, AppendEntriesRequest(2, 1, 0, 0, 0), overflow, now=0.5)
+        inbound.expect(1, AppendEntriesRequest(2, 1, 0, 0, 0), Reply(), now=0.5)
+        assert ae[1].done and ae[1].value is None  # beyond max_per_key the oldest gets None
+        inbound.reap(now=1.2)  # waited longer than max_age_s: no answer
+        assert ae[2].done and ae[2].value is None and not overflow.done
+        assert len(inbound) == 2
+        inbound.fail_all(RaftShutdown("bye"))
+        with pytest.raises(RaftShutdown):
+            await overflow.result()
+        assert len(inbound) == 0
+
+    trio.run(main)
+
+
+def _entries(lo, hi, term=1):
+    return [Entry(term, i, 1, b"") for i in range(lo, hi)]
+
+
+def test_proposals_resolve_in_log_order_across_apply_batches():
+    async def main():
+        props = Proposals(max_entries=10)
+        one, many = Proposal([b"a"], many=False), Proposal([b"b", b"c", b"d"], many=True)
+        props.queue(one)
+        props.queue(many)
+        queued, payloads = props.take_queued()
+        assert payloads == [b"a", b"b", b"c", b"d"] and len(props) == 4
+        props.register(queued, first_index=5, term=2)
+        settled = props.on_applied(_entries(5, 7, term=2), ["r5", "r6"], ForwardToLeader())
+        assert settled == [one]
+        settled = props.on_applied(_entries(7, 9, term=2), ["r7", "r8"], ForwardToLeader())
+        assert settled == [many] and len(props) == 0
+        for p in settled + [one]:
+            p.wake()
+        assert await one.outcome() == "r5"
+        assert await many.outcome() == ["r6", "r7", "r8"]
+
+    trio.run(main)
+
+
+def test_proposal_overwritten_by_another_term_is_forwarded():
+    async def main():
+        props = Proposals(max_entries=10)
+        p = Proposal([b"a"], many=False)
+        props.queue(p)
+        props.register(props.take_queued()[0], first_index=3, term=2)
+        hint = ForwardToLeader(7, Node("x:1"))
+        for q in props.on_applied(_entries(3, 4, term=3), [None], hint):
+            q.wake()
+        with pytest.raises(ForwardToLeader) as e:
+            await p.outcome()
+        assert e.value.leader_id == 7
+
+    trio.run(main)
+
+
+def test_leadership_lost_keeps_committed_proposals_and_fails_the_rest():
+    async def main():
+        props = Proposals(max_entries=10)
+        a, b, c = (Proposal([x], many=False) for x in (b"a", b"b", b"c"))
+        for p in (a, b):
+            props.queue(p)
+        props.register(props.take_queued()[0], first_index=1, term=1)
+        props.queue(c)  # not proposed yet
+        props.on_leadership_lost(committed=1, error_for_queued=ForwardToLeader())
+        with pytest.raises(OutcomeUnknown):
+            await b.outcome()
+        with pytest.raises(ForwardToLeader):
+            await c.outcome()
+        for p in props.on_applied(_entries(1, 2), ["ra"], ForwardToLeader()):
+            p.wake()
+        assert await a.outcome() == "ra" and len(props) == 0
+
+    trio.run(main)
+
+
+def test_writers_wait_for_room():
+    async def main():
+        props = Proposals(max_entries=2)
+        props.queue(Proposal([b"a", b"b"], many=True))
+        waited = []
+
+        async def writer():
+            await props.wait_for_room(1)
+            waited.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            await trio.sleep(1)
+            assert not waited
+            props.refuse(props.take_queued()[0], ForwardToLeader())
+        assert waited
+
+    mock_run(main)
