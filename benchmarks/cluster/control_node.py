@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""One benchmark node (``node_runtime.BenchNode``) driven by JSON lines on stdin/stdout, for
+the scenarios raftbench has no command for (failover, memory):
+
+    {"cmd": "status"}                          -> {"leader", "is_leader", "term", "applied", "last"}
+    {"cmd": "arm"}                             -> {"armed": true}; later {"ev": "led", "t": monotonic}
+                                                  when this node led and committed a write
+    {"cmd": "fill", "entries", "batch", "window"} -> fill()'s result
+    {"cmd": "rss"}                             -> {"rss_kib", "hwm_kib"} from /proc/self/status
+    {"cmd": "exit"}                            -> {"bye": true}
+
+    python control_node.py --id 1 --nodes 1=127.0.0.1:p1,... --dir D [--init] [--conf JSON]
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from node_runtime import BenchNode  # noqa: E402
+
+_out_lock = threading.Lock()
+
+
+def emit(obj) -> None:
+    with _out_lock:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+
+def proc_status() -> dict:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":", 1)
+                out["rss_kib" if key == "VmRSS" else "hwm_kib"] = int(value.split()[0])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--id", type=int, required=True)
+    ap.add_argument("--nodes", required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--init", action="store_true")
+    ap.add_argument("--conf", default="{}")
+    a = ap.parse_args()
+    nodes = {int(k): v for k, v in (p.split("=") for p in a.nodes.split(","))}
+    node = BenchNode(a.id, nodes, a.dir, "file", json.loads(a.conf), initialize=a.init)
+    node.start()
+    emit({"ready": True, "pid": os.getpid()})
+    for line in sys.stdin:  # one command per line until "exit" or end of input
+        msg = json.loads(line)
+        cmd = msg["cmd"]
+        if cmd == "status":
+            m = node.metrics()
+            emit({"leader": m.current_leader, "is_leader": m.is_leader, "term": m.current_term,
+                  "applied": m.applied_index, "last": m.last_log_index})
+        elif cmd == "arm":
+            def watch():
+                t = node.call(node.first_write_as_leader, float(msg.get("timeout_s", 10.0)))
+                emit({"ev": "led", "t": t, "id": a.id})
+            threading.Thread(target=watch, daemon=True).start()
+            emit({"armed": True})
+        elif cmd == "fill":
+            emit(node.call(node.fill, msg["entries"], msg.get("batch", 1000), msg.get("window", 8)))
+        elif cmd == "rss":
+            emit(proc_status())
+        elif cmd == "exit":
+            break
+    node.stop()
+    emit({"bye": True})
+
+
+if __name__ == "__main__":
+    main()
