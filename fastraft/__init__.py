@@ -23,6 +23,20 @@ from .types import EntryKind, LogId, Membership, Node, SnapshotMeta, StoredMembe
 from .core import Config, Engine
 from .core.errors import Busy, LeaderTransferring, MembershipError, TransferFailed
 
+# networks and the trio node an application embeds
+from .net import (
+    MemoryRouter,
+    NetworkError,
+    RaftClient,
+    RaftNetwork,
+    RemoteError,
+    RequestTimeout,
+    TcpNetwork,
+    Unreachable,
+    serve_raft_tcp,
+)
+from .runtime import Raft, RaftMetrics, ServerState, WaitTimeout, open_raft
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -48,4 +62,18 @@ __all__ = [
     "TransferFailed",
     "MembershipError",
     "Busy",
+    "open_raft",
+    "Raft",
+    "RaftMetrics",
+    "ServerState",
+    "WaitTimeout",
+    "RaftNetwork",
+    "RaftClient",
+    "MemoryRouter",
+    "TcpNetwork",
+    "serve_raft_tcp",
+    "NetworkError",
+    "Unreachable",
+    "RequestTimeout",
+    "RemoteError",
 ]
