@@ -13,6 +13,11 @@ from fastraft.kv.client import KVClient
 from fastraft.kv.local_cluster import LocalCluster
 
 TIMEOUT_S = 120
+#: Raft over HTTP/1.1 sends one request at a time per peer, and on a loaded machine a round
+#: trip through two HTTP stacks may take tens of milliseconds: slower timers keep a healthy
+#: leader from being deposed by late heartbeats (the TCP network pipelines and keeps the
+#: defaults).
+SLOW_TIMERS = ("--heartbeat-ms", "100", "--election-timeout-ms", "1000", "2000")
 
 
 def voters_and_learners(metrics: dict) -> tuple[list, list]:
@@ -37,80 +42,91 @@ async def read_everywhere(client: KVClient, addrs: list, key: str, want, timeout
 def test_cluster(tmp_path, network):
     async def main():
         with trio.fail_after(TIMEOUT_S):
-            async with LocalCluster(str(tmp_path), network=network) as cluster:
+            serve_args = SLOW_TIMERS if network == "http" else ()
+            async with LocalCluster(str(tmp_path), network=network, serve_args=serve_args,
+                                    verbose=1) as cluster:
                 for i in (1, 2, 3):
                     await cluster.start(i)
-                a1, a2, a3 = cluster.addrs()
-                async with KVClient([a1], deadline_s=20) as client:
-                    # 1. node 1 alone
-                    await client.init()
-                    m = await client.metrics(a1)
-                    assert voters_and_learners(m) == ([[1]], [])
-                    assert m["membership_config"]["membership"]["nodes"]["1"]["addr"] == a1
-
-                    # 2. nodes 2 and 3 join as learners (raft addresses learned from them)
-                    await client.add_learner(2, a2)
-                    await client.add_learner(3, a3)
-                    m = await client.metrics(a1)
-                    assert voters_and_learners(m) == ([[1]], [2, 3])
-                    nodes = m["membership_config"]["membership"]["nodes"]
-                    assert {n: nodes[n]["addr"] for n in nodes} == {"1": a1, "2": a2, "3": a3}
-                    if network == "tcp":
-                        assert all(nodes[n]["raft_addr"] != nodes[n]["addr"] for n in nodes)
-                    else:
-                        assert all(nodes[n]["raft_addr"] == nodes[n]["addr"] for n in nodes)
-
-                    # 3. all three vote
-                    answer = await client.change_membership([1, 2, 3])
-                    assert answer["membership"]["membership"]["configs"] == [[1, 2, 3]]
-                    for addr in (a1, a2, a3):
-                        with trio.fail_after(10):
-                            while voters_and_learners(await client.metrics(addr)) != ([[1, 2, 3]], []):
-                                await trio.sleep(0.02)
-                    m = await client.metrics(a1)
-                    assert m["state"] == "Leader" and m["current_leader"] == 1
-
-                    # 4. a write on the leader, read on every node
-                    result = await client.write(Set("foo", "bar"))
-                    assert result.leader_id == 1 and result.value == "bar"
-                    assert result.log_id.index == m["last_log_index"] + 1
-                    assert set((await read_everywhere(client, [a1, a2, a3], "foo", "bar")).values()) == {"bar"}
-
-                    # 5. a write sent to a follower reaches the leader
-                    with pytest.raises(ForwardToLeader) as refused:
-                        await client.write(Set("foo", "wow"), addr=a2, follow_leader=False)
-                    assert refused.value.leader_id == 1
-                    result = await client.write(Set("foo", "wow"), addr=a2)
-                    assert result.leader_id == 1 and client.leader_addr == a1
-                    await read_everywhere(client, [a1, a2, a3], "foo", "wow")
-                    cas = await client.write(CompareAndSwap("foo", "wow", "cas"), addr=a3)
-                    assert cas.swapped is True and cas.value == "cas"
-                    cas = await client.write(CompareAndSwap("foo", "wow", "again"))
-                    assert cas.swapped is False and cas.value == "cas"
-                    gone = await client.write(Delete("gone"))
-                    assert gone.value is None
-                    assert await client.consistent_read("gone") is None
-
-                    # 6. a linearizable read on a follower: ForwardToLeader, nothing read
-                    with pytest.raises(ForwardToLeader) as refused:
-                        await client.consistent_read("foo", addr=a2, follow_leader=False)
-                    assert refused.value.leader_id == 1
-                    assert refused.value.leader_node.get("api") == a1
-                    assert await client.consistent_read("foo", addr=a2) == "cas"  # followed
-
-                    # 7. shrink to node 3 alone; it serves writes and reads by itself
-                    answer = await client.change_membership([3])
-                    assert answer["membership"]["membership"]["configs"] == [[3]]
-                    with trio.fail_after(15):
-                        while (await client.metrics(a3))["state"] != "Leader":
-                            await trio.sleep(0.05)
-                    m3 = await client.metrics(a3)
-                    assert voters_and_learners(m3) == ([[3]], [])
-                    assert set(m3["membership_config"]["membership"]["nodes"]) == {"3"}
-                    async with KVClient([a3], deadline_s=20) as client3:
-                        result = await client3.write(Set("foo", "zoo"))
-                        assert result.leader_id == 3
-                        assert await client3.consistent_read("foo") == "zoo"
-                        assert await client3.read("foo", addr=a3) == "zoo"
+                try:
+                    await guide_flow(cluster, network)
+                except BaseException:
+                    for i in (1, 2, 3):  # shown by pytest with the failure
+                        print(f"--- node {i} log ---\n{cluster.log_tail(i)}")
+                    raise
 
     trio.run(main)
+
+
+async def guide_flow(cluster: LocalCluster, network: str) -> None:
+    a1, a2, a3 = cluster.addrs()
+    async with KVClient([a1], deadline_s=20) as client:
+        # 1. node 1 alone
+        await client.init()
+        m = await client.metrics(a1)
+        assert voters_and_learners(m) == ([[1]], [])
+        assert m["membership_config"]["membership"]["nodes"]["1"]["addr"] == a1
+
+        # 2. nodes 2 and 3 join as learners (raft addresses learned from them)
+        await client.add_learner(2, a2)
+        await client.add_learner(3, a3)
+        m = await client.metrics(a1)
+        assert voters_and_learners(m) == ([[1]], [2, 3])
+        nodes = m["membership_config"]["membership"]["nodes"]
+        assert {n: nodes[n]["addr"] for n in nodes} == {"1": a1, "2": a2, "3": a3}
+        if network == "tcp":
+            assert all(nodes[n]["raft_addr"] != nodes[n]["addr"] for n in nodes)
+        else:
+            assert all(nodes[n]["raft_addr"] == nodes[n]["addr"] for n in nodes)
+
+        # 3. all three vote
+        answer = await client.change_membership([1, 2, 3])
+        assert answer["membership"]["membership"]["configs"] == [[1, 2, 3]]
+        for addr in (a1, a2, a3):
+            with trio.fail_after(10):
+                while voters_and_learners(await client.metrics(addr)) != ([[1, 2, 3]], []):
+                    await trio.sleep(0.02)
+        m = await client.metrics(a1)
+        assert m["state"] == "Leader" and m["current_leader"] == 1
+
+        # 4. a write on the leader, read on every node
+        result = await client.write(Set("foo", "bar"))
+        assert result.leader_id == 1 and result.value == "bar"
+        assert result.log_id.index == m["last_log_index"] + 1
+        assert set((await read_everywhere(client, [a1, a2, a3], "foo", "bar")).values()) == {"bar"}
+
+        # 5. a write sent to a follower reaches the leader
+        with pytest.raises(ForwardToLeader) as refused:
+            await client.write(Set("foo", "wow"), addr=a2, follow_leader=False)
+        assert refused.value.leader_id == 1
+        result = await client.write(Set("foo", "wow"), addr=a2)
+        assert result.leader_id == 1 and client.leader_addr == a1
+        await read_everywhere(client, [a1, a2, a3], "foo", "wow")
+        cas = await client.write(CompareAndSwap("foo", "wow", "cas"), addr=a3)
+        assert cas.swapped is True and cas.value == "cas"
+        cas = await client.write(CompareAndSwap("foo", "wow", "again"))
+        assert cas.swapped is False and cas.value == "cas"
+        gone = await client.write(Delete("gone"))
+        assert gone.value is None
+        assert await client.consistent_read("gone") is None
+
+        # 6. a linearizable read on a follower: ForwardToLeader, nothing read
+        with pytest.raises(ForwardToLeader) as refused:
+            await client.consistent_read("foo", addr=a2, follow_leader=False)
+        assert refused.value.leader_id == 1
+        assert refused.value.leader_node.get("api") == a1
+        assert await client.consistent_read("foo", addr=a2) == "cas"  # followed
+
+        # 7. shrink to node 3 alone; it serves writes and reads by itself
+        answer = await client.change_membership([3])
+        assert answer["membership"]["membership"]["configs"] == [[3]]
+        with trio.fail_after(15):
+            while (await client.metrics(a3))["state"] != "Leader":
+                await trio.sleep(0.05)
+        m3 = await client.metrics(a3)
+        assert voters_and_learners(m3) == ([[3]], [])
+        assert set(m3["membership_config"]["membership"]["nodes"]) == {"3"}
+        async with KVClient([a3], deadline_s=20) as client3:
+            result = await client3.write(Set("foo", "zoo"))
+            assert result.leader_id == 3
+            assert await client3.consistent_read("foo") == "zoo"
+            assert await client3.read("foo", addr=a3) == "zoo"

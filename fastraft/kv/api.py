@@ -260,6 +260,8 @@ def error_json(error: BaseException, *, write: bool = False) -> dict:
         return {"APIError": {"OutcomeUnknown": {"reason": str(error) or type(error).__name__}}}
     if isinstance(error, RaftShutdown):
         return {"APIError": {"Unavailable": {"reason": str(error)}}}
+    if isinstance(error, Fatal):
+        return {"Fatal": {"reason": str(error)}}
     return {"Fatal": {"reason": f"{type(error).__name__}: {error}"}}
 
 

@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # httpx logs every request at INFO: only with -vv
+    logging.getLogger("httpx").setLevel(level if args.verbose >= 2 else logging.WARNING)
     try:
         if args.command == "serve":
             return _serve(args)

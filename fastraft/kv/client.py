@@ -191,7 +191,10 @@ class KVClient:
         for _ in range(MAX_ATTEMPTS):  # bounded in count, and by the deadline below
             pause = 0.0
             try:
-                return await self._once(method, target, path, body, kind, deadline)
+                value = await self._once(method, target, path, body, kind, deadline)
+                if follow_leader:
+                    self.leader_addr = target  # it served a leader's request: it leads
+                return value
             except ForwardToLeader as e:
                 if not follow_leader:
                     raise

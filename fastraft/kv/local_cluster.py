@@ -59,13 +59,14 @@ class LocalCluster:
     """Node processes under ``base_dir``; see the module docstring.
 
     ``store`` and ``network`` are passed to every node (``--store``, ``--network``);
-    ``serve_args`` are further ``fastraft-kv serve`` options; ``python`` runs the nodes.
+    ``serve_args`` are further ``fastraft-kv serve`` options; ``python`` runs the nodes;
+    ``verbose`` raises their log level (1: info, 2: debug).
     """
 
     def __init__(self, base_dir: str, *, store: str = "lmdb", network: str = "tcp",
                  serve_args: tuple[str, ...] = (), python: str = sys.executable,
                  host: str = "127.0.0.1", start_timeout_s: float = 30.0,
-                 stop_timeout_s: float = 5.0) -> None:
+                 stop_timeout_s: float = 5.0, verbose: int = 0) -> None:
         self.base_dir = base_dir
         self.store = store
         self.network = network
@@ -74,6 +75,7 @@ class LocalCluster:
         self.host = host
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        self.verbose = verbose
         self.nodes: dict[int, NodeProcess] = {}
 
     async def __aenter__(self) -> "LocalCluster":
@@ -107,7 +109,8 @@ class LocalCluster:
         return node
 
     async def _launch(self, node: NodeProcess) -> None:
-        cmd = [self.python, "-m", "fastraft.kv", "serve", "--id", str(node.node_id),
+        cmd = [self.python, "-m", "fastraft.kv", *["-v"] * self.verbose, "serve",
+               "--id", str(node.node_id),
                "--addr", node.addr, "--store", self.store, "--network", self.network]
         if self.network == "tcp":
             cmd += ["--raft-addr", node.raft_addr]
