@@ -23,19 +23,27 @@ from .types import EntryKind, LogId, Membership, Node, SnapshotMeta, StoredMembe
 from .core import Config, Engine
 from .core.errors import Busy, LeaderTransferring, MembershipError, TransferFailed
 
-# networks and the trio node an application embeds
-from .net import (
-    MemoryRouter,
-    NetworkError,
-    RaftClient,
-    RaftNetwork,
-    RemoteError,
-    RequestTimeout,
-    TcpNetwork,
-    Unreachable,
-    serve_raft_tcp,
-)
-from .runtime import Raft, RaftMetrics, ServerState, WaitTimeout, open_raft
+# Networks, storage and the trio node load on first use (PEP 562), so that importing the
+# engine (fastraft.core) loads no I/O module: no trio, no lmdb, no socket.
+_LAZY = {
+    "MemoryRouter": "net", "NetworkError": "net", "RaftClient": "net", "RaftNetwork": "net",
+    "RemoteError": "net", "RequestTimeout": "net", "TcpNetwork": "net", "Unreachable": "net",
+    "serve_raft_tcp": "net",
+    "Raft": "runtime", "RaftMetrics": "runtime", "ServerState": "runtime",
+    "WaitTimeout": "runtime", "open_raft": "runtime",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastraft' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

@@ -44,12 +44,22 @@ from __future__ import annotations
 
 import struct
 
-from crc32c import crc32c
-
 from fastraft.errors import CodecError
 from fastraft.messages import MESSAGE_TYPES
 
 from .entry import Entry
+
+
+def crc32c(data) -> int:
+    """CRC32C of ``data``. The crc32c package is imported on the first call, not at import:
+    its own import pulls in socket (through importlib.metadata), and importing fastraft's
+    engine must load no I/O module. The first call rebinds this name to the package's C
+    function, so later calls cost nothing extra."""
+    global crc32c
+    from crc32c import crc32c as impl
+
+    crc32c = impl
+    return impl(data)
 
 __all__ = [
     "WIRE_VERSION",

@@ -20,7 +20,9 @@ from libc.string cimport memcpy
 
 from fastraft.accel.compiled.entry cimport Entry, make_entry
 
-from crc32c import crc32c as _crc32c_package
+# The crc32c package is imported on first use, not here: its own import pulls in socket
+# (through importlib.metadata), and importing fastraft's engine must load no I/O module.
+cdef object _crc32c_package = None
 
 from fastraft.errors import CodecError
 from fastraft.messages import MESSAGE_TYPES
@@ -72,6 +74,9 @@ cdef dict _plans = {}
 cdef uint32_t _crc(const unsigned char *p, Py_ssize_t n) except? 0:
     if inline_crc and n <= INLINE_CRC_MAX_BYTES:
         return fr_crc32c_inline(p, <size_t>n)
+    global _crc32c_package
+    if _crc32c_package is None:
+        from crc32c import crc32c as _crc32c_package
     return _crc32c_package(PyMemoryView_FromMemory(<char *>p, n, PyBUF_READ))
 
 
