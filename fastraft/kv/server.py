@@ -11,9 +11,9 @@ closes the HTTP server, the Raft listener, the node and its stores, in that orde
 in ``addr`` or ``raft_addr`` picks a free one; the ``NodeInfo`` reported through
 ``task_status`` has the real addresses.
 
-Stores: ``memory`` (the guide's memstore: nothing survives the process) or ``lmdb`` (one
-environment in ``data_dir`` holding the log and the state machine; a restarted node recovers
-its log, vote and state from it). A data directory remembers the id of the node that made it
+Stores: ``memory`` (the guide's memstore: nothing survives the process) or ``lmdb`` (the log
+in ``data_dir/log``, the state machine in ``data_dir/state``; a restarted node recovers its
+log, vote and state from them). A data directory remembers the id of the node that made it
 and refuses to serve another id.
 
 Raft network: ``tcp`` (the built-in pipelined TCP network on ``raft_addr``, the default) or
@@ -34,7 +34,7 @@ from ..core import Config
 from ..errors import ConfigError
 from ..net.tcp import TcpNetwork, serve_raft_tcp
 from ..runtime import open_raft
-from ..storage import LmdbEnv, LmdbLogStore, MemoryLogStore
+from ..storage import LmdbLogStore, MemoryLogStore
 from .api import BadRequest, check_addr
 from .app import KVApp
 from .http_network import HttpNetwork
@@ -129,23 +129,23 @@ def _claim_data_dir(path: str, node_id: int) -> None:
 
 
 async def _open_stores(options: NodeOptions):
-    """(log store, state machine, lmdb environment or None)."""
+    """(log store, state machine), each in its own lmdb environment under the data directory.
+
+    Two environments, not one shared: lmdb runs one write transaction at a time per
+    environment, so with one the log's appends (the next batch) would wait for the state
+    machine's applies (the last batch) and the node's rounds could not overlap.
+    """
     if options.store == "memory":
-        return MemoryLogStore(), MemoryKVStateMachine(), None
+        return MemoryLogStore(), MemoryKVStateMachine()
     await trio.to_thread.run_sync(_claim_data_dir, options.data_dir, options.node_id)
-    env = await trio.to_thread.run_sync(LmdbEnv, options.data_dir)
+    log_store = await LmdbLogStore.open(os.path.join(options.data_dir, "log"))
     try:
-        log_store = await LmdbLogStore.open(env)
-        try:
-            sm = await LmdbKVStateMachine.open(env)
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await log_store.aclose()
-            raise
+        sm = await LmdbKVStateMachine.open(os.path.join(options.data_dir, "state"))
     except BaseException:
-        env.close()
+        with trio.CancelScope(shield=True):
+            await log_store.aclose()
         raise
-    return log_store, sm, env
+    return log_store, sm
 
 
 def _hypercorn_config(fd: int):
@@ -169,7 +169,7 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
     options.check()
     fd, http_addr = _bind_http_socket(options.addr)
     try:
-        log_store, inner_sm, env = await _open_stores(options)
+        log_store, inner_sm = await _open_stores(options)
     except BaseException:
         os.close(fd)
         raise
@@ -207,8 +207,6 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
     finally:
         if fd >= 0:
             os.close(fd)
-        if env is not None:
-            env.close()
 
 
 def _split(addr: str) -> tuple[str, int]:
