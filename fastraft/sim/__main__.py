@@ -57,17 +57,25 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def options_from_args(args: argparse.Namespace) -> SimOptions:
+    """The SimOptions the command line asks for (ValueError if they cannot work)."""
+    forced = tuple(_parse_setting(s) for s in args.set)
+    return SimOptions(steps=args.steps, min_nodes=args.nodes[0], max_nodes=args.nodes[1],
+                      faults=frozenset(FAULT_KINDS) - set(args.no_fault),
+                      admin=frozenset(ADMIN_KINDS) - set(args.no_admin),
+                      quiet_s=args.quiet_s, quiet_max_steps=args.quiet_max_steps,
+                      lin_budget=args.lin_budget, fault_rate=args.fault_rate, config=forced,
+                      disabled_checks=frozenset(args.disable_check))
+
+
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimOptions]:
     args = _parser().parse_args(argv)
+    return args, options_from_args(args)
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        forced = tuple(_parse_setting(s) for s in args.set)
-        opts = SimOptions(steps=args.steps, min_nodes=args.nodes[0], max_nodes=args.nodes[1],
-                          faults=frozenset(FAULT_KINDS) - set(args.no_fault),
-                          admin=frozenset(ADMIN_KINDS) - set(args.no_admin),
-                          quiet_s=args.quiet_s, quiet_max_steps=args.quiet_max_steps,
-                          lin_budget=args.lin_budget, fault_rate=args.fault_rate,
-                          config=forced,
-                          disabled_checks=frozenset(args.disable_check))
+        args, opts = parse(argv)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -70,6 +70,7 @@ class CampaignSummary:
     messages: int = 0
     faults: dict = field(default_factory=dict)
     admin: dict = field(default_factory=dict)
+    events: dict = field(default_factory=dict)
     ops: dict = field(default_factory=dict)
     lin_keys: int = 0
     lin_inconclusive: int = 0
@@ -84,7 +85,8 @@ class CampaignSummary:
         self.quiet_steps += r.quiet_steps
         self.sim_time_s += r.sim_time_s
         self.messages += r.messages
-        for src, dst in ((r.faults, self.faults), (r.admin, self.admin), (r.ops, self.ops)):
+        for src, dst in ((r.faults, self.faults), (r.admin, self.admin), (r.ops, self.ops),
+                         (r.events, self.events)):
             for k, v in src.items():
                 dst[k] = dst.get(k, 0) + v
         self.lin_keys += r.lin_keys
@@ -110,7 +112,8 @@ class CampaignSummary:
             f"messages:    {self.messages}",
             f"faults:      {faults_total} injected: " + _counts(self.faults),
             f"admin:       {sum(self.admin.values())} requests: " + _counts(self.admin),
-            f"client ops:  " + _counts(self.ops),
+            "events:      " + _counts(self.events),
+            "client ops:  " + _counts(self.ops),
             f"linearizability: {self.lin_keys} keys checked, {self.lin_inconclusive} "
             "inconclusive (search budget)",
             f"liveness:    slowest recovery {self.slowest_recovery[1]:.3f} s simulated "

@@ -12,6 +12,8 @@ detail)`` on the first one that fails. Kinds (``KINDS``):
 * ``state-machine-safety``: no two nodes apply different entries (or reach different states)
   at one index, every node's committed entries agree, and nothing uncommitted is applied
   (Raft §5.4.3);
+* ``commit-rule``: a leader moves its commit index only onto an entry of its own term; older
+  entries commit with it, never by counting replicas (Raft §5.4.2, the Figure 8 trap);
 * ``commit-regressed`` / ``applied-regressed``: within one run of an engine its commit index
   and applied index never go back, and applied <= committed;
 * ``vote-regressed``: a node's durable vote never goes back: (term, committed) only grows and
@@ -38,7 +40,7 @@ from fastraft.types import Vote
 __all__ = ["KINDS", "Violation", "SafetyChecker", "compare_runs"]
 
 KINDS = ("election-safety", "log-matching", "leader-completeness", "state-machine-safety",
-         "commit-regressed", "applied-regressed", "vote-regressed", "durable-before-send",
+         "commit-rule", "commit-regressed", "applied-regressed", "vote-regressed", "durable-before-send",
          "committed-truncated", "command-contract", "engine-error", "codec",
          "linearizability", "lost-write", "liveness")
 
@@ -198,6 +200,12 @@ class SafetyChecker:
         seen = self._commit_seen.get(e.id, 0)
         if e.committed < seen:
             self.fail("commit-regressed", f"node {e.id} commit index {seen} -> {e.committed}")
+        if e.committed > seen and e.role == Role.LEADER:
+            log = e.log
+            if log.purged_index < e.committed <= log.last_index and \
+                    log.term_at(e.committed) != e.term:
+                self.fail("commit-rule", f"leader {e.id} of term {e.term} committed up to "
+                          f"{e.committed}, an entry of term {log.term_at(e.committed)}")
         self._commit_seen[e.id] = e.committed
         seen = self._applied_seen.get(e.id, 0)
         if e.applied < seen:

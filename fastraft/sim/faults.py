@@ -3,7 +3,8 @@ enabled kind strikes, for a random duration.
 
 * ``crash``: a node loses power; un-synced writes are lost (or, by chance, a prefix of them
   reached the disk) and it restarts with what is durable, at once (a supervised process) or
-  after a while; half the crashes strike right after the node's next message leaves;
+  after a while; a third of the crashes strike right after the node's next message leaves,
+  a third strike the next node to win an election right after its first message;
 * ``partition``: the nodes split into two random groups that cannot talk;
 * ``isolate``: one node is cut off from every other;
 * ``one-way``: some directed links fail while the reverse direction works;
@@ -30,6 +31,7 @@ class FaultSchedule:
         self.kinds = sorted(sim.opts.faults)
         self.counts: dict[str, int] = {}
         self.active = True
+        self.new_leader_crash: float | None = None  # armed: down time of the next new leader
 
     def start(self) -> None:
         if self.kinds:
@@ -54,7 +56,6 @@ class FaultSchedule:
         now = sim.q.now
         until = now + self._duration()
         net = sim.network
-        what = ""
         if kind == "crash":
             up = [i for i in ids if sim.nodes[i].up]
             if not up:
@@ -64,11 +65,17 @@ class FaultSchedule:
                 # a supervisor restarts the process at once: the node comes back within the
                 # same election, which is where lost votes and acknowledgements bite
                 until = now + rng.uniform(0.0, 2.0 * sim.profile.disk_sync_s[1])
-            if rng.random() < 0.5:
+            how = rng.random()
+            if how < 1 / 3:
                 # the crash strikes right after the node's next message leaves, the moment a
                 # promise (a vote, an acknowledgement) is out and its write may not be durable
                 sim.nodes[victim].crash_after_send = until - now
-                what = f"node {victim} after its next send, down for {until - now:.6f} s"
+                what = f"node {victim} after its next send, down {until - now:.6f} s"
+            elif how < 2 / 3:
+                # the next node to win an election dies right after its first message: its
+                # new entries reach at most one follower (Raft Figure 8 needs this)
+                self.new_leader_crash = until - now
+                what = f"the next new leader after its first send, down {until - now:.6f} s"
             else:
                 self.crash_now(victim, until)
                 what = f"node {victim} until {until:.6f}"
@@ -76,39 +83,49 @@ class FaultSchedule:
             side = set(rng.sample(ids, rng.randint(1, len(ids) - 1)))
             pairs = [(a, b) for a in ids for b in ids if (a in side) != (b in side)]
             net.cut(pairs, until)
-            what = f"{sorted(side)} | {[i for i in ids if i not in side]}"
+            what = f"{sorted(side)} | {[i for i in ids if i not in side]} until {until:.6f}"
         elif kind == "isolate":
             victim = rng.choice(ids)
             net.cut([(victim, b) for b in ids if b != victim]
                     + [(b, victim) for b in ids if b != victim], until)
-            what = f"node {victim}"
+            what = f"node {victim} until {until:.6f}"
         elif kind == "one-way":
             pairs = [(a, b) for a in ids for b in ids if a != b]
             chosen = rng.sample(pairs, rng.randint(1, max(1, len(pairs) // 3)))
             net.cut(chosen, until)
-            what = " ".join(f"{a}->{b}" for a, b in sorted(chosen))
+            what = " ".join(f"{a}->{b}" for a, b in sorted(chosen)) + f" until {until:.6f}"
         elif kind == "drop":
             net.drop_until = max(net.drop_until, until)
+            what = f"until {until:.6f}"
         elif kind == "duplicate":
             net.dup_until = max(net.dup_until, until)
+            what = f"until {until:.6f}"
         elif kind == "corrupt":
             net.corrupt_until = max(net.corrupt_until, until)
+            what = f"until {until:.6f}"
         elif kind == "delay":
             net.delay_until = max(net.delay_until, until)
+            what = f"until {until:.6f}"
         elif kind == "pause":
             victim = rng.choice(ids)
             node = sim.nodes[victim]
             if not node.up:
                 return
             node.paused_until = max(node.paused_until, until)
-            what = f"node {victim}"
+            what = f"node {victim} until {until:.6f}"
         else:  # slow-disk
             victim = rng.choice(ids)
             sim.nodes[victim].slow_disk_until = max(sim.nodes[victim].slow_disk_until, until)
-            what = f"node {victim}"
+            what = f"node {victim} until {until:.6f}"
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if sim.trace.on:
-            sim.trace.emit(now, "--", f"fault {kind} {what} until {until:.6f}".rstrip())
+            sim.trace.emit(now, "--", f"fault {kind} {what}")
+
+    def on_new_leader(self, node) -> None:
+        """``node`` just won an election: strike it if a new-leader crash is armed."""
+        if self.new_leader_crash is not None and self.active:
+            node.crash_after_send = self.new_leader_crash
+            self.new_leader_crash = None
 
     def crash_now(self, node_id: int, restart_at: float) -> None:
         self.sim.nodes[node_id].crash()
@@ -131,5 +148,6 @@ class FaultSchedule:
             node.crash_after_send = None
             if not node.up:
                 node.start()
+        self.new_leader_crash = None
         if sim.trace.on:
             sim.trace.emit(sim.q.now, "--", "quiet: faults end, the network heals")

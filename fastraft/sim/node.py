@@ -19,8 +19,8 @@ from collections import deque
 from fastraft import accel
 from fastraft.core import (AppendLog, ApplyEntries, BuildSnapshot, Engine, InitialState,
                            InstallSnapshot, MembershipChanged, PurgeLog, ReadLog, ReadReady,
-                           ReadSnapshotChunk, Respond, SaveSnapshotChunk, SaveVote, SendMessage,
-                           StateChanged, TruncateLog)
+                           ReadSnapshotChunk, Respond, Role, SaveSnapshotChunk, SaveVote,
+                           SendMessage, StateChanged, TruncateLog)
 from fastraft.errors import CodecError
 from fastraft.messages import AppendEntriesResponse, VoteRequest, VoteResponse
 from fastraft.types import SnapshotMeta, StoredMembership
@@ -166,7 +166,7 @@ class SimNode:
         try:
             msg = codec.decode_message(data)
         except CodecError:
-            self.sim.counters["corrupt-refused"] += 1
+            self.sim.count("corrupt-refused")
             if self.sim.trace.on:
                 self.sim.trace.emit(self.sim.q.now, self.who, f"refused corrupt message from {frm}")
             return
@@ -222,11 +222,13 @@ class SimNode:
                 self.disk.save_vote(c.vote)
                 self._maybe_sync()
             elif t is TruncateLog:
+                sim.count("truncate")
                 sim.checker.on_truncate(self.id, c.since, self.disk.log, self._covered())
                 self.disk.truncate(c.since)
                 self.log_version += 1
                 self._maybe_sync()
             elif t is PurgeLog:
+                sim.count("purge")
                 self.disk.purge(c.upto)
                 self.log_version += 1
                 self._maybe_sync()
@@ -243,9 +245,14 @@ class SimNode:
             elif t is Respond:
                 sim.workload.on_respond(self.id, c)
             elif t is StateChanged:
+                if c.role == Role.LEADER:
+                    sim.count("leader-elected")
+                    sim.faults.on_new_leader(self)
                 sim.workload.on_state_changed(self.id, c)
             else:
                 assert t is MembershipChanged, t
+                if c.membership.membership.is_joint:
+                    sim.count("joint-config")
         except ContractError as exc:
             raise Violation("command-contract", f"node {self.id}: {exc}") from exc
 
@@ -394,6 +401,7 @@ class SimNode:
                             f"s{self.id}.{self.incarnation}.{self.snapshots_built}")
         if meta.last_log_id is not None:
             self.disk.save_snapshot(meta, sm.to_bytes())
+            self.sim.count("snapshot-built")
         self.call("on_snapshot_built", self.engine.on_snapshot_built, meta)
 
     def _install_snapshot(self, c: InstallSnapshot) -> None:
@@ -416,6 +424,7 @@ class SimNode:
                                   f"at {sm.applied} whose state differs from what was applied")
         self.sm = sm
         self.disk.save_snapshot(meta, data)
+        self.sim.count("snapshot-installed")
         self.receiving = bytearray()
         self.receiving_id = None
         skipped = sorted(i for i in self.pending_writes if i <= sm.applied)
@@ -427,4 +436,5 @@ class SimNode:
         if self.sm.applied < c.read_index:
             raise Violation("command-contract", f"node {self.id} read {c.request_id} ready at "
                             f"{c.read_index}, the state machine applied {self.sm.applied}")
+        self.sim.count("read-served")
         self.sim.workload.on_read_ready(self.id, c.request_id, self.sm)

@@ -75,6 +75,8 @@ class SimOptions:
         for name, _ in self.config:
             if name not in fields:
                 raise ValueError(f"unknown engine config field {name!r}")
+        if self.config:
+            dataclasses.replace(Config(), **dict(self.config)).validate()  # ConfigError early
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ class RunResult:
     sim_time_s: float
     faults: dict = field(default_factory=dict)
     admin: dict = field(default_factory=dict)
+    events: dict = field(default_factory=dict)
     ops: dict = field(default_factory=dict)
     messages: int = 0
     lin_keys: int = 0
@@ -85,7 +86,7 @@ class Simulation:
         self.expected_errors = (ForwardToLeader, LeaderTransferring)
         self.dirty: set[int] = set()
         self.crash_at_step_end: dict[int, float] = {}  # node id -> down time
-        self.counters = {"corrupt-refused": 0}
+        self.counters: dict[str, int] = {}
         p = self.profile
         self.nodes = {i: SimNode(self, i, p.clock_rate[i - 1], p.clock_offset_s[i - 1])
                       for i in range(1, p.n_nodes + 1)}
@@ -120,7 +121,8 @@ class Simulation:
         return RunResult(
             seed=self.seed, steps=self.steps, quiet_steps=self.quiet_steps,
             sim_time_s=self.q.now, faults=dict(sorted(self.faults.counts.items())),
-            admin=dict(sorted(self.workload.admin_counts.items())), ops=dict(sorted(ops.items())),
+            admin=dict(sorted(self.workload.admin_counts.items())),
+            events=dict(sorted(self.counters.items())), ops=dict(sorted(ops.items())),
             messages=self.network.sent, lin_keys=len(lin),
             lin_inconclusive=sum(1 for r in lin if r.inconclusive),
             recovered_s=self.recovered_s, violation=violation,
@@ -195,6 +197,10 @@ class Simulation:
             self.faults.on_restart(a)
         self._check()
         return True
+
+    def count(self, what: str) -> None:
+        """Coverage: how often something worth exercising happened."""
+        self.counters[what] = self.counters.get(what, 0) + 1
 
     def _check(self) -> None:
         if self.crash_at_step_end:
