@@ -60,13 +60,15 @@ class LocalCluster:
 
     ``store`` and ``network`` are passed to every node (``--store``, ``--network``);
     ``serve_args`` are further ``fastraft-kv serve`` options; ``python`` runs the nodes;
-    ``verbose`` raises their log level (1: info, 2: debug).
+    ``verbose`` raises their log level (1: info, 2: debug); ``env`` is their environment
+    (default: this process's).
     """
 
     def __init__(self, base_dir: str, *, store: str = "lmdb", network: str = "tcp",
                  serve_args: tuple[str, ...] = (), python: str = sys.executable,
                  host: str = "127.0.0.1", start_timeout_s: float = 30.0,
-                 stop_timeout_s: float = 5.0, verbose: int = 0) -> None:
+                 stop_timeout_s: float = 5.0, verbose: int = 0,
+                 env: dict[str, str] | None = None) -> None:
         self.base_dir = base_dir
         self.store = store
         self.network = network
@@ -76,6 +78,7 @@ class LocalCluster:
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.verbose = verbose
+        self.env = env
         self.nodes: dict[int, NodeProcess] = {}
 
     async def __aenter__(self) -> "LocalCluster":
@@ -120,7 +123,7 @@ class LocalCluster:
         os.makedirs(self.base_dir, exist_ok=True)
         with open(node.log_path, "ab") as log:
             node.process = await trio.lowlevel.open_process(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=self.env)
         proc = node.process
         line = b""
         with trio.move_on_after(self.start_timeout_s):
