@@ -17,7 +17,8 @@ detail)`` on the first one that fails. Kinds (``KINDS``):
 * ``commit-regressed`` / ``applied-regressed``: within one run of an engine its commit index
   and applied index never go back, and applied <= committed;
 * ``vote-regressed``: a node's durable vote never goes back: (term, committed) only grows and
-  within one term the voted-for node changes only from 0 (Raft Figure 2), across crashes;
+  within one term the voted-for node changes only from 0 (Raft Figure 2), across crashes; and
+  a node's term is never below the last term of its log;
 * ``durable-before-send``: a message leaves only once the state it depends on is durable (a
   granted vote, the sender's term, the entries a follower acknowledges);
 * ``committed-truncated``: no log write removes a committed entry;
@@ -40,9 +41,9 @@ from fastraft.types import Vote
 __all__ = ["KINDS", "Violation", "SafetyChecker", "compare_runs"]
 
 KINDS = ("election-safety", "log-matching", "leader-completeness", "state-machine-safety",
-         "commit-rule", "commit-regressed", "applied-regressed", "vote-regressed", "durable-before-send",
-         "committed-truncated", "command-contract", "engine-error", "codec",
-         "linearizability", "lost-write", "liveness")
+         "commit-rule", "commit-regressed", "applied-regressed", "vote-regressed",
+         "durable-before-send", "committed-truncated", "command-contract", "engine-error",
+         "codec", "linearizability", "lost-write", "liveness")
 
 
 class Violation(Exception):
@@ -218,7 +219,9 @@ class SafetyChecker:
             self.fail("vote-regressed", f"node {e.id} is in term {e.term} below its durable "
                       f"term {n.disk.durable_vote.term}")
         if e.log.last_term > e.term:
-            self.fail("log-matching", f"node {e.id} holds an entry of term {e.log.last_term} "
+            # every entry of term T comes from T's leader, so its holder knew term T; a node
+            # whose log outruns its term lost a vote its log or snapshot already depended on
+            self.fail("vote-regressed", f"node {e.id} holds an entry of term {e.log.last_term} "
                       f"while in term {e.term}")
 
     def _extend_committed(self, n) -> None:
