@@ -226,14 +226,18 @@ class RaftRuntime:
     def _round(self) -> None:
         eng = self.engine
         now = trio.current_time()
-        eng.tick(now)
-        if self._flushed is not None:
-            flushed, self._flushed = self._flushed, None
-            eng.on_log_flushed(flushed)
+        # What arrived while this task waited for its turn arrived before now: hand it over
+        # first, then let time move. Ticking first would, after a busy stretch, run the
+        # leader's check-quorum before the acknowledgements sitting in the queue and make a
+        # healthy leader step down (thesis §6.2).
         inputs = self._inputs
         for _ in range(min(len(inputs), _MAX_INPUTS_PER_ROUND)):
             fn, args = inputs.popleft()
             fn(*args)
+        eng.tick(now)
+        if self._flushed is not None:
+            flushed, self._flushed = self._flushed, None
+            eng.on_log_flushed(flushed)
         if self._reads:
             self._start_read()
         if self.proposals.has_queued:
