@@ -105,7 +105,7 @@ async def _demo(base_dir: str) -> None:
                             if t_kill[0] and not t_resumed[0]:
                                 t_resumed[0] = time.monotonic()
                         except OutcomeUnknown:
-                            unknown.append(key)  # in flight at the kill: it may or may not be there
+                            unknown.append(key)  # in flight during the failover: may or may not be there
                         if k + 1 == KILL_AFTER:
                             killed_at.set()
                         if (k + 1) % 50 == 0:
@@ -120,7 +120,7 @@ async def _demo(base_dir: str) -> None:
                   f"writes went on {pause:.1f} s after the kill")
             lost = [k for k, v in acked.items() if await client.consistent_read(k) != v]
             s.say(f"{len(acked)} writes acknowledged, {len(unknown)} with an unknown outcome "
-                  f"(in flight at the kill), {len(lost)} lost")
+                  f"(in flight during the failover), {len(lost)} lost")
             if lost:
                 raise SystemExit(f"acknowledged writes lost: {lost}")
 
