@@ -11,6 +11,7 @@ at the end, also after an error or Ctrl-C.
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -151,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastraft demo needs the kv extra ({e.name} is missing): "
               "pip install 'fastraft[kv]'", file=sys.stderr)
         return 2
+    # A shell that starts a program in the background hands it SIGINT ignored; the demo
+    # promises to clean up on Ctrl-C, so it takes SIGINT back (trio then turns it into
+    # KeyboardInterrupt at a safe point).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     base_dir = tempfile.mkdtemp(prefix="fastraft-demo-")
     try:
         trio.run(_demo, base_dir)
