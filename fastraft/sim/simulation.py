@@ -147,13 +147,22 @@ class Simulation:
                 self.checker.on_appended(i, [entry])
         for i in sorted(self.nodes):
             self.nodes[i].start()
-        if p.init != "storage":
-            for i in sorted(self.nodes) if p.init == "all" else [1]:
-                node = self.nodes[i]
-                node.call("initialize", node.engine.initialize, ("init", i), nodes)
+        self.initialized = [] if p.init == "storage" else (
+            sorted(self.nodes) if p.init == "all" else [1])
+        self.boot_nodes = nodes
+        self._initialize()
         self._check()
         self.workload.start()
         self.faults.start()
+
+    def _initialize(self) -> None:
+        """The operator initializes the cluster; at the quiet phase it does so again on a node
+        that lost everything of it (crashed before any of it was durable), as an operator
+        would. A node that kept part of it is left alone: initialize must cope or refuse."""
+        for i in self.initialized:
+            e = self.nodes[i].engine
+            if e.vote.term == 0 and e.log.last_index == 0 and not e.membership.membership.configs:
+                self.nodes[i].call("initialize", e.initialize, ("init", i), self.boot_nodes)
 
     def _step(self) -> bool:
         """Process the next event; True if it was a step (not stale, not deferred)."""
@@ -232,6 +241,7 @@ class Simulation:
         """Faults end; a leader must commit and apply a new write within opts.quiet_s."""
         self.workload.active = False
         self.faults.quiet()
+        self._initialize()
         self._check()
         start = self.q.now
         deadline = start + self.opts.quiet_s
