@@ -79,8 +79,24 @@ class SnapshotMixin:
         if lid.index >= self._snapshot_index:
             self.snapshot = meta
             self._snapshot_index = lid.index
-        self._maybe_purge(lid.index - self.config.max_in_snapshot_log_to_keep, force=False)
+        self._maybe_purge(self._policy_purge_upto(lid.index), force=False)
         self._notify()
+
+    def _policy_purge_upto(self, snapshot_index: int) -> int:
+        """Where the snapshot policy purges to: ``max_in_snapshot_log_to_keep`` behind the
+        snapshot, and on a leader no further than what every follower heard from recently
+        (``is_active``) has matched, so that a live follower that lags a little is sent
+        entries, not a whole snapshot (Raft §7: snapshots are for followers far behind).
+        A silent follower holds nothing back, and neither does one more than
+        ``replication_lag_threshold`` entries behind, so the log stays bounded."""
+        upto = snapshot_index - self.config.max_in_snapshot_log_to_keep
+        if self.role == Role.LEADER:
+            p = self.progress
+            floor = snapshot_index - self.config.replication_lag_threshold
+            for peer in p.node_ids():
+                if peer != self.id and p.is_active(peer):
+                    upto = min(upto, max(p.match_index(peer), floor))
+        return upto
 
     def trigger_purge(self, upto: int) -> None:
         """Admin: purge the log up to ``upto``, capped at the current snapshot (Raft §7)."""
