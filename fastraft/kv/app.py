@@ -1,7 +1,7 @@
 """The KV node's ASGI application: routes each HTTP request to ``KVService`` (the API of
 ``fastraft.kv.api``) or, with the HTTP Raft network, to the node's Raft RPC entry points
 (``fastraft.kv.http_network``). Any ASGI server runs it; ``fastraft.kv.server`` uses
-its own small HTTP/1.1 server (``fastraft.kv.http_server``).
+hypercorn's trio worker.
 
 Routes::
 

@@ -1,5 +1,5 @@
 """One KV node, put together (the guide's chapter 4): its stores, its Raft network, the Raft
-node, and the HTTP API served by fastraft.kv.http_server (a small HTTP/1.1 server on trio).
+node, and the HTTP API served by hypercorn's trio worker.
 
     options = NodeOptions(node_id=1, addr="127.0.0.1:21001", raft_addr="127.0.0.1:22001",
                           store="lmdb", data_dir="./n1")
@@ -38,7 +38,6 @@ from ..storage import LmdbLogStore, MemoryLogStore
 from .api import BadRequest, check_addr
 from .app import KVApp
 from .http_network import HttpNetwork
-from .http_server import serve_asgi_http
 from .lmdb_state_machine import LmdbKVStateMachine
 from .log_id_answers import LogIdAnswers
 from .service import KVService, NodeInfo
@@ -91,7 +90,7 @@ class NodeOptions:
 
 def _bind_http_socket(addr: str) -> tuple[int, str]:
     """A bound TCP socket for ``addr`` (port 0: any free port): (file descriptor handed to
-    the HTTP server, the address it is bound to)."""
+    hypercorn, the address it is bound to)."""
     host, port = addr.rsplit(":", 1)
     host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -149,8 +148,24 @@ async def _open_stores(options: NodeOptions):
     return log_store, sm
 
 
+def _hypercorn_config(fd: int):
+    from hypercorn.config import Config as HypercornConfig  # the kv extra
+
+    hc = HypercornConfig()
+    hc.bind = [f"fd://{fd}"]
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("fastraft.kv.http")
+    hc.keep_alive_timeout = 30
+    # a load generator keeps each connection for a whole run: do not cut it every 1,000 requests
+    hc.keep_alive_max_requests = 1 << 30
+    hc.graceful_timeout = 2
+    return hc
+
+
 async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run the node described by ``options`` until cancelled (see the module docstring)."""
+    from hypercorn.trio import serve as serve_http  # the kv extra
+
     options.check()
     fd, http_addr = _bind_http_socket(options.addr)
     try:
@@ -175,8 +190,11 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
                 service = KVService(raft, sm, info, write_timeout_s=options.write_timeout_s,
                                     read_timeout_s=options.read_timeout_s)
                 app = KVApp(service, raft_rpc=options.network == "http")
-                http_fd, fd = fd, -1  # the HTTP server owns it now
-                await nursery.start(serve_asgi_http, app, http_fd)
+                stop_http = trio.Event()
+                hc = _hypercorn_config(fd)
+                fd = -1  # hypercorn owns it now
+                await nursery.start(lambda task_status: serve_http(
+                    app, hc, shutdown_trigger=stop_http.wait, task_status=task_status))
                 log.info("node %d serving HTTP on %s, raft (%s) on %s", options.node_id,
                          http_addr, options.network, raft_addr)
                 task_status.started(info)
@@ -184,6 +202,7 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
                     await raft.wait_closed()  # the node stopped on its own: a storage failure
                     log.error("node %d stopped; closing its HTTP server", options.node_id)
                 finally:
+                    stop_http.set()
                     nursery.cancel_scope.cancel()
     finally:
         if fd >= 0:
