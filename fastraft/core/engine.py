@@ -124,6 +124,14 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
         self.snapshot = state.snapshot
         self._snapshot_index = snap_index
         self._building_snapshot = False
+        last_term = log.last_term
+        if state.snapshot is not None and state.snapshot.last_log_id is not None:
+            last_term = max(last_term, state.snapshot.last_log_id.term)
+        if last_term > self.vote.term:
+            # Entries or a snapshot of a newer term reached disk before that term's vote did
+            # (the runtime may complete them in either order). The current term is never
+            # below the last log term (Raft Figure 2), so start in that term, voting for no one.
+            self._set_vote(Vote(last_term, 0))
 
         self._membership = state.membership
         self._prev_membership = state.prev_membership

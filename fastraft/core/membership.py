@@ -63,10 +63,11 @@ class MembershipMixin:
         on every node with the same ``nodes``: their entries are then identical).
 
         Answers ``Respond(request_id, result=LogId(1, 1))``, or a MembershipError if the node
-        has a log, a vote or a membership already, or ``nodes`` is not a valid membership
-        including this node."""
-        if (self.log.last_index or self.log.purged_index or self.vote.term
-                or self._membership.membership.configs):
+        has a log or a membership already, or ``nodes`` is not a valid membership including
+        this node. A saved vote alone does not count: a node that crashed after saving the
+        vote of an earlier ``initialize`` but before its entry was durable may be initialized
+        again (its vote never goes back)."""
+        if self.log.last_index or self.log.purged_index or self._membership.membership.configs:
             self._emit(Respond(request_id, error=MembershipError("already initialized")))
             return
         try:
@@ -78,7 +79,8 @@ class MembershipMixin:
             self._emit(Respond(request_id, error=MembershipError(
                 f"node {self.id} must be one of the nodes it initializes")))
             return
-        self._set_vote(Vote(1, 0))
+        if self.vote.term == 0:
+            self._set_vote(Vote(1, 0))
         entries = self.log.append_payloads(1, EntryKind.MEMBERSHIP, [m.to_bytes()])
         self._emit(AppendLog(entries, LogId(1, 1)))
         self._apply_membership(entries[0], m)

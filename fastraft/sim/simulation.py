@@ -157,11 +157,12 @@ class Simulation:
 
     def _initialize(self) -> None:
         """The operator initializes the cluster; at the quiet phase it does so again on a node
-        that lost everything of it (crashed before any of it was durable), as an operator
-        would. A node that kept part of it is left alone: initialize must cope or refuse."""
+        whose log holds no entry and no membership (it crashed before the membership entry
+        was durable, perhaps after the vote was), as an operator would. A node that kept its
+        entry is left alone: initialize must cope or refuse."""
         for i in self.initialized:
             e = self.nodes[i].engine
-            if e.vote.term == 0 and e.log.last_index == 0 and not e.membership.membership.configs:
+            if e.log.last_index == 0 and not e.membership.membership.configs:
                 self.nodes[i].call("initialize", e.initialize, ("init", i), self.boot_nodes)
 
     def _step(self) -> bool:

@@ -31,6 +31,44 @@ def test_initialize_refusals():
     assert isinstance(r.error, MembershipError) and "already" in str(r.error)
 
 
+def test_initialize_again_after_a_crash_kept_only_its_vote():
+    """initialize saves the vote (1, none) and appends the membership entry; a crash may keep
+    the first and lose the second. Such a node has no log and no membership: it may be
+    initialized again, and its saved vote does not go back (found by the simulator)."""
+    from fastraft.core import InitialState, SaveVote
+    e = Engine(1, config(), state=InitialState(vote=Vote(2, 0)))
+    assert of_type(e.take_commands(), SaveVote) == []
+    e.initialize("again", {1: Node("x")})
+    cmds = e.take_commands()
+    (r,) = of_type(cmds, Respond)
+    assert r.error is None and r.result == LogId(1, 1)
+    assert of_type(cmds, SaveVote) == [] and e.vote == Vote(2, 0)
+    assert e.log.last_index == 1
+
+
+def test_start_in_the_last_log_term_when_the_saved_vote_is_older():
+    """Raft Figure 2: currentTerm is never below the last log term. A snapshot or entries of
+    a newer term may reach disk before that term's vote does; the engine then starts in the
+    last log term, voting for no one, and saves that vote (found by the simulator)."""
+    from fastraft.core import SaveVote
+    e = _engine_with_vote((1, 3, 4), Vote(3, 2))
+    assert e.vote == Vote(4, 0)
+    assert of_type(e.take_commands(), SaveVote) == [SaveVote(Vote(4, 0))]
+
+
+def _engine_with_vote(terms, vote):
+    from fastraft.core import InitialState
+    runs = []
+    for i, t in enumerate(terms, start=1):
+        if runs and runs[-1][0] == t:
+            runs[-1] = (t, i)
+        else:
+            runs.append((t, i))
+    sm = StoredMembership(LogId(terms[0], 1), membership())
+    return Engine(1, config(), 7, InitialState(vote=vote, log_runs=tuple(runs), membership=sm,
+                                               prev_membership=sm))
+
+
 def test_uninitialized_node_neither_campaigns_nor_tracks():
     e = Engine(3, config())
     assert e.role == Role.LEARNER and e.next_deadline() == float("inf")

@@ -22,6 +22,14 @@ CASES = [
      "durable-before-send: node 3 acknowledges entries up to 93, durable only up to 92: a "
      "snapshot that replaced the log left the engine's flushed index above the new log, so new "
      "entries were acknowledged before their flush (fixed in 1c07408)"),
+    (954, SimOptions(steps=2000), "e3d2bed",
+     "vote-regressed: a snapshot of term 4 became durable before the SaveVote of term 4; after "
+     "a crash the node restarted in term 3, below its own log's last term (fixed: the engine "
+     "starts in the last log term when its saved vote is older)"),
+    (3866, SimOptions(steps=2000), "e3d2bed",
+     "liveness: initialize's vote was durable but its membership entry was not; every later "
+     "initialize was refused as 'already initialized' and the cluster never formed (fixed: a "
+     "saved vote alone does not make a node initialized)"),
 ]
 
 
