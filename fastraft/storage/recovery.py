@@ -120,10 +120,12 @@ async def recover_state(store: LogStore, sm: StateMachine) -> RecoveredState:
 
     1. Entries up to the saved committed id but after ``last_applied`` are applied now, in
        chunks: they are committed, so applying them early is safe and lets reads see them.
-    2. A log that ends before ``last_applied`` (a snapshot was installed and the node
-       crashed before purging the log it replaces, Raft §7) is purged up to
+    2. A log that does not continue the state machine (it ends before ``last_applied``, or
+       holds another term at that index: a snapshot was installed and the node crashed
+       before the log it replaces was discarded, Raft §7) is emptied and purged up to
        ``last_applied``, so that the log and the state machine agree on where the log
-       continues.
+       continues. Its entries after ``last_applied`` conflict with committed ones (Log
+       Matching, Raft §5.3), so none of them can be committed.
     Raises StorageError if a committed entry to re-apply is missing from the log.
     """
     vote = await store.read_vote() or Vote()
@@ -145,7 +147,10 @@ async def recover_state(store: LogStore, sm: StateMachine) -> RecoveredState:
 
     state = await store.get_log_state()
     last_purged, last_log = state.last_purged_log_id, state.last_log_id
-    if last_applied is not None and (last_log is None or last_log < last_applied):
+    if last_applied is not None and not await _log_continues(store, state, last_applied):
+        first = 1 if last_purged is None else last_purged.index + 1
+        if last_log is not None and last_log.index >= first:
+            await store.truncate(first)
         await store.purge(last_applied)
         state = await store.get_log_state()
         last_purged, last_log = state.last_purged_log_id, state.last_log_id
@@ -154,3 +159,15 @@ async def recover_state(store: LogStore, sm: StateMachine) -> RecoveredState:
         committed = last_applied
     membership = await read_membership_state(store, sm)
     return RecoveredState(vote, last_purged, last_log, committed, last_applied, membership)
+
+
+async def _log_continues(store: LogStore, state, last_applied: LogId) -> bool:
+    """True if the log goes on from the state machine's last applied entry: it holds that
+    entry with the same term, or it was purged at or past it."""
+    purged, last = state.last_purged_log_id, state.last_log_id
+    if purged is not None and purged.index >= last_applied.index:
+        return True
+    if last is None or last.index < last_applied.index:
+        return False
+    entry = await read_entry(store, last_applied.index)
+    return entry is not None and entry.term == last_applied.term

@@ -46,6 +46,35 @@ def test_reapply_runs_in_bounded_chunks():
     trio.run(main)
 
 
+def test_a_log_that_does_not_continue_the_state_machine_is_discarded():
+    """Raft §7: the state machine is at (4, 3) (a snapshot of term 4 was installed) and the
+    crash came before the old log was discarded. That log holds term 3 at index 3 and goes
+    on to 5: its suffix conflicts with committed entries, so it is dropped, not kept after a
+    purge marker of a newer term."""
+    async def main():
+        log, sm = MemoryLogStore(), MemoryKVStateMachine()
+        await log.append([blank(1, 1), blank(2, 2), blank(3, 3), blank(3, 4), blank(3, 5)])
+        await sm.apply([blank(1, 1), blank(2, 2), blank(4, 3)])
+        got = await recover_state(log, sm)
+        assert got.last_applied == LogId(4, 3)
+        assert got.last_purged_log_id == LogId(4, 3) and got.last_log_id == LogId(4, 3)
+        assert await log.read_entries(1, 10) == []
+
+    trio.run(main)
+
+
+def test_a_log_that_continues_the_state_machine_is_kept():
+    async def main():
+        log, sm = MemoryLogStore(), MemoryKVStateMachine()
+        await log.append([blank(1, 1), blank(2, 2), blank(4, 3), blank(4, 4)])
+        await sm.apply([blank(1, 1), blank(2, 2), blank(4, 3)])
+        got = await recover_state(log, sm)
+        assert got.last_purged_log_id is None and got.last_log_id == LogId(4, 4)
+        assert len(await log.read_entries(1, 10)) == 4
+
+    trio.run(main)
+
+
 def test_memory_append_nowait_reports_at_once_and_closed_store_refuses():
     async def main():
         log = MemoryLogStore()
