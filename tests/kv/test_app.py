@@ -59,6 +59,10 @@ def test_a_follower_refuses_without_appending_and_names_the_leader():
         async with trio.open_nursery() as nursery:
             c = KVTestCluster(nursery)
             await c.form(3)
+            # every node has the leader's whole log first, so that "before" is settled
+            last = c.raft(1).metrics().last_log_index
+            for i in (2, 3):
+                await c.raft(i).wait(10).log_index(last)
             before = {i: c.raft(i).metrics().last_log_index for i in (1, 2, 3)}
             forward = {"Err": {"APIError": {"ForwardToLeader": {
                 "leader_id": 1, "leader_node": {"addr": addr(1), "raft_addr": raft_addr(1)}}}}}
