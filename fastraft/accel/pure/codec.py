@@ -50,15 +50,15 @@ from fastraft.messages import MESSAGE_TYPES
 from .entry import Entry
 
 
-def crc32c(data) -> int:
+def _crc32c(data) -> int:
     """CRC32C of ``data``. The crc32c package is imported on the first call, not at import:
     its own import pulls in socket (through importlib.metadata), and importing fastraft's
     engine must load no I/O module. The first call rebinds this name to the package's C
     function, so later calls cost nothing extra."""
-    global crc32c
+    global _crc32c
     from crc32c import crc32c as impl
 
-    crc32c = impl
+    _crc32c = impl
     return impl(data)
 
 __all__ = [
@@ -182,7 +182,7 @@ def _open_frame(data, expected_kind: int, max_frame_bytes) -> bytes:
     if size > total:
         raise CodecError(f"{size - total} bytes of trailing garbage after the frame")
     data = _as_bytes(data)
-    actual = crc32c(memoryview(data)[_BODY_START:])
+    actual = _crc32c(memoryview(data)[_BODY_START:])
     if actual != crc:
         raise CodecError(f"checksum mismatch: header says {crc:#010x}, body has {actual:#010x}")
     return data
@@ -194,7 +194,7 @@ def _frame(kind: int, body: bytes, max_frame_bytes: int) -> bytes:
         raise ValueError(f"frame of {total} bytes exceeds the limit of {max_frame_bytes} bytes")
     if len(body) > _MAX_U32:
         raise ValueError(f"frame body of {len(body)} bytes does not fit in u32")
-    return _HEADER.pack(WIRE_VERSION, kind, 0, len(body), crc32c(body)) + body
+    return _HEADER.pack(WIRE_VERSION, kind, 0, len(body), _crc32c(body)) + body
 
 
 # --- entries -----------------------------------------------------------------------------
@@ -304,7 +304,7 @@ def encode_entry_records(entries, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
                 f"entry {i}: record of {total} bytes exceeds the limit of {max_frame_bytes} bytes")
         if len(body) > _MAX_U32:
             raise ValueError(f"entry {i}: record body of {len(body)} bytes does not fit in u32")
-        out.append(_HEADER.pack(WIRE_VERSION, FRAME_RECORD, 0, len(body), crc32c(body)) + body)
+        out.append(_HEADER.pack(WIRE_VERSION, FRAME_RECORD, 0, len(body), _crc32c(body)) + body)
     return out
 
 
