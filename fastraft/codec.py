@@ -22,48 +22,9 @@ ValueError) naming the problem for any input it cannot trust.
 
 from __future__ import annotations
 
-from . import accel as _accel
+from .accel import codec as _chosen
+from .accel.pure import codec as _spec
 
-if "codec" in _accel.MODULES:
-    _impl = _accel.codec
-else:  # until the compiled codec joins the chosen set, the twin is the codec
-    from .accel.pure import codec as _impl
-
-WIRE_VERSION = _impl.WIRE_VERSION
-HEADER_SIZE = _impl.HEADER_SIZE
-DEFAULT_MAX_FRAME_BYTES = _impl.DEFAULT_MAX_FRAME_BYTES
-FRAME_ENTRIES = _impl.FRAME_ENTRIES
-FRAME_MESSAGE = _impl.FRAME_MESSAGE
-FRAME_RECORD = _impl.FRAME_RECORD
-ENTRY_HEADER_SIZE = _impl.ENTRY_HEADER_SIZE
-RECORD_OVERHEAD = _impl.RECORD_OVERHEAD
-MAX_ENTRY_KIND = _impl.MAX_ENTRY_KIND
-
-frame_size = _impl.frame_size
-encode_entries = _impl.encode_entries
-decode_entries = _impl.decode_entries
-encode_entry_records = _impl.encode_entry_records
-decode_entry_records = _impl.decode_entry_records
-decode_entry_record = _impl.decode_entry_record
-encode_message = _impl.encode_message
-decode_message = _impl.decode_message
-
-__all__ = [
-    "WIRE_VERSION",
-    "HEADER_SIZE",
-    "DEFAULT_MAX_FRAME_BYTES",
-    "FRAME_ENTRIES",
-    "FRAME_MESSAGE",
-    "FRAME_RECORD",
-    "ENTRY_HEADER_SIZE",
-    "RECORD_OVERHEAD",
-    "MAX_ENTRY_KIND",
-    "frame_size",
-    "encode_entries",
-    "decode_entries",
-    "encode_entry_records",
-    "decode_entry_records",
-    "decode_entry_record",
-    "encode_message",
-    "decode_message",
-]
+#: The public names are the twin's (the spec); their values come from the chosen flavour.
+__all__ = list(_spec.__all__)
+globals().update({name: getattr(_chosen, name) for name in __all__})

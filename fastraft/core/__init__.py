@@ -46,6 +46,7 @@ from .commands import (
     StateChanged,
     TruncateLog,
 )
+from . import commands as _commands
 from .config import Config
 from .engine import Engine
 from .errors import Busy, LeaderTransferring, MembershipError, TransferFailed
@@ -57,22 +58,7 @@ __all__ = [
     "InitialState",
     "Role",
     "scan_term_runs",
-    "Command",
-    "SaveVote",
-    "AppendLog",
-    "TruncateLog",
-    "PurgeLog",
-    "SendMessage",
-    "ApplyEntries",
-    "BuildSnapshot",
-    "SaveSnapshotChunk",
-    "InstallSnapshot",
-    "ReadLog",
-    "ReadSnapshotChunk",
-    "Respond",
-    "ReadReady",
-    "StateChanged",
-    "MembershipChanged",
+    *_commands.__all__,
     "LeaderTransferring",
     "TransferFailed",
     "MembershipError",
