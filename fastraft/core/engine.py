@@ -272,16 +272,11 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
         if (need is None or self._vote_durable(need)) and self.flushed >= after_flush:
             self._out.append(SendMessage(to, msg))
             return
+        # Every request gets a response of its own, even when a later acknowledgement would
+        # cover it: networks that pair answers with requests (net/protocol.py, the runtime's
+        # InboundReplies) would otherwise leave the covered request waiting until it expires,
+        # and pair later answers with requests the sender has already given up on.
         held = self._held
-        if held and type(msg) is AppendEntriesResponse and msg.success:
-            # a newer acknowledgement to the same leader supersedes the one still held
-            last = held[-1]
-            lm = last[3]
-            if (last[2] == to and type(lm) is AppendEntriesResponse and lm.success
-                    and lm.term == msg.term and lm.match_index <= msg.match_index
-                    and lm.seq <= msg.seq):
-                held[-1] = (need, after_flush, to, msg)
-                return
         if len(held) >= _MAX_HELD:
             del held[0]
         held.append((need, after_flush, to, msg))

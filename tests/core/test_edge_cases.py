@@ -78,14 +78,17 @@ def test_uninitialized_node_neither_campaigns_nor_tracks():
     assert e.progress.node_ids() == []
 
 
-def test_held_acknowledgements_coalesce_and_are_bounded():
+def test_every_held_acknowledgement_answers_its_own_request_and_is_bounded():
+    # One response per request: a request/response network pairs answers with requests, and
+    # a request left without its own answer would pair a later one with a request the
+    # leader has already given up on (a lost acknowledgement, Raft §5.3 retries it late).
     f = engine(2)
     f.step(append(2, 1, 1, 1, 0, [Entry(2, 2, 1, b"a")], seq=1))
     f.step(append(2, 1, 2, 2, 0, [Entry(2, 3, 1, b"b")], seq=2))
     f.on_vote_saved(Vote(2, 0))
     f.on_log_flushed(LogId(2, 3))
     acks = sent(f.take_commands(), AppendEntriesResponse)
-    assert [(a.match_index, a.seq) for a in acks] == [(3, 2)]  # the older one was superseded
+    assert [(a.match_index, a.seq) for a in acks] == [(2, 1), (3, 2)]
     g = engine(2)
     for k in range(_MAX_HELD + 5):  # vote replies waiting for a vote that is never saved
         g.step(VoteRequest(2, 3, 1, 1))
