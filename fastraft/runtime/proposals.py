@@ -30,10 +30,16 @@ __all__ = ["Proposal", "Proposals"]
 
 
 class Proposal:
-    """One client call: ``count`` payloads, and its outcome once known."""
+    """One client call: ``count`` payloads, and its outcome once known.
 
-    __slots__ = ("payloads", "count", "many", "first_index", "term", "responses", "_event",
-                 "_error")
+    The caller parks in ``outcome`` with trio's low-level primitives rather than a
+    ``trio.Event``: with thousands of writes in flight, the wake-up is a large share of each
+    write's cost, and parking the one waiting task directly costs half of what an Event's
+    parking lot does. Invariant: ``_task`` is the parked caller, or None when nobody is
+    parked (not yet, woken, or cancelled)."""
+
+    __slots__ = ("payloads", "count", "many", "first_index", "term", "responses", "_task",
+                 "_done", "_error")
 
     def __init__(self, payloads: list, many: bool) -> None:
         self.payloads = payloads
@@ -42,7 +48,8 @@ class Proposal:
         self.first_index = 0
         self.term = 0
         self.responses: list | None = None
-        self._event = trio.Event()
+        self._task = None
+        self._done = False
         self._error: BaseException | None = None
 
     def settle(self, responses: list) -> None:
@@ -55,18 +62,29 @@ class Proposal:
         self.payloads = None
 
     def wake(self) -> None:
-        self._event.set()
+        self._done = True
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
 
     def fail(self, error: BaseException) -> None:
         """Settle with ``error`` and wake the waiter at once (rare paths)."""
-        if not self._event.is_set():
+        if not self._done:
             if self.responses is None:
                 self.settle_error(error)
-            self._event.set()
+            self.wake()
+
+    def _abort(self, _raise_cancel) -> trio.lowlevel.Abort:
+        self._task = None  # cancelled: nobody to wake any more
+        return trio.lowlevel.Abort.SUCCEEDED
 
     async def outcome(self):
         """The response (``client_write``) or list of responses (``client_write_many``)."""
-        await self._event.wait()
+        if self._done:
+            await trio.lowlevel.checkpoint()
+        else:
+            self._task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
         if self._error is not None:
             raise self._error
         return self.responses if self.many else self.responses[0]

@@ -190,3 +190,36 @@ def test_writers_wait_for_room():
         assert waited
 
     mock_run(main)
+
+
+def test_a_proposal_wakes_its_caller_once_and_survives_the_caller_being_cancelled():
+    async def main():
+        settled_first = Proposal([b"a"], many=False)
+        settled_first.settle(["r"])
+        settled_first.wake()  # outcome known before anybody waits
+        assert await settled_first.outcome() == "r"
+
+        waited = Proposal([b"a", b"b"], many=True)
+        got = []
+
+        async def caller():
+            got.append(await waited.outcome())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(caller)
+            await trio.sleep(1)
+            assert got == []  # parked until woken
+            waited.settle(["x", "y"])
+            waited.wake()
+        assert got == [["x", "y"]]
+
+        abandoned = Proposal([b"a"], many=False)
+        with trio.move_on_after(1) as scope:
+            await abandoned.outcome()
+        assert scope.cancelled_caught
+        abandoned.settle(["late"])
+        abandoned.wake()  # nobody is parked any more: waking must not touch the old task
+        abandoned.fail(RaftShutdown("gone"))  # and a later failure changes nothing
+        assert await abandoned.outcome() == "late"
+
+    mock_run(main)
