@@ -151,6 +151,7 @@ class Proposals:
             return settled
         base = entries[0].index
         end = base + len(entries)
+        released = 0
         while waiting:
             p = waiting[0]
             if p.first_index >= end:
@@ -172,8 +173,9 @@ class Proposals:
                 p.settle(self._partial)
             waiting.popleft()
             self._partial = []
-            self._release(p.count)
+            released += p.count
             settled.append(p)
+        self._release(released)  # once per batch: waking the writers waiting for room
         return settled
 
     def on_snapshot_installed(self, last_index: int) -> None:

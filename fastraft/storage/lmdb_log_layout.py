@@ -173,19 +173,24 @@ def load_log(layout: LogLayout, verify: bool, purge_batch_entries: int) -> Loade
 def partial_purge(log_db, upto_index: int, max_entries: int):
     """A transaction body deleting at most ``max_entries`` of the lowest entries with index
     <= ``upto_index``; it returns the lowest index still stored afterwards, or
-    upto_index + 1 when none is."""
+    upto_index + 1 when none is.
+
+    Keys are compared as bytes: big-endian keys sort as their indexes do, and lmdb orders
+    the sub-database by the same byte comparison, so the loop stops at the first key past
+    ``upto_index`` whatever the keys hold. (The per-entry loop is two C calls; a purge runs
+    as often as snapshots are taken, over as many entries as were appended.)"""
+    upto_key = key_of(upto_index)
+
     def run(txn) -> int:
         cursor = txn.cursor(db=log_db)
         if not cursor.first():
             return upto_index + 1
-        removed = 0
-        while True:
-            key = cursor.key()
-            if not key:
-                return upto_index + 1
-            index = index_of(key)
-            if index > upto_index or removed >= max_entries:
-                return index
-            cursor.delete()
-            removed += 1
+        key, delete = cursor.key, cursor.delete
+        for _ in range(max_entries):  # bounded: at most max_entries deletions
+            k = key()
+            if not k or k > upto_key:
+                break
+            delete()
+        k = key()
+        return index_of(k) if k else upto_index + 1
     return run
