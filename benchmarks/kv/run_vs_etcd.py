@@ -8,8 +8,10 @@ stop_cluster.sh, found at ``--anchors`` or $FASTRAFT_ANCHORS).
 Both systems: three members on 127.0.0.1, durable (fastraft: lmdb stores, fsync on every
 commit; etcd: its default WAL fsync), writes of 100-byte values over 10,000 keys, every
 request to the leader. fastraft runs three ``fastraft-kv serve`` processes (TCP Raft network)
-built into a cluster through the API. Prints loadgen's table for each and a summary with the
-ratios (fastraft / etcd) of writes/s and p99. FASTRAFT_BENCH_QUICK=1 shrinks the run to a
+built into a cluster through the API. A third row measures hypercorn alone, configured as a
+node configures it, answering every request with a fixed write answer (http_ceiling.py): the
+HTTP server's own ceiling on the machine, which no KV node behind it can pass. Prints
+loadgen's table for each and a summary with the ratios (fastraft / etcd) of writes/s and p99. FASTRAFT_BENCH_QUICK=1 shrinks the run to a
 smoke test (1 rep of 2 s).
 """
 
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from functools import partial
 
 import trio
 
@@ -40,6 +43,8 @@ def _args(argv=None):
     p.add_argument("--procs", type=int, default=1, help="load generator worker processes")
     p.add_argument("--json-out", default=None)
     p.add_argument("--skip-etcd", action="store_true")
+    p.add_argument("--skip-ceiling", action="store_true",
+                   help="do not measure hypercorn alone (http_ceiling.py)")
     args = p.parse_args(argv)
     if not args.anchors or not os.path.isfile(os.path.join(args.anchors, "loadgen.py")):
         p.error("give the etcd anchor folder (with loadgen.py) as --anchors or FASTRAFT_ANCHORS")
@@ -81,6 +86,31 @@ async def bench_fastraft(args, out: str) -> None:
             await _run_loadgen(_loadgen_cmd(
                 args, os.path.join(HERE, "fastraft_target.py") + ":FastraftKV",
                 [f"http://{a}" for a in addrs], pids, "fastraft", out))
+
+
+async def bench_http_ceiling(args, out: str) -> None:
+    """hypercorn alone, as a node configures it, answering a fixed write answer
+    (http_ceiling.py): the most requests/s any KV node could serve on this machine."""
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(partial(
+            trio.run_process, [sys.executable, os.path.join(HERE, "http_ceiling.py"), "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL))
+        try:
+            line = b""
+            with trio.fail_after(30):
+                while not line.endswith(b"\n"):  # bounded by the fail_after
+                    chunk = await proc.stdout.receive_some(256)
+                    if not chunk:
+                        raise RuntimeError("http_ceiling.py ended before listening")
+                    line += chunk
+            addr = line.decode().split()[-1]
+            print(f"# hypercorn alone: {addr}, pid {proc.pid}", flush=True)
+            await _run_loadgen(_loadgen_cmd(
+                args, os.path.join(HERE, "fastraft_target.py") + ":FastraftKV",
+                [f"http://{addr}"], {"n1": proc.pid}, "hypercorn-fixed-answer", out))
+        finally:
+            proc.terminate()
+            nursery.cancel_scope.cancel()
 
 
 async def bench_etcd(args, out: str) -> None:
@@ -125,12 +155,17 @@ def summarize(path: str) -> str:
             e_ops, e_p99 = table[("etcd", conc)]
             lines.append(f"\nfastraft / etcd at {conc} clients: writes/s x{ops / e_ops:.2f}, "
                          f"p99 x{p99 / e_p99:.2f}")
+        if label == "fastraft" and ("hypercorn-fixed-answer", conc) in table:
+            h_ops, _ = table[("hypercorn-fixed-answer", conc)]
+            lines.append(f"fastraft / hypercorn alone at {conc} clients: requests/s x{ops / h_ops:.2f}")
     return "\n".join(lines)
 
 
 async def main_async(args) -> None:
     out = args.json_out or os.path.join(tempfile.mkdtemp(prefix="kv-bench-"), "results.jsonl")
     await bench_fastraft(args, out)
+    if not args.skip_ceiling:
+        await bench_http_ceiling(args, out)
     if not args.skip_etcd:
         await bench_etcd(args, out)
     print("\n## fastraft vs etcd, same run, medians over reps\n")
