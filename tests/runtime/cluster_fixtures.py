@@ -40,8 +40,9 @@ class MemCluster:
     """
 
     def __init__(self, nursery: trio.Nursery, config: Config = CONFIG, seed: int = 1,
-                 **router_options) -> None:
+                 log_store_factory=MemoryLogStore, **router_options) -> None:
         self.nursery = nursery
+        self.log_store_factory = log_store_factory
         self.config = config
         self.seed = seed
         self.router = MemoryRouter(seed=seed, **router_options)
@@ -57,7 +58,7 @@ class MemCluster:
 
         async def node(task_status):
             try:
-                async with open_raft(node_id, self.config, log_store=MemoryLogStore(),
+                async with open_raft(node_id, self.config, log_store=self.log_store_factory(),
                                      state_machine=sm, network=self.router.network(node_id),
                                      seed=self.seed * 1000 + node_id, **open_options) as raft:
                     self.router.register(node_id, raft)

@@ -6,6 +6,7 @@ import trio
 from fastraft import ForwardToLeader, Node
 from fastraft.errors import RaftShutdown
 from fastraft.runtime import ServerState
+from fastraft.storage import LogStore, MemoryLogStore
 from cluster_fixtures import MemCluster, addr, kv_set, run
 
 
@@ -83,6 +84,46 @@ def test_initialize_twice_is_refused():
             await raft.initialize({1: addr(1)})
             with pytest.raises(MembershipError):
                 await raft.initialize({1: addr(1), 2: Node("127.0.0.1:2")})
+            await c.stop_all()
+
+    run(main)
+
+
+class SlowSyncLogStore(MemoryLogStore):
+    """The memory store with a sync that takes 5 ms, as a disk's does: requests pile up
+    behind a flush, which is when answers used to go missing."""
+
+    append_nowait = LogStore.append_nowait  # no fast path: the runtime awaits each append
+
+    async def append(self, entries):
+        await trio.sleep(0.005)
+        await super().append(entries)
+
+
+def test_pipelined_replication_answers_every_request():
+    """Every AppendEntries gets its own answer, also when several wait for one flush: a
+    request left unanswered would hold its slot until its deadline, and a request/response
+    network would pair later answers with requests the leader already gave up on (Raft
+    §5.3 then retries late, and replication stalls)."""
+    async def main():
+        async with trio.open_nursery() as nursery:
+            c = await MemCluster(nursery, log_store_factory=SlowSyncLogStore,
+                                 delay_s=0.001).start_all(3)
+            lid = await c.wait_leader()
+            leader = c.rafts[lid]
+
+            async def writer(w):
+                for k in range(10):  # bounded
+                    await leader.client_write_many([kv_set(f"w{w}", str(k))] * 50)
+
+            async with trio.open_nursery() as writers:
+                for w in range(16):
+                    writers.start_soon(writer, w)
+            await trio.sleep(3)  # past every request's deadline: the unanswered ones count
+            senders = leader._rt.peers.senders
+            assert sorted(senders) == sorted(i for i in (1, 2, 3) if i != lid)
+            assert sum(s.sent for s in senders.values()) > 40
+            assert [s.failed for s in senders.values()] == [0, 0]
             await c.stop_all()
 
     run(main)
