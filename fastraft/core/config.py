@@ -34,7 +34,11 @@ class Config:
 
     Replication and flow control (thesis §10.2.2 pipelining):
 
-    * ``max_payload_entries``: entries per AppendEntries (openraft default 300).
+    * ``max_payload_entries``: entries per AppendEntries. openraft's default is 300; this one
+      is 2048, since ``max_message_bytes`` bounds a message's size anyway and with small
+      entries each message carries a fixed cost on both sides (with 100-byte entries written
+      in batches of 1,000, 300 per message cost about a sixth of a 3-node cluster's
+      throughput).
     * ``max_message_bytes``: counted bytes per AppendEntries (entries' payload and headers);
       one entry larger than this still goes alone.
     * ``max_inflight``: AppendEntries messages in flight to one follower.
@@ -64,7 +68,7 @@ class Config:
     check_quorum: bool = True
     lease_read: bool = False
     lease_drift_ratio: float = 0.1
-    max_payload_entries: int = 300
+    max_payload_entries: int = 2048
     max_message_bytes: int = 4 << 20
     max_inflight: int = 32
     replication_lag_threshold: int = 5000

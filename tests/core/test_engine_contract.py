@@ -52,13 +52,13 @@ def test_importing_the_engine_loads_no_io_module():
     assert out.stdout.strip() == "[]", out.stdout
 
 
-def test_config_defaults_are_openraft_s():
+def test_config_defaults_are_openraft_s_but_for_entries_per_message():
     c = Config()
     assert (c.heartbeat_interval_ms, c.election_timeout_min_ms, c.election_timeout_max_ms) == \
         (50, 150, 300)
     assert (c.max_payload_entries, c.replication_lag_threshold,
             c.snapshot_policy_logs_since_last, c.max_in_snapshot_log_to_keep) == \
-        (300, 5000, 5000, 1000)
+        (2048, 5000, 5000, 1000)  # messages are bounded in bytes (max_message_bytes) too
     assert c.snapshot_max_chunk_bytes == 3 << 20 and c.pre_vote and c.check_quorum
     assert c.validate() is c
     assert (c.heartbeat_interval_s, c.election_timeout_min_s, c.election_timeout_max_s) == \
