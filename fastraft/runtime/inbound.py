@@ -3,9 +3,11 @@
 The engine passes messages: it answers a peer's request with a ``SendMessage`` of the
 response kind, later (a vote reply after its vote is saved, an acknowledgement after the
 entries are flushed), sometimes out of order (a heartbeat is acknowledged at once while the
-acknowledgement of entries still waits for their flush), once for several requests (one
-acknowledgement covers a pipeline), or not at all. A network, though, waits on each request
-for an answer (``Reply``), and a pipelined one answers in request order.
+acknowledgement of entries still waits for their flush), and rarely not at all (a message
+dropped while a snapshot is installed, a malformed one). It gives every request an answer
+of its own otherwise, so that the pairing below never leaves a request waiting behind a
+later one. A network, though, waits on each request for an answer (``Reply``), and a
+pipelined one answers in request order.
 
 The rule: a response of kind K to peer P answers the *oldest* request of kind K from P still
 waiting. Every response then leaves the moment the engine emits it, whatever request it
