@@ -13,7 +13,9 @@ python running this needs pysyncobj installed. Steps (``--steps`` picks some):
   (lmdb log synced to disk) at 256 and at 10,000 writes in flight, through raftbench;
 * ``write_many``: fastraft, client_write_many of 1,000 payloads, 16 calls in flight;
 * ``latency``: fastraft, one writer, one write at a time, with the storage's own synced
-  append latency measured in the same process just before and after;
+  append latency measured in the same process just before and after; then the same with
+  in-memory logs, which shows what the pipeline costs without any disk (two network hops,
+  the engine, the apply), the part no storage can remove;
 * ``failover`` and ``memory``: ``scenarios.py``.
 
 fastraft's throughput runs use two settings other than the defaults, both stated in the
@@ -93,9 +95,13 @@ def main(argv=None):
             reps = [json.loads(line) for line in fh]
         reps = [r for r in reps if r.get("kind") == "rep" and r.get("label") == "fastraft-latency"][-args.reps:]
         storage = [r["client_results"][0]["storage_append_p50_ms"] for r in reps]
+        m = raftbench(fr, "latency", "fastraft-latency-memory-log", args.out, args,
+                      ["--journal", "memory"] + FASTRAFT_CONF)
         report["latency"] = {"p50_ms": f["p50_ms_median"], "p99_ms": f["p99_ms_median"],
                              "storage_append_p50_ms": statistics.median(storage),
-                             "ratio": f["p50_ms_median"] / statistics.median(storage)}
+                             "ratio": f["p50_ms_median"] / statistics.median(storage),
+                             "memory_log_p50_ms": m["p50_ms_median"],
+                             "memory_log_p99_ms": m["p99_ms_median"]}
     sys.path.insert(0, HERE)
     import scenarios
 
