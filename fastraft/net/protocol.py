@@ -264,6 +264,12 @@ class RaftClient:
             raise NotImplementedError(f"{type(self).__name__} implements neither send nor start")
         return _DeferredReply(self.send, request)
 
+    def start_nowait(self, request: Message) -> Reply | None:
+        """``start`` without waiting, when that is possible at once (a pipelining client that
+        is connected and has room in its send queue); None when it is not, and nothing was
+        queued: the caller then uses ``start``. Never raises NetworkError."""
+        return None
+
     async def aclose(self) -> None:
         """Release what the client holds. Idempotent."""
 

@@ -218,6 +218,21 @@ class TcpClient(RaftClient):
             raise
         return reply
 
+    def start_nowait(self, request: Message) -> Reply | None:
+        conn = self._conn
+        if conn is None or conn.broken or self._closed or len(conn.pending) >= _MAX_PENDING:
+            return None
+        request_id = next(self._ids)
+        data = encode_ok(request_id, request)
+        reply = _PendingReply(conn, request_id)
+        conn.pending[request_id] = reply
+        try:
+            conn.outbox_send.send_nowait(data)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            conn.pending.pop(request_id, None)  # its id stays unused: harmless
+            return None
+        return reply
+
     async def _connect(self) -> _Connection:
         if self._closed:
             raise Unreachable("client closed")

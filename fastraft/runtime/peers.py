@@ -7,7 +7,9 @@ request whose response is late never delays the responses behind it.
 
 * A pipelining client (``RaftClient.pipelined``, as TCP): each request is started in order
   (so AppendEntries reach the follower in order), its reply calls back when it resolves,
-  and an expiry task cancels the replies whose deadline passed.
+  and an expiry task cancels the replies whose deadline passed. When nothing is queued or
+  being started, ``send`` starts the request itself (``start_nowait``): one task switch
+  less per message, which on a single writer's path is a good share of its latency.
 * Any other client: each request runs in a task of its own (at most ``max_in_flight`` at
   once), bounded by its deadline.
 
@@ -54,13 +56,17 @@ class PeerSender:
         self._expiring: deque[tuple[float, Reply]] = deque()  # pipelined replies, send order
         self._expiry_wake = trio.Event()
         self._scope = trio.CancelScope()
+        self._client = None  # the pipelining client, once run() opened it
+        self._starting = False  # run() holds a message taken from the queue, not yet started
         self.sent = 0  #: requests started
         self.failed = 0  #: requests that ended without a response (error or timeout)
         self.dropped = 0  #: messages dropped from a full queue
 
     def send(self, msg: Message) -> None:
-        """Queue ``msg`` for the peer; never blocks."""
+        """Queue ``msg`` for the peer (or start it at once); never blocks."""
         q = self._queue
+        if not q and not self._starting and self._client is not None and self._start_now(msg):
+            return
         if len(q) == q.maxlen:
             self.dropped += 1  # the deque drops the oldest on append
         q.append(msg)
@@ -95,24 +101,52 @@ class PeerSender:
     # -- pipelining clients ------------------------------------------------------------------
 
     async def _send_pipelined(self, client) -> None:
-        while True:  # until cancelled by stop()
-            msg = await self._next()
-            await self._slots.acquire()
-            deadline = self._deadline(msg)
-            reply = None
-            with trio.move_on_at(deadline):
+        self._client = client
+        try:
+            while True:  # until cancelled by stop()
+                msg = await self._next()
+                self._starting = True  # send() must not overtake msg
                 try:
-                    reply = await client.start(msg)
-                except NetworkError as e:
-                    log.debug("to node %d: %s", self.target_id, e)
-            if reply is None:
-                self.failed += 1
-                self._slots.release()
-                continue
-            self.sent += 1
-            self._expiring.append((deadline, reply))
-            self._expiry_wake.set()
-            reply.on_done(self._on_reply)
+                    await self._slots.acquire()
+                    deadline = self._deadline(msg)
+                    reply = None
+                    with trio.move_on_at(deadline):
+                        try:
+                            reply = await client.start(msg)
+                        except NetworkError as e:
+                            log.debug("to node %d: %s", self.target_id, e)
+                finally:
+                    self._starting = False
+                if reply is None:
+                    self.failed += 1
+                    self._slots.release()
+                    continue
+                self._track(reply, deadline)
+        finally:
+            self._client = None
+
+    def _start_now(self, msg: Message) -> bool:
+        """Start ``msg`` without the sender task, if the client can at once; False if not
+        (nothing happened: the caller queues it)."""
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        try:
+            reply = self._client.start_nowait(msg)
+        except Exception:  # noqa: BLE001 - the queued road will meet (and report) it again
+            reply = None
+        if reply is None:
+            self._slots.release()
+            return False
+        self._track(reply, self._deadline(msg))
+        return True
+
+    def _track(self, reply: Reply, deadline: float) -> None:
+        self.sent += 1
+        self._expiring.append((deadline, reply))
+        self._expiry_wake.set()
+        reply.on_done(self._on_reply)
 
     def _on_reply(self, reply: Reply) -> None:
         self._slots.release()

@@ -223,3 +223,48 @@ def test_a_proposal_wakes_its_caller_once_and_survives_the_caller_being_cancelle
         assert await abandoned.outcome() == "late"
 
     mock_run(main)
+
+
+def test_requests_started_directly_or_by_the_sender_task_keep_their_order():
+    """``send`` starts a request itself when nothing waits before it, else queues it for the
+    sender task; the peer must see them in the order they were sent either way (Raft §5.3:
+    AppendEntries of a pipeline arrive in order)."""
+    class Recorder:
+        def __init__(self):
+            self.terms = []
+
+        async def submit_request(self, req):  # taken in arrival order, as a node does
+            self.terms.append(req.term)
+            reply = Reply()
+            reply.set_result(VoteResponse(term=req.term, voter_id=2, granted=True))
+            return reply
+
+    async def main():
+        rec = Recorder()
+        got = []
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(serve_raft_tcp, rec, "127.0.0.1", 0)
+            node = Node(f"127.0.0.1:{listeners[0].socket.getsockname()[1]}")
+            sender = PeerSender(2, node, TcpNetwork(), lambda m: got.append(m.term),
+                                timeout_s=5.0, snapshot_timeout_s=5.0, max_in_flight=8)
+            nursery.start_soon(sender.run)
+            term = 0
+            # bursts sent without a pause overflow the 8 slots (the rest queue for the
+            # sender task); with pauses, answers free slots between sends (direct starts)
+            for burst, pause_every in ((1, 1), (30, 0), (12, 3), (200, 0), (20, 2), (60, 7)):
+                for k in range(burst):
+                    term += 1
+                    sender.send(VoteRequest(term, 1, 0, 0))
+                    if pause_every and k % pause_every == pause_every - 1:
+                        await trio.sleep(0.001)
+                await trio.sleep(0.05)
+            with trio.fail_after(10):
+                while len(got) < term:  # bounded by the fail_after
+                    await trio.sleep(0.01)
+            assert rec.terms == list(range(1, term + 1))
+            assert sorted(got) == list(range(1, term + 1))
+            assert sender.sent == term and sender.failed == 0
+            sender.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
