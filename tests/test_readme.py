@@ -2,10 +2,11 @@
 machine's answer."""
 
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from fastraft.testing import free_ports
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -14,21 +15,10 @@ def _python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def test_readme_embedding_example_runs(tmp_path):
     code = _python_blocks()[0]
     assert "open_raft" in code and "127.0.0.1:22001" in code
-    for i, port in enumerate(_free_ports(3), start=1):
+    for i, port in enumerate(free_ports(3), start=1):
         code = code.replace(f"127.0.0.1:2200{i}", f"127.0.0.1:{port}")
     script = tmp_path / "embed.py"
     script.write_text(code)

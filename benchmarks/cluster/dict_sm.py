@@ -17,6 +17,7 @@ from typing import BinaryIO, Sequence
 
 from fastraft.errors import CodecError, StorageError
 from fastraft.kv.snapshot_format import SnapshotWriter, read_snapshot
+from fastraft.kv.state_machine import check_snapshot_matches
 from fastraft.storage.protocols import Snapshot, StateMachine
 from fastraft.types import EntryKind, LogId, Membership, SnapshotMeta, StoredMembership
 
@@ -106,8 +107,7 @@ class DictStateMachine(StateMachine):
         finally:
             data.close()
         embedded, pairs = read_snapshot(io.BytesIO(blob))
-        if embedded.last_log_id != meta.last_log_id:
-            raise CodecError(f"snapshot covers {embedded.last_log_id}, meta says {meta.last_log_id}")
+        check_snapshot_matches(meta, embedded)
         state, applied = {}, 0
         for k, v in pairs:
             if k == b"~applied":

@@ -18,7 +18,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,19 +25,10 @@ import tempfile
 import threading
 import time
 
+from fastraft.testing.ports import free_ports
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = os.path.join(HERE, "control_node.py")
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Proc:

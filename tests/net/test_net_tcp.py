@@ -2,7 +2,6 @@
 reconnection with backoff, and a server that stops with its node."""
 
 import logging
-import socket
 import struct
 
 import pytest
@@ -18,6 +17,7 @@ from fastraft.messages import (
 from fastraft.net import RemoteError, RequestTimeout, TcpNetwork, Unreachable, serve_raft_tcp
 from fastraft.net.framing import encode_ok
 from fastraft.net.tcp import parse_addr
+from fastraft.testing import free_ports
 from net_fixtures import EchoHandler, OrderedEchoHandler, append_request
 
 
@@ -26,12 +26,6 @@ async def start_server(nursery, handler, **kw):
         handler, "127.0.0.1", 0, task_status=task_status, **kw))
     port = listeners[0].socket.getsockname()[1]
     return Node(f"127.0.0.1:{port}")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(fn):
@@ -190,7 +184,7 @@ def test_garbage_answer_fails_requests_and_client_reconnects(caplog):
 
 def test_dead_peer_backoff_then_reconnect():
     async def main():
-        port = free_port()
+        port = free_ports(1)[0]
         node = Node(f"127.0.0.1:{port}")
         net = TcpNetwork(backoff_min_s=0.2, backoff_max_s=0.4)
         async with trio.open_nursery() as nursery:
@@ -214,7 +208,7 @@ def test_dead_peer_backoff_then_reconnect():
 
 def test_server_restart_fails_in_flight_requests_then_reconnects():
     async def main():
-        port = free_port()
+        port = free_ports(1)[0]
         node = Node(f"127.0.0.1:{port}")
         async with trio.open_nursery() as outer:
             async with TcpNetwork(backoff_min_s=0.0).client(2, node) as c:

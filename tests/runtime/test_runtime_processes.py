@@ -6,7 +6,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,21 +13,10 @@ import time
 
 import pytest
 
+from fastraft.testing import free_ports
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = os.path.join(HERE, "proc_node.py")
-
-
-def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Proc:
