@@ -1,5 +1,6 @@
-"""Storage benchmarks: lmdb log appends against raw lmdb synced transactions, reads of 1,000
-consecutive entries, and the memory store's appends; compiled and pure codec side by side.
+"""Storage benchmarks: lmdb log appends and purges against raw lmdb synced transactions,
+the log's layout on raw lmdb (one value per entry or per batch), reads of 1,000 consecutive
+entries, and the memory store's appends; compiled and pure codec side by side.
 
     python -m pytest benchmarks/bench_storage.py --benchmark-json=storage.json
     python benchmarks/bench_storage.py storage.json      # the table: throughputs and ratios
@@ -8,11 +9,17 @@ Targets (storage task):
 * lmdb log appends with group commit reach at least 70% of the raw lmdb synced-transaction
   throughput for the same batch sizes (1, 10, 100, 1000 entries of 100 bytes).
   ``test_lmdb_append_vs_raw`` pairs them in every round: K batches through raw lmdb (one
-  synced transaction per batch putting the same records under the same keys, on the calling
-  thread), and the same K batches through ``LmdbLogStore.append`` (durable on return) by one
-  writer, or by four whose appends share syncs (group commit). The halves alternate in
-  order, and ``extra_info["ratio"]`` is the median over rounds of store / raw throughput, so
-  the disk's drift on a shared machine cancels out.
+  synced transaction per batch putting the same blocks under the same keys as the store,
+  one value per batch, on the calling thread), and the same K batches through
+  ``LmdbLogStore.append`` (durable on return) by one writer, or by four whose appends share
+  syncs (group commit). The halves alternate in order, and ``extra_info["ratio"]`` is the
+  median over rounds of store / raw throughput, so the disk's drift on a shared machine
+  cancels out.
+* purging 100,000 entries appended in batches of 1,000 (``test_lmdb_purge_vs_raw``) is
+  faster through the store than deleting them one value per entry on raw lmdb (the layout
+  of log format 1);
+* ``test_raw_lmdb_entry_vs_block_values``: why the log stores one value per batch, on raw
+  lmdb alone (ratio = per-batch throughput / per-entry throughput);
 * reading 1,000 consecutive entries from the lmdb store costs at most 2 us per entry
   (``extra_info["median_ns_per_item"]``);
 * the memory store appends at least 1,000,000 entries/s in batches of 100.
@@ -33,11 +40,11 @@ import lmdb
 import pytest
 import trio
 
-from fastraft import Entry
+from fastraft import Entry, LogId
 from fastraft.codec import encode_entry_records
 from fastraft.storage import LmdbLogStore, MemoryLogStore
-from fastraft.storage import lmdb_log, lmdb_log_layout
-from fastraft.storage.lmdb_log_layout import key_of
+from fastraft.storage import lmdb_log_layout
+from fastraft.storage.lmdb_log_layout import encode_blocks, key_of
 
 PAYLOAD = bytes(range(100))
 BATCHES = (1, 10, 100, 1000)
@@ -69,9 +76,8 @@ def _run_now(coro):
 def codec_flavour(flavour, monkeypatch):
     """Make the lmdb store encode and decode with ``flavour``'s codec."""
     codec = flavour["codec"]
-    monkeypatch.setattr(lmdb_log, "encode_entry_records", codec.encode_entry_records)
-    monkeypatch.setattr(lmdb_log_layout, "decode_entry_records", codec.decode_entry_records)
-    monkeypatch.setattr(lmdb_log_layout, "decode_entry_record", codec.decode_entry_record)
+    monkeypatch.setattr(lmdb_log_layout, "encode_entries", codec.encode_entries)
+    monkeypatch.setattr(lmdb_log_layout, "decode_entries", codec.decode_entries)
     return flavour
 
 
@@ -135,8 +141,10 @@ class Paired:
         if not first:
             self.base.append(_timed(base_fn, *base_args))
 
-    def record(self, bench, batch, base_name, other_name):
-        n = _per_round(bench, batch) * batch
+    def record(self, bench, batch, base_name, other_name, items=None):
+        """Throughputs of both halves (``items`` per round, by default the round's batches'
+        entries) and the median of the rounds' ratios, in the benchmark's extra info."""
+        n = _per_round(bench, batch) * batch if items is None else items
         ratios = sorted(b / o for b, o in zip(self.base, self.other))
         info = bench.benchmark.extra_info
         info[f"{base_name}_entries_per_s"] = round(n / statistics.median(self.base))
@@ -146,19 +154,25 @@ class Paired:
 
 
 def _raw_writer(path, writemap):
-    """The baseline writer: one synced lmdb transaction per batch, putting the records
-    (encoded beforehand: the baseline pays only for lmdb) under big-endian index keys."""
+    """The baseline writer: one synced lmdb transaction per batch, putting its values
+    (encoded beforehand: the baseline pays only for lmdb) under big-endian index keys.
+    A batch is [(index, value)]: one value per entry, or one per block."""
     env = lmdb.open(str(path), map_size=1 << 30, sync=True, metasync=True, max_dbs=8,
                     writemap=writemap)
     db = env.open_db(b"log")
 
-    def write(record_batches):
-        for first, records in record_batches:
+    def write(batches):
+        for items in batches:
             with env.begin(write=True, db=db) as txn:
-                keys = map(key_of, range(first, first + len(records)))
-                txn.cursor().putmulti(zip(keys, records), append=True)
+                txn.cursor().putmulti([(key_of(i), v) for i, v in items], append=True)
 
     return env, write
+
+
+def _per_entry(batch):
+    """A batch as one value per entry (the layout of log format 1)."""
+    return list(zip(range(batch[0].index, batch[0].index + len(batch)),
+                    encode_entry_records(batch)))
 
 
 def _timed(fn, *args):
@@ -196,8 +210,7 @@ def test_lmdb_append_vs_raw(bench, codec_flavour, trio_thread, tmp_path, batch, 
     Entry = codec_flavour["entry"].Entry
     env, raw_write = _raw_writer(tmp_path / "raw", writemap=False)
     store = trio_thread.call(LmdbLogStore.open, tmp_path / "store")
-    raw_rounds = iter([[(b[0].index, encode_entry_records(b)) for b in rnd]
-                       for rnd in _prepared(Entry, bench, batch)])
+    raw_rounds = iter([[encode_blocks(b) for b in rnd] for rnd in _prepared(Entry, bench, batch)])
     store_rounds = _prepared(Entry, bench, batch)
     append = _append_sequentially if writers == 1 else _append_concurrently
     paired = Paired()
@@ -220,8 +233,7 @@ def test_raw_lmdb_writemap_vs_plain(bench, tmp_path, batch):
     per round (ratio = writemap throughput / plain throughput)."""
     plain_env, plain = _raw_writer(tmp_path / "plain", writemap=False)
     wm_env, writemap = _raw_writer(tmp_path / "writemap", writemap=True)
-    rounds = iter([[(b[0].index, encode_entry_records(b)) for b in rnd]
-                   for rnd in _prepared(Entry, bench, batch)])
+    rounds = iter([[_per_entry(b) for b in rnd] for rnd in _prepared(Entry, bench, batch)])
     paired = Paired()
 
     def one_round():
@@ -234,6 +246,105 @@ def test_raw_lmdb_writemap_vs_plain(bench, tmp_path, batch):
     paired.record(bench, batch, "plain", "writemap")
     plain_env.close()
     wm_env.close()
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_raw_lmdb_entry_vs_block_values(bench, tmp_path, batch):
+    """Why the log stores a batch as one value: raw synced transactions putting a batch as
+    one value per entry, then as one value (ratio = per-batch throughput / per-entry)."""
+    entry_env, entry_write = _raw_writer(tmp_path / "entry", writemap=False)
+    block_env, block_write = _raw_writer(tmp_path / "block", writemap=False)
+    rounds = iter([([_per_entry(b) for b in rnd], [encode_blocks(b) for b in rnd])
+                   for rnd in _prepared(Entry, bench, batch)])
+    paired = Paired()
+
+    def one_round():
+        per_entry, per_block = next(rounds)
+        paired.run(entry_write, (per_entry,), block_write, (per_block,))
+
+    bench.run(f"raw lmdb: batch {batch} x 100 B, value per entry then per batch", one_round,
+              rounds=ROUNDS, warmup_rounds=WARMUP)
+    paired.base, paired.other = paired.base[-ROUNDS:], paired.other[-ROUNDS:]
+    paired.record(bench, batch, "entry", "block")
+    entry_env.close()
+    block_env.close()
+
+
+async def _fill(store, batches):
+    """Append ``batches`` through the non-async path, so that group commit writes them in a
+    few transactions (each batch stays one append: one block in the lmdb log)."""
+    done = trio.Event()
+    last = len(batches) - 1
+    for i, batch in enumerate(batches):
+        store.append_nowait(batch, lambda error, i=i: done.set() if i == last or error else None)
+    await done.wait()
+
+
+async def _purge(store, upto):
+    await store.purge(upto)
+
+
+def _raw_entry_log(path):
+    """Raw lmdb holding one record per entry (the layout of log format 1), and a function
+    deleting the lowest ``n`` records in synced transactions of ``step`` deletions, one
+    cursor.delete per record, as that format's purge did."""
+    env = lmdb.open(str(path), map_size=1 << 30, sync=True, metasync=True, max_dbs=8)
+    db = env.open_db(b"log")
+
+    def fill(first, records):
+        with env.begin(write=True, db=db) as txn:
+            keys = map(key_of, range(first, first + len(records)))
+            txn.cursor().putmulti(zip(keys, records), append=True)
+
+    def purge(n, step):
+        for _ in range(0, n, step):
+            with env.begin(write=True, db=db) as txn:
+                cursor = txn.cursor()
+                cursor.first()
+                for _ in range(step):
+                    cursor.delete()
+
+    return env, fill, purge
+
+
+PURGE_ENTRIES = 100_000
+PURGE_BATCH = 1000
+PURGE_STEP = 10_000  # LmdbLogStore's default purge_batch_entries
+PURGE_ROUNDS = 10
+
+
+def test_lmdb_purge_vs_raw(bench, codec_flavour, trio_thread, tmp_path):
+    """Each round: 100,000 entries of 100 bytes, appended (untimed) in batches of 1,000,
+    are purged whole: by ``LmdbLogStore.purge`` (default purge_batch_entries, so one synced
+    transaction per 10,000 entries), and on raw lmdb holding one record per entry, deleted
+    one cursor.delete at a time in synced transactions of 10,000 (the baseline: per-entry
+    deletion). extra_info: both throughputs and their ratio (store / raw); the timing row is
+    the whole round, appends included."""
+    Entry = codec_flavour["entry"].Entry
+    n = bench.scaled(PURGE_ENTRIES, PURGE_ENTRIES // 10)
+    env, raw_fill, raw_purge = _raw_entry_log(tmp_path / "raw")
+    store = trio_thread.call(LmdbLogStore.open, tmp_path / "store")
+    records = encode_entry_records([Entry(1, i, 1, PAYLOAD) for i in range(1, n + 1)])
+    rounds = count(0)
+    paired = Paired()
+
+    def one_round():
+        first = next(rounds) * n + 1
+        batches = [[Entry(1, i, 1, PAYLOAD) for i in range(lo, lo + PURGE_BATCH)]
+                   for lo in range(first, first + n, PURGE_BATCH)]
+        trio_thread.call(_fill, store, batches)
+        raw_fill(first, records)
+        paired.run(raw_purge, (n, PURGE_STEP),
+                   trio_thread.call, (_purge, store, LogId(1, first + n - 1)))
+
+    bench.run(f"purge: {n} entries appended in batches of {PURGE_BATCH}", one_round,
+              rounds=PURGE_ROUNDS, warmup_rounds=1)
+    paired.base, paired.other = paired.base[-PURGE_ROUNDS:], paired.other[-PURGE_ROUNDS:]
+    paired.record(bench, PURGE_BATCH, "raw", "store", items=n)
+    state = trio_thread.call(store.get_log_state)
+    assert state.last_purged_log_id == state.last_log_id == LogId(1, next(rounds) * n)
+    trio_thread.call(store.aclose)
+    env.close()
 
 
 def test_lmdb_read_1000(bench, codec_flavour, trio_thread, tmp_path):

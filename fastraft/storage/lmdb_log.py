@@ -1,37 +1,42 @@
 """The durable log store on lmdb.
 
 It lives in the node's environment (``fastraft.storage.lmdb_env``), in two sub-databases
-(``fastraft.storage.lmdb_log_layout``): ``log`` maps each index (big-endian u64) to the
-codec's self-checking record of its entry, ``log_meta`` holds the format version, the vote,
-the last purged and the committed log id.
+laid out as ``fastraft.storage.lmdb_log_layout`` describes (format ``fastraft-log-2``):
+``log`` holds the entries in blocks, one lmdb record per appended batch (keyed by its first
+index, one checksum each); ``log_meta`` holds the format version, the vote, the last purged
+and the committed log id. A store of another format, including the unreleased format 1
+(one record per entry), is refused at open; there is no migration.
 
 Writes go through a ``WritePipeline`` (group commit): every mutation issued while a synced
-transaction runs is written in the next one, and completes when that one is on disk.
-Purge records the new ``last_purged`` at once and deletes entries afterwards in batches of
-at most ``purge_batch_entries`` (one transaction each), so that a large purge never makes
-one huge transaction; entries at or below ``last_purged`` are never read, and opening the
-store finishes a purge a crash interrupted.
+transaction runs is written in the next one, and completes when that one is on disk. An
+append is checked and encoded into blocks on the trio thread, so the writer thread only
+puts them. A truncation inside a block rewrites that block with the entries before the cut.
+Purge records the new ``last_purged`` at once and deletes whole blocks afterwards, the
+blocks of at most ``purge_batch_entries`` entries per transaction (at least one block), so
+that a large purge never makes one huge transaction; entries at or below ``last_purged``
+are never read (the block holding it stays until a later purge passes its end), and opening
+the store finishes a purge a crash interrupted.
 
 Opening checks everything (``verify=True``): the format version, every meta record, every
-entry's checksum, that the keys are contiguous and that each key matches its entry; any
-failure raises StorageError naming the file and the index or key, and nothing is changed.
+block's checksum, that each key matches its block's first entry, that entries are
+consecutive within and across blocks; any failure raises StorageError naming the file and
+the index or key, and nothing is changed.
 """
 
 from __future__ import annotations
 
 import os
-from itertools import islice
 from typing import Sequence
 
 import trio
 
-from ..codec import encode_entry_records
 from ..errors import StorageError
 from ..types import LogId, Vote
 from . import records
 from .group_commit import WritePipeline
 from .lmdb_env import LmdbEnv
-from .lmdb_log_layout import FORMAT_VERSION, LogLayout, key_of, load_log, partial_purge
+from .lmdb_log_layout import FORMAT_VERSION, LogLayout, encode_blocks
+from .lmdb_log_open import load_log
 from .protocols import LogState, LogStore, OnDurable
 from .validate import check_append, check_purge, check_range, check_truncate
 
@@ -47,6 +52,9 @@ class LmdbLogStore(LogStore):
     it will be once every submitted mutation is committed (appends are checked against it).
     Invariant: a read returns only entries with index in [_read_lo, _read_hi): committed,
     not purged, and not covered by a truncation still in flight.
+    Invariant: when an operation runs in the writer thread, the log on disk is the staged
+    log as it was when that operation was submitted (operations run in submission order),
+    so an operation may carry what the trio thread knew then (the log's last index).
     """
 
     def __init__(self, env: LmdbEnv, owns_env: bool, purge_batch_entries: int) -> None:
@@ -62,7 +70,9 @@ class LmdbLogStore(LogStore):
         self._committed: LogId | None = None
         self._durable = LogState()
         self._staged = LogState()
-        self._physical_first = 1  # lowest index still stored (a purge may lag behind)
+        # The first block's key (a purge may lag behind, and the block holding the purge
+        # point stays), or the next index when no block is stored.
+        self._physical_first = 1
         self._read_lo = 1
         self._read_hi = 1
 
@@ -75,8 +85,14 @@ class LmdbLogStore(LogStore):
         its environment, ``env_options`` go to ``LmdbEnv``) or an open ``LmdbEnv`` shared with
         a state machine. Blocking work runs in a worker thread.
 
+        ``purge_batch_entries`` bounds the entries a purge deletes per transaction: whole
+        blocks, as many as fit in it, and at least one block however long it is.
+
         Raises StorageError (what and where) if the store fails any check.
         """
+        if purge_batch_entries < 1:
+            raise ValueError(f"purge_batch_entries must be at least 1, got {purge_batch_entries}")
+
         def open_sync() -> LmdbLogStore:
             owns = not isinstance(where, LmdbEnv)
             env = LmdbEnv(where, **env_options) if owns else where
@@ -133,13 +149,8 @@ class LmdbLogStore(LogStore):
         if n <= 0:
             return []
         with self._env.read_txn() as txn:
-            cursor = txn.cursor(db=self._log_db)
-            if not cursor.set_key(key_of(start)):
-                raise StorageError(self._where(f"log entry {start} is missing"))
-            recs = list(islice(cursor.iternext(keys=False, values=True), n))
-        if len(recs) != n:
-            raise StorageError(self._where(f"log entries [{start}, {stop}) are not all stored"))
-        return self._layout.decode_many(recs, start)
+            blocks = self._layout.fetch(txn, start, stop)
+        return self._layout.assemble(blocks, start, stop)  # decoded after the read ends
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -149,11 +160,11 @@ class LmdbLogStore(LogStore):
         staged = self._staged
         last = staged.last_log_id
         check_append(entries, staged.next_index, 0 if last is None else last.term)
-        recs = encode_entry_records(entries)
+        blocks = encode_blocks(entries)
         tail = entries[len(entries) - 1]
         after = LogState(staged.last_purged_log_id, LogId(tail.term, tail.index))
         self._staged = after
-        return ("append", entries[0].index, recs, entries, after)
+        return ("append", entries[0].index, blocks, entries, after)
 
     def append_nowait(self, entries: Sequence, on_durable: OnDurable) -> None:
         op = self._prepare_append(entries)
@@ -206,10 +217,8 @@ class LmdbLogStore(LogStore):
                 entry = op[3][index - op[1]]
                 return LogId(entry.term, entry.index)
         with self._env.read_txn() as txn:
-            rec = txn.get(key_of(index), db=self._log_db)
-        if rec is None:
-            raise StorageError(self._where(f"log entry {index} is missing"))
-        entry = self._layout.decode_one(rec, index)
+            blocks = self._layout.fetch(txn, index, index + 1)
+        entry = self._layout.assemble(blocks, index, index + 1)[0]
         return LogId(entry.term, entry.index)
 
     async def purge(self, upto: LogId) -> None:
@@ -221,14 +230,21 @@ class LmdbLogStore(LogStore):
         if old is not None and upto.index <= old.index:
             return
         last = staged.last_log_id
+        tail = 0 if last is None else last.index  # the end of the last block, as stored
         if last is None or upto.index >= last.index:
             last = upto
         after = LogState(upto, last)
         self._staged = after
         self._read_lo = max(self._read_lo, upto.index + 1)
-        await self._pipeline.run(("purge", records.encode_log_id(upto), upto.index, after))
-        while self._physical_first <= upto.index and not self._closed:
-            await self._pipeline.run(("purge_step", upto.index, self._staged))
+        progress = await self._pipeline.run(
+            ("purge", records.encode_log_id(upto), upto.index, tail, after))
+        # Bounded: each step deletes a block wholly at or below upto, or finishes.
+        for _ in range(upto.index):
+            if progress.finished or self._closed:
+                break
+            staged = self._staged
+            tail = 0 if staged.last_log_id is None else staged.last_log_id.index
+            progress = await self._pipeline.run(("purge_step", upto.index, tail, staged))
 
     # -- the writer (worker thread) -------------------------------------------------------------
 
@@ -243,14 +259,7 @@ class LmdbLogStore(LogStore):
     def _apply_op(self, txn, op: tuple):
         kind = op[0]
         if kind == "append":
-            first, recs = op[1], op[2]
-            n = len(recs)
-            cursor = txn.cursor(db=self._log_db)
-            consumed, added = cursor.putmulti(zip(map(key_of, range(first, first + n)), recs),
-                                              append=True)
-            if added != n:
-                raise StorageError(self._where(
-                    f"append of [{first}, {first + n}) collided with stored entries"))
+            self._layout.append(txn, op[2])
             return None
         if kind == "vote":
             txn.put(b"vote", op[1], db=self._meta_db)
@@ -259,16 +268,13 @@ class LmdbLogStore(LogStore):
             txn.put(b"committed", op[1], db=self._meta_db)
             return None
         if kind == "truncate":
-            cursor = txn.cursor(db=self._log_db)
-            if cursor.set_range(key_of(op[1])):
-                while cursor.delete():
-                    pass
+            self._layout.truncate(txn, op[1])
             return None
         if kind == "purge":
             txn.put(b"last_purged", op[1], db=self._meta_db)
-            return partial_purge(self._log_db, op[2], self._purge_batch)(txn)
+            return self._layout.purge_step(op[2], op[3], self._purge_batch)(txn)
         if kind == "purge_step":
-            return partial_purge(self._log_db, op[1], self._purge_batch)(txn)
+            return self._layout.purge_step(op[1], op[2], self._purge_batch)(txn)
         if kind == "noop":
             return None
         raise AssertionError(f"unknown log operation {kind!r}")
@@ -283,7 +289,7 @@ class LmdbLogStore(LogStore):
             elif kind == "committed":
                 self._committed = op[2]
             elif kind in ("purge", "purge_step"):
-                self._physical_first = max(self._physical_first, result)
+                self._physical_first = max(self._physical_first, result.first_stored)
             self._durable = op[-1]
         # Reads may cover what is durable, minus anything a queued truncation removes.
         hi = self._durable.next_index

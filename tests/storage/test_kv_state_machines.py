@@ -16,7 +16,7 @@ from fastraft.kv import (CompareAndSwap, Delete, LmdbKVStateMachine, MemoryKVSta
 from fastraft.kv.commands import MAX_KEY_BYTES
 from fastraft.kv.snapshot_format import read_snapshot
 from fastraft.storage import LmdbEnv, LmdbLogStore
-from fastraft.testing.helpers import member, stored
+from fastraft.testing.helpers import member
 
 
 def normal(index, command, term=1):

@@ -1,69 +1,50 @@
 """The lmdb log store beyond the conformance suite: what opening refuses (checksums, formats,
-gaps), map growth, group commit, bounded purges, crash leftovers, reads during writes."""
+gaps, blocks that do not match their keys), map growth, group commit, bounded purges, crash
+leftovers, reads during writes. The block layout itself: test_lmdb_log_blocks.py."""
 
 import os
+import re
 
-import lmdb
 import pytest
 import trio
 
-from fastraft import Entry, LogId, StorageError, Vote
+from fastraft import Entry, LogId, StorageError
+from fastraft.codec import encode_entries, encode_entry_records
 from fastraft.storage import LmdbEnv, LmdbLogStore, MemoryLogStore, supports_append_nowait
 from fastraft.storage import records
-from fastraft.storage.lmdb_log_layout import key_of
+from fastraft.storage.lmdb_log_layout import FORMAT_VERSION, key_of
+from lmdb_log_helpers import block_spans, entries, filled, raw_items, tamper
 
 
-def entries(lo, hi, term=1, size=20):
-    return [Entry(term, i, 1, (b"%d:" % i).ljust(size, b"x")) for i in range(lo, hi)]
-
-
-async def filled(path, n=20, **options):
-    store = await LmdbLogStore.open(path, **options)
-    await store.append(entries(1, n + 1))
-    await store.save_vote(Vote(2, 1))
-    return store
-
-
-def tamper(path, fn):
-    """Change the environment with raw lmdb, as a disk fault or another program would."""
-    env = lmdb.open(str(path), max_dbs=8)
-    try:
-        with env.begin(write=True) as txn:
-            fn(txn, env.open_db(b"log", txn=txn), env.open_db(b"log_meta", txn=txn))
-    finally:
-        env.close()
-
-
-def test_flipped_byte_in_an_entry_is_refused_at_open_naming_file_and_index(tmp_path):
+def test_flipped_byte_in_a_block_is_refused_at_open_naming_file_and_index(tmp_path):
     async def main():
-        await (await filled(tmp_path)).aclose()
+        await (await filled(tmp_path)).aclose()  # blocks [1, 5], [6, 10], ...
 
         def flip(txn, log, meta):
-            rec = bytearray(txn.get(key_of(7), db=log))
+            rec = bytearray(txn.get(key_of(6), db=log))
             rec[-1] ^= 0x01
-            txn.put(key_of(7), bytes(rec), db=log)
+            txn.put(key_of(6), bytes(rec), db=log)
 
         tamper(tmp_path, flip)
+        before = raw_items(tmp_path)
         with pytest.raises(StorageError) as err:
             await LmdbLogStore.open(tmp_path)
-        assert str(tmp_path) in str(err.value) and "entry 7" in str(err.value)
+        assert str(tmp_path) in str(err.value) and "block keyed 6" in str(err.value)
         assert "checksum" in str(err.value)
-        # Without the full check the store opens, and the bad entry fails its read.
+        # Without the full check the store opens, and reads of the bad block fail.
         store = await LmdbLogStore.open(tmp_path, verify=False)
-        assert len(await store.read_entries(1, 7)) == 6
-        with pytest.raises(StorageError, match="entry 7"):
+        assert len(await store.read_entries(1, 6)) == 5
+        assert len(await store.read_entries(11, 21)) == 10
+        with pytest.raises(StorageError, match="block keyed 6 .* checksum"):
             await store.read_entries(5, 10)
         await store.aclose()
         # Nothing was dropped: the bytes are all still there.
-        env = lmdb.open(str(tmp_path), max_dbs=8)
-        with env.begin() as txn:
-            assert txn.stat(env.open_db(b"log", txn=txn))["entries"] == 20
-        env.close()
+        assert raw_items(tmp_path) == before
 
     trio.run(main)
 
 
-@pytest.mark.parametrize("version", [b"fastraft-log-2", b"something else"])
+@pytest.mark.parametrize("version", [b"fastraft-log-1", b"fastraft-log-3", b"something else"])
 def test_unknown_format_version_is_refused(tmp_path, version):
     async def main():
         await (await filled(tmp_path)).aclose()
@@ -71,8 +52,32 @@ def test_unknown_format_version_is_refused(tmp_path, version):
         with pytest.raises(StorageError, match="format version") as err:
             await LmdbLogStore.open(tmp_path)
         assert str(tmp_path) in str(err.value)
+        assert repr(version) in str(err.value) and repr(FORMAT_VERSION) in str(err.value)
 
     trio.run(main)
+
+
+def test_a_format_1_store_is_refused_and_left_as_it_was(tmp_path):
+    """A store written by an earlier build (format 1: one record per entry, keyed by its
+    index) is refused, naming the file, the format found and the format this build reads;
+    there is no migration, and the store is not touched."""
+    def write_format_1(txn, log, meta):
+        txn.put(b"format", b"fastraft-log-1", db=meta)
+        recs = encode_entry_records(entries(1, 11))
+        txn.cursor(db=log).putmulti(zip(map(key_of, range(1, 11)), recs), append=True)
+
+    tamper(tmp_path, write_format_1)
+    before = raw_items(tmp_path)
+
+    async def main():
+        with pytest.raises(StorageError) as err:
+            await LmdbLogStore.open(tmp_path)
+        message = str(err.value)
+        assert str(tmp_path) in message
+        assert "b'fastraft-log-1'" in message and "b'fastraft-log-2'" in message
+
+    trio.run(main)
+    assert raw_items(tmp_path) == before
 
 
 def test_data_without_a_format_is_refused(tmp_path):
@@ -106,26 +111,53 @@ def test_corrupt_meta_record_is_refused(tmp_path, key):
     trio.run(main)
 
 
-def test_gap_and_misplaced_entry_are_refused(tmp_path):
+def _put_block(txn, log, key, block):
+    txn.put(key_of(key), encode_entries(block), db=log)
+
+
+def _move_block(txn, log, old, new):
+    txn.put(key_of(new), txn.get(key_of(old), db=log), db=log)
+    txn.delete(key_of(old), db=log)
+
+
+# Each: a change to a store holding blocks [1, 5], [6, 10], [11, 15], [16, 20], what the
+# refusal says, and the index it names.
+DAMAGE = {
+    "gap between blocks": (
+        lambda txn, log: txn.delete(key_of(11), db=log), "gap", "11"),
+    "key not the block's first entry": (
+        lambda txn, log: _move_block(txn, log, 11, 12), "keyed 12 holds entries 11", "12"),
+    "entries not consecutive in a block": (
+        lambda txn, log: _put_block(txn, log, 6, entries(6, 8) + entries(9, 10)
+                                    + entries(8, 9) + entries(10, 11)),
+        "not consecutive", "6"),
+    "blocks overlap": (
+        lambda txn, log: _put_block(txn, log, 6, entries(6, 12)), "overlap", "11"),
+    "terms decrease across blocks": (
+        lambda txn, log: _put_block(txn, log, 1, entries(1, 6, term=3)), "terms decrease", "6"),
+    "first block missing": (
+        lambda txn, log: txn.delete(key_of(1), db=log), "missing", "1"),
+    "empty block": (
+        lambda txn, log: _put_block(txn, log, 16, []), "holds no entries", "16"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_log_is_refused_at_open_naming_file_and_index(tmp_path, damage):
+    """The on-disk invariant (Raft §5.3, log matching: a log is contiguous, its terms never
+    decrease) is checked at open; a store that breaks it is refused, naming the file and an
+    index, and left as it was."""
+    change, message, index = DAMAGE[damage]
+
     async def main():
-        await (await filled(tmp_path / "gap")).aclose()
-        tamper(tmp_path / "gap", lambda txn, log, meta: txn.delete(key_of(9), db=log))
-        with pytest.raises(StorageError, match="gap"):
-            await LmdbLogStore.open(tmp_path / "gap")
-
-        await (await filled(tmp_path / "moved")).aclose()
-
-        def move(txn, log, meta):
-            txn.put(key_of(9), txn.get(key_of(10), db=log), db=log)
-
-        tamper(tmp_path / "moved", move)
-        with pytest.raises(StorageError, match="hold entries"):
-            await LmdbLogStore.open(tmp_path / "moved")
-
-        await (await filled(tmp_path / "head")).aclose()
-        tamper(tmp_path / "head", lambda txn, log, meta: txn.delete(key_of(1), db=log))
-        with pytest.raises(StorageError, match="missing"):
-            await LmdbLogStore.open(tmp_path / "head")
+        await (await filled(tmp_path)).aclose()
+        tamper(tmp_path, lambda txn, log, meta: change(txn, log))
+        before = raw_items(tmp_path)
+        with pytest.raises(StorageError, match=message) as err:
+            await LmdbLogStore.open(tmp_path)
+        assert str(err.value).startswith(f"{tmp_path}: ")
+        assert re.search(rf"\b{index}\b", str(err.value)[len(str(tmp_path)):])
+        assert raw_items(tmp_path) == before
 
     trio.run(main)
 
@@ -227,34 +259,79 @@ def test_truncate_while_append_in_flight_reads_consistently(tmp_path):
 
 
 def test_purge_deletes_in_bounded_batches(tmp_path):
+    """purge_batch_entries bounds the entries deleted per transaction, in whole blocks."""
     async def main():
-        store = await LmdbLogStore.open(tmp_path, purge_batch_entries=100)
-        await store.append(entries(1, 1001))
+        store = await filled(tmp_path, n=1000, batch=10, purge_batch_entries=100)
         env = store._env._env
         txn_before = env.info()["last_txnid"]
         await store.purge(LogId(1, 950))
-        # 950 deletions, at most 100 per transaction.
+        # 95 blocks of 10 entries, at most 100 entries (10 blocks) per transaction.
         assert env.info()["last_txnid"] - txn_before >= 10
         with store._env.read_txn() as txn:
-            assert txn.stat(store._log_db)["entries"] == 50
+            assert txn.stat(store._log_db)["entries"] == 5
         assert [e.index for e in await store.read_entries(1, 2000)] == list(range(951, 1001))
         await store.aclose()
 
     trio.run(main)
 
 
-def test_open_finishes_a_purge_a_crash_interrupted(tmp_path):
+def test_purge_batch_must_be_positive(tmp_path):
     async def main():
-        await (await filled(tmp_path, n=30)).aclose()
+        with pytest.raises(ValueError, match="purge_batch_entries"):
+            await LmdbLogStore.open(tmp_path, purge_batch_entries=0)
+
+    trio.run(main)
+
+
+def test_a_block_longer_than_the_purge_batch_goes_alone(tmp_path):
+    async def main():
+        store = await filled(tmp_path, n=3000, batch=1000, purge_batch_entries=100)
+        env = store._env._env
+        txn_before = env.info()["last_txnid"]
+        await store.purge(LogId(1, 2500))
+        assert env.info()["last_txnid"] - txn_before == 2  # one block per transaction
+        assert store._physical_first == 2001
+        await store.aclose()
+        assert block_spans(tmp_path) == [(2001, 3000)]
+
+    trio.run(main)
+
+
+def test_open_finishes_a_purge_a_crash_interrupted(tmp_path):
+    """Raft §7: entries covered by a snapshot go; a crash between recording the purge point
+    and deleting the blocks below it leaves them, and opening deletes them (in bounded
+    transactions), all but the block holding the purge point."""
+    async def main():
+        await (await filled(tmp_path, n=30)).aclose()  # blocks of 5
         # As if the process died after recording the purge point, before deleting.
         tamper(tmp_path, lambda txn, log, meta: txn.put(
-            b"last_purged", records.encode_log_id(LogId(1, 25)), db=meta))
+            b"last_purged", records.encode_log_id(LogId(1, 23)), db=meta))
         store = await LmdbLogStore.open(tmp_path, purge_batch_entries=7)
-        assert (await store.get_log_state()).last_purged_log_id == LogId(1, 25)
-        assert [e.index for e in await store.read_entries(1, 100)] == list(range(26, 31))
-        with store._env.read_txn() as txn:
-            assert txn.stat(store._log_db)["entries"] == 5
+        assert (await store.get_log_state()).last_purged_log_id == LogId(1, 23)
+        assert [e.index for e in await store.read_entries(1, 100)] == list(range(24, 31))
+        assert store._physical_first == 21
         await store.aclose()
+        assert block_spans(tmp_path) == [(21, 25), (26, 30)]
+        # Opening a store with nothing left to finish writes nothing.
+        before = raw_items(tmp_path)
+        await (await LmdbLogStore.open(tmp_path)).aclose()
+        assert raw_items(tmp_path) == before
+
+    trio.run(main)
+
+
+def test_open_finishes_a_purge_past_the_end_a_crash_interrupted(tmp_path):
+    async def main():
+        await (await filled(tmp_path, n=30)).aclose()
+        tamper(tmp_path, lambda txn, log, meta: txn.put(
+            b"last_purged", records.encode_log_id(LogId(2, 40)), db=meta))
+        store = await LmdbLogStore.open(tmp_path, purge_batch_entries=7)
+        state = await store.get_log_state()
+        assert state.last_purged_log_id == state.last_log_id == LogId(2, 40)
+        assert await store.read_entries(1, 100) == []
+        await store.append(entries(41, 43, term=2))
+        await store.aclose()
+        assert block_spans(tmp_path) == [(41, 42)]
 
     trio.run(main)
 
