@@ -15,7 +15,7 @@ from fastraft.messages import (
     VoteRequest,
 )
 from fastraft.net import RemoteError, RequestTimeout, TcpNetwork, Unreachable, serve_raft_tcp
-from fastraft.net.framing import encode_ok
+from fastraft.net.framing import FrameReader, encode_ok
 from fastraft.net.tcp import parse_addr
 from fastraft.testing import free_ports
 from net_fixtures import EchoHandler, OrderedEchoHandler, append_request
@@ -292,3 +292,58 @@ def test_network_settings_are_checked():
         TcpNetwork(backoff_min_s=2, backoff_max_s=1)
     with pytest.raises(ValueError):
         TcpNetwork().client(2, Node("nowhere"))
+
+
+def test_frames_written_straight_to_the_socket_never_overtake_queued_ones():
+    """A request started while the connection's writer is idle goes straight to the socket;
+    a frame larger than the socket takes at once leaves its rest queued, and every frame
+    after it queues behind. The node must still see every request whole and in order."""
+    async def main():
+        async with trio.open_nursery() as nursery:
+            handler = OrderedEchoHandler(nursery, node_id=2)
+            node = await start_server(nursery, handler)
+            async with TcpNetwork().client(2, node) as c:
+                await (await c.start(append_request(seq=0))).result()  # connected, writer idle
+                big = b"\xab" * (8 << 20)  # more than a loopback socket buffer takes at once
+                replies = []
+                for seq in range(1, 13):
+                    entries = [Entry(1, 1, 1, big)] if seq % 4 == 1 else []
+                    replies.append(c.start_nowait(append_request(seq=seq, entries=entries)))
+                    # Let the writer and the node run: the socket drains while the rest
+                    # of a big frame is still being written.
+                    await trio.sleep(0.0005 * (seq % 3))
+                assert all(r is not None for r in replies)
+                got = [await r.result() for r in replies]
+            assert [r.seq for r in got] == list(range(1, 13))
+            assert [req.seq for req in handler.submitted] == list(range(13))
+            assert all(req.entries[0].payload == big for req in handler.submitted[1::4])
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_answers_reach_a_client_that_reads_late():
+    """The server writes answers straight to the socket while its writer is idle and queues
+    them once the socket is full: a client that sends many requests before reading any
+    answer still gets each answer once, with its own id."""
+    async def main():
+        async with trio.open_nursery() as nursery:
+            node = await start_server(nursery, EchoHandler(node_id=2))
+            host, port = parse_addr(node.addr)
+            stream = await trio.open_tcp_stream(host, port)
+            n = 20_000
+            await stream.send_all(b"".join(encode_ok(i, append_request(seq=i, prev=i))
+                                           for i in range(1, n + 1)))
+            await trio.sleep(0.2)  # the server answers into a socket nobody reads yet
+            reader = FrameReader(stream, 1 << 20)
+            seen = set()
+            with trio.fail_after(30):
+                for _ in range(n):  # bounded: one frame per request
+                    request_id, body = await reader.read()
+                    assert body.seq == request_id and body.match_index == request_id
+                    seen.add(request_id)
+            assert seen == set(range(1, n + 1))
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+
+    run(main)
