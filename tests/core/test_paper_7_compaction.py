@@ -4,7 +4,7 @@ InstallSnapshot in chunks, resumable, for a follower that needs purged entries."
 from fastraft.core import (ApplyEntries, BuildSnapshot, InstallSnapshot, PurgeLog, ReadLog,
                            ReadSnapshotChunk, Role, SaveSnapshotChunk, TruncateLog)
 from fastraft.core._prims import progress as prog
-from fastraft.messages import (AppendEntriesRequest, AppendEntriesResponse,
+from fastraft.messages import (AppendEntriesResponse,
                                InstallSnapshotRequest, InstallSnapshotResponse)
 from fastraft.types import LogId, SnapshotMeta, StoredMembership
 
