@@ -54,26 +54,6 @@ def test_entries_decode(bench, flavour):
     bench.per_item(n)
 
 
-def test_records_encode(bench, flavour):
-    n = bench.scaled(1000, 100)
-    codec, entries = flavour["codec"], _entries(flavour, n)
-    records = bench.run(f"records: encode {n} x 100 B (one CRC each)",
-                        codec.encode_entry_records, entries,
-                        iterations=_iterations(flavour, 20, 2))
-    assert len(records) == n
-    bench.per_item(n)
-
-
-def test_records_decode(bench, flavour):
-    n = bench.scaled(1000, 100)
-    codec, entries = flavour["codec"], _entries(flavour, n)
-    records = codec.encode_entry_records(entries)
-    out = bench.run(f"records: decode {n} x 100 B (one CRC each)",
-                    codec.decode_entry_records, records, iterations=_iterations(flavour, 20, 2))
-    assert out == entries
-    bench.per_item(n)
-
-
 @pytest.mark.parametrize("n_entries", [0, 100])
 def test_message_append_entries(bench, flavour, n_entries):
     from fastraft.messages import AppendEntriesRequest

@@ -7,9 +7,8 @@ the same exceptions with the same messages. The frame layout is documented in
 ``fastraft.accel.pure.codec``.
 
 * ``encode_entries(entries) -> bytes`` / ``decode_entries(data) -> list[Entry]``: a batch of
-  entries in one frame with one checksum (replication, snapshots of the log tail).
-* ``encode_entry_records(entries) -> list[bytes]`` / ``decode_entry_records(records)`` /
-  ``decode_entry_record(record)``: one self-checking frame per entry (the log store).
+  entries in one frame with one checksum (replication, snapshots of the log tail, and the
+  blocks of the lmdb log store).
 * ``encode_message(msg) -> bytes`` / ``decode_message(data) -> Message``: one Raft message
   (``fastraft.messages``) per frame.
 * ``frame_size(header) -> int``: validate the first HEADER_SIZE bytes of a frame read from a

@@ -6,7 +6,8 @@ version and the body, so a torn or flipped record is detected rather than believ
 raises ``CodecError`` naming the problem; a store turns it into a ``StorageError`` naming
 the file and the key.
 
-Log entries are not here: they are the codec's FRAME_RECORD frames (``fastraft.codec``).
+Log entries are not here: they are stored in blocks, each the codec's entries frame
+(``fastraft.codec.encode_entries``; see ``fastraft.storage.lmdb_log_layout``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import struct
 
 import crc32c
 import hypothesis.strategies as st
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, rule
 
 from fastraft import CodecError
@@ -22,7 +22,7 @@ from fastraft.accel.pure.entry import Entry as PureEntry
 from fastraft.messages import MESSAGE_TYPES
 
 FLAVOURS = ((compiled, CompiledEntry), (pure, PureEntry))
-DECODERS = ("decode_entries", "decode_message", "decode_entry_record", "frame_size")
+DECODERS = ("decode_entries", "decode_message", "frame_size")
 
 u64 = st.integers(0, 2**64 - 1)
 payloads = st.binary(max_size=200)
@@ -78,12 +78,6 @@ def decode_only_codec_errors(data, **kwargs):
             except CodecError:
                 pass
         same_in_both(name, data, **kwargs)
-    for mod, _ in FLAVOURS:
-        try:
-            mod.decode_entry_records([data, data], **kwargs)
-        except CodecError as e:
-            assert str(e).startswith("record 0: ")
-    same_in_both("decode_entry_records", [data], **kwargs)
 
 
 def with_header(kind, body):
@@ -102,15 +96,6 @@ def test_entries_round_trip(fields):
         assert mod.decode_entries(data) == entries
 
 
-@given(entry_lists)
-def test_records_round_trip(fields):
-    for mod, Entry in FLAVOURS:
-        entries = make_entries(fields, Entry)
-        records = mod.encode_entry_records(entries)
-        assert mod.decode_entry_records(records) == entries
-        assert [mod.decode_entry_record(r) for r in records] == entries
-
-
 @given(message_specs())
 def test_messages_round_trip(spec):
     for mod, Entry in FLAVOURS:
@@ -127,9 +112,7 @@ def test_messages_round_trip(spec):
 def test_both_flavours_write_the_same_bytes(fields, Entry):
     entries = make_entries(fields, Entry)
     frame = same_in_both("encode_entries", entries)[1]
-    records = same_in_both("encode_entry_records", entries)[1]
     assert same_in_both("decode_entries", frame)[1] == entries
-    assert same_in_both("decode_entry_records", records)[1] == entries
 
 
 @given(message_specs(), st.sampled_from([CompiledEntry, PureEntry]))
@@ -144,7 +127,6 @@ def test_checksums_agree_around_the_inline_threshold(payload):
     for n in (4096 - 37, 4096 - 36, 4096 - 35, len(payload)):
         entries = [CompiledEntry(1, 1, 1, payload[:n])]
         same_in_both("encode_entries", entries)
-        same_in_both("encode_entry_records", entries)
 
 
 class Duck:
@@ -166,7 +148,6 @@ wild_entries = st.lists(st.one_of(
 @given(wild_entries, st.integers(0, 400))
 def test_encoding_anything_fails_the_same_way(items, limit):
     same_in_both("encode_entries", items, max_frame_bytes=limit)
-    same_in_both("encode_entry_records", items, max_frame_bytes=limit)
 
 
 @given(message_specs(), st.data())
@@ -189,6 +170,17 @@ def test_random_bytes_raise_only_codec_errors(data, limit):
     decode_only_codec_errors(data)
 
 
+@given(st.integers(0, 255).filter(lambda k: k not in (1, 2)), st.binary(max_size=300))
+@example(3, b"")
+@example(3, struct.pack("<QQB", 1, 1, 1) + b"payload")  # what such a record held
+def test_unknown_frame_kinds_are_refused_the_same_way(kind, body):
+    """Kind 3 (the removed per-entry record) included: any kind but 1 and 2 is refused by
+    every decoder of both flavours with the same CodecError."""
+    data = with_header(kind, body)
+    for name in DECODERS:
+        assert same_in_both(name, data) == ("raised", "CodecError", f"unknown frame kind {kind}")
+
+
 @given(st.sampled_from([1, 2, 3]), st.binary(max_size=300))
 def test_checksum_valid_garbage_raises_only_codec_errors(kind, body):
     """Bodies that pass the checksum but are not what the header says."""
@@ -207,8 +199,7 @@ def test_truncated_and_spliced_bodies_raise_only_codec_errors(kind, spec, data):
 
 @given(st.one_of(message_specs().map(lambda s: compiled.encode_message(
                      build_message(s, CompiledEntry))),
-                 entry_lists.map(lambda f: compiled.encode_entries(make_entries(f, PureEntry))),
-                 entry_fields.map(lambda f: compiled.encode_entry_records([PureEntry(*f)])[0])),
+                 entry_lists.map(lambda f: compiled.encode_entries(make_entries(f, PureEntry)))),
        st.data())
 def test_every_bit_flip_and_truncation_is_detected(frame, data):
     """A CRC catches every single-bit error; the header checks catch the rest."""
@@ -217,7 +208,7 @@ def test_every_bit_flip_and_truncation_is_detected(frame, data):
     flipped[bit // 8] ^= 1 << (bit % 8)
     cut = data.draw(st.integers(0, len(frame) - 1))
     for bad in (bytes(flipped), frame[:cut]):
-        for name in DECODERS[:3]:
+        for name in ("decode_entries", "decode_message"):
             for mod, _ in FLAVOURS:
                 try:
                     getattr(mod, name)(bad)
@@ -246,13 +237,6 @@ class CodecMachine(RuleBasedStateMachine):
         frame = same_in_both("encode_entries", entries)[1]
         assert same_in_both("decode_entries", frame)[1] == entries
         return frame
-
-    @rule(target=frames, fields=entry_lists.filter(bool))
-    def encode_records(self, fields):
-        entries = make_entries(fields, CompiledEntry)
-        records = same_in_both("encode_entry_records", entries)[1]
-        assert same_in_both("decode_entry_records", records)[1] == entries
-        return records[0]
 
     @rule(target=frames, spec=message_specs())
     def encode_message(self, spec):
@@ -284,10 +268,6 @@ class CodecMachine(RuleBasedStateMachine):
     @rule(frame=frames, limit=st.one_of(st.just(64 << 20), st.integers(12, 500)))
     def decode(self, frame, limit):
         decode_only_codec_errors(frame, max_frame_bytes=limit)
-
-    @rule(frames_=st.lists(frames, max_size=4))
-    def decode_many_records(self, frames_):
-        same_in_both("decode_entry_records", frames_)
 
 
 CodecMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=25,

@@ -50,8 +50,8 @@ class Duck:
 def test_constants(flavour):
     m, _ = flavour
     assert (m.WIRE_VERSION, m.HEADER_SIZE, m.DEFAULT_MAX_FRAME_BYTES) == (1, 12, 64 << 20)
-    assert (m.FRAME_ENTRIES, m.FRAME_MESSAGE, m.FRAME_RECORD) == (1, 2, 3)
-    assert (m.ENTRY_HEADER_SIZE, m.RECORD_OVERHEAD, m.MAX_ENTRY_KIND) == (21, 29, 2)
+    assert (m.FRAME_ENTRIES, m.FRAME_MESSAGE) == (1, 2)
+    assert (m.ENTRY_HEADER_SIZE, m.MAX_ENTRY_KIND) == (21, 2)
     assert m.MAX_ENTRY_KIND == max(fastraft.EntryKind)
 
 
@@ -61,13 +61,6 @@ def test_entry_batch_layout_is_the_documented_one(flavour):
     body = struct.pack("<I", 2) + entry_bytes(2, 7, 1, b"abc") + entry_bytes(2, 8, 0, b"")
     assert data == frame(1, body)
     assert m.frame_size(data) == len(data) == 12 + 4 + 2 * 21 + 3
-
-
-def test_record_layout_is_the_documented_one(flavour):
-    m, E = flavour
-    [rec] = m.encode_entry_records([E(9, 10, 2, b"{}")])
-    assert rec == frame(3, struct.pack("<QQB", 9, 10, 2) + b"{}")
-    assert len(rec) == m.RECORD_OVERHEAD + 2
 
 
 def test_message_layout_is_the_documented_one(flavour):
@@ -135,8 +128,6 @@ def test_encode_refuses_bad_entries(flavour, bad, exc, message):
         m.encode_entries([bad])
     with pytest.raises(exc, match=message.replace("entry 0", "entry 1")):
         m.encode_entries([E(1, 1, 1, b""), bad])
-    with pytest.raises(exc, match=message.replace("entry 0", "entry 1")):
-        m.encode_entry_records([E(1, 1, 1, b""), bad])
 
 
 def test_entry_with_an_unknown_kind_is_refused(flavour):
@@ -174,7 +165,8 @@ def test_decode_entries_errors(flavour):
         "unsupported wire version 9 (this build speaks 1)": b"\x09" + good[1:],
         "unknown frame kind 0": good[:1] + b"\0" + good[2:],
         "reserved header field is 1, must be 0": good[:2] + b"\1" + good[3:],
-        "expected an entry batch frame, got an entry record frame": frame(3, good[12:]),
+        "expected an entry batch frame, got a message frame": frame(2, good[12:]),
+        "unknown frame kind 3": frame(3, good[12:]),
         "truncated entry count": frame(1, b"\1\0"),
         "2 entries cannot fit in the 21 bytes left": frame(1, struct.pack("<I", 2) + bytes(21)),
         "entry 0: unknown entry kind 3": frame(1, struct.pack("<I", 1) + entry_bytes(1, 1, 3, b"")),
@@ -234,7 +226,7 @@ def test_frame_size_reads_only_the_header(flavour):
     assert m.frame_size(bytearray(data[:12])) == len(data)
     # A corrupt body is the decoder's business, not frame_size's.
     assert m.frame_size(data[:12] + bytes(len(data) - 12)) == len(data)
-    for kind in (1, 2, 3):
+    for kind in (1, 2):
         assert m.frame_size(HEADER.pack(1, kind, 0, 100, 0)) == 112
 
 
@@ -244,8 +236,9 @@ def test_frame_size_errors(flavour):
         m.frame_size(bytes(5))
     with pytest.raises(CodecError, match="unsupported wire version 0"):
         m.frame_size(bytes(12))
-    with pytest.raises(CodecError, match="unknown frame kind 4"):
-        m.frame_size(HEADER.pack(1, 4, 0, 0, 0))
+    for kind in (0, 3, 4, 255):
+        with pytest.raises(CodecError, match=f"^unknown frame kind {kind}$"):
+            m.frame_size(HEADER.pack(1, kind, 0, 0, 0))
     with pytest.raises(CodecError, match="reserved header field is 256"):
         m.frame_size(HEADER.pack(1, 1, 256, 0, 0))
     with pytest.raises(CodecError, match="frame of 113 bytes exceeds the limit of 112 bytes"):
@@ -254,43 +247,16 @@ def test_frame_size_errors(flavour):
         m.frame_size(12)
 
 
-# --- storage records ---------------------------------------------------------------------
-
-
-def test_records_one_per_entry_each_self_checking(flavour):
+def test_kind_3_is_an_unknown_frame_kind(flavour):
+    """Kind 3 was the per-entry storage record, now removed: every decoder refuses it as it
+    refuses any unknown kind (before looking at the body), and the number stays unused."""
     m, E = flavour
-    entries = [E(1, i, i % 3, b"p" * i) for i in range(1, 40)]
-    records = m.encode_entry_records(entries)
-    assert type(records) is list and len(records) == len(entries)
-    assert [len(r) for r in records] == [m.RECORD_OVERHEAD + len(e.payload) for e in entries]
-    assert [m.decode_entry_record(r) for r in records] == entries
-    assert m.decode_entry_records(records) == entries
-    assert m.decode_entry_records(iter(records)) == entries
-    assert m.decode_entry_records([memoryview(r) for r in records]) == entries
-    assert all(type(e) is E for e in m.decode_entry_records(records))
-    assert m.encode_entry_records([]) == [] and m.decode_entry_records([]) == []
-    assert [m.frame_size(r) for r in records] == [len(r) for r in records]
-
-
-def test_record_errors_name_the_record(flavour):
-    m, E = flavour
-    records = m.encode_entry_records([E(1, 1, 1, b"a"), E(1, 2, 1, b"b")])
-    bad = bytearray(records[1])
-    bad[20] ^= 1
-    with pytest.raises(CodecError, match=r"^record 1: checksum mismatch"):
-        m.decode_entry_records([records[0], bytes(bad)])
-    with pytest.raises(CodecError, match=r"^checksum mismatch"):
-        m.decode_entry_record(bytes(bad))
-    with pytest.raises(CodecError, match=r"^record 0: entry record body of 16 bytes is shorter than 17"):
-        m.decode_entry_records([frame(3, bytes(16))])
-    with pytest.raises(CodecError, match=r"^unknown entry kind 7"):
-        m.decode_entry_record(frame(3, struct.pack("<QQB", 1, 1, 7)))
-    with pytest.raises(CodecError, match=r"^record 2: expected an entry record frame, got an entry batch"):
-        m.decode_entry_records(records + [m.encode_entries([])])
-    with pytest.raises(CodecError, match=r"^record 0: frame of 30 bytes exceeds the limit of 29"):
-        m.decode_entry_records(records, max_frame_bytes=29)
-    with pytest.raises(ValueError, match=r"^entry 1: record of 30 bytes exceeds the limit of 29"):
-        m.encode_entry_records([E(1, 1, 1, b""), E(1, 2, 1, b"b")], max_frame_bytes=29)
+    body = struct.pack("<QQB", 1, 1, 1) + b"payload"  # what such a record held
+    for data in (frame(3, body), frame(3, m.encode_entries([E(1, 1, 1, b"x")])[12:])):
+        for decode in (m.decode_entries, m.decode_message, m.frame_size):
+            with pytest.raises(CodecError, match="^unknown frame kind 3$"):
+                decode(data)
+    assert 3 not in (m.FRAME_ENTRIES, m.FRAME_MESSAGE)
 
 
 # --- messages ----------------------------------------------------------------------------
@@ -506,8 +472,7 @@ def test_a_bad_frame_in_a_large_buffer_is_refused_without_copying_it(flavour):
     m, _ = flavour
     tracemalloc.start()
     try:
-        for kind, decode in ((1, m.decode_entries), (2, m.decode_message),
-                             (3, m.decode_entry_record)):
+        for kind, decode in ((1, m.decode_entries), (2, m.decode_message)):
             big = bytearray(HEADER.pack(1, kind, 0, 2**32 - 1, 0) + bytes(8 << 20))
             tracemalloc.reset_peak()  # the buffer is the test's; count only the decoder's
             with pytest.raises(CodecError, match="truncated frame: 8388620 of 4294967307"):

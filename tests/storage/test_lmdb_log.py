@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from fastraft import Entry, LogId, StorageError
-from fastraft.codec import encode_entries, encode_entry_records
+from fastraft.codec import encode_entries
 from fastraft.storage import LmdbEnv, LmdbLogStore, MemoryLogStore, supports_append_nowait
 from fastraft.storage import records
 from fastraft.storage.lmdb_log_layout import FORMAT_VERSION, key_of
@@ -63,7 +63,9 @@ def test_a_format_1_store_is_refused_and_left_as_it_was(tmp_path):
     there is no migration, and the store is not touched."""
     def write_format_1(txn, log, meta):
         txn.put(b"format", b"fastraft-log-1", db=meta)
-        recs = encode_entry_records(entries(1, 11))
+        # The values hardly matter (the format is refused before any is read): one
+        # checksummed frame per entry, as that format stored them.
+        recs = [encode_entries([e]) for e in entries(1, 11)]
         txn.cursor(db=log).putmulti(zip(map(key_of, range(1, 11)), recs), append=True)
 
     tamper(tmp_path, write_format_1)

@@ -5,7 +5,7 @@ Every frame starts with a fixed 12-byte header, all integers little-endian::
 
     offset  size  field
     0       1     version       WIRE_VERSION; anything else is refused
-    1       1     frame kind    FRAME_ENTRIES (1), FRAME_MESSAGE (2) or FRAME_RECORD (3)
+    1       1     frame kind    FRAME_ENTRIES (1) or FRAME_MESSAGE (2); any other is refused
     2       2     reserved      must be 0
     4       4     body length   bytes after the header
     8       4     checksum      CRC32C (Castagnoli) of the body
@@ -15,10 +15,6 @@ The body depends on the frame kind:
 * ``FRAME_ENTRIES`` (a batch of entries, one checksum for all of them)::
 
       count u32, then count times: term u64, index u64, kind u8, payload length u32, payload
-
-* ``FRAME_RECORD`` (one entry as stored, self-checking)::
-
-      term u64, index u64, kind u8, payload (the rest of the body)
 
 * ``FRAME_MESSAGE`` (one Raft message, see ``fastraft.messages``)::
 
@@ -35,6 +31,9 @@ or length inside the body is checked against the bytes that remain; trailing byt
 frame, after a message's last field or after a batch's last entry are refused. Any bad input
 raises ``CodecError`` naming the problem; the compiled twin raises the same type with the
 same message for the same input.
+
+Kind 3 was a per-entry storage record, no longer written or read: it is refused as an
+unknown frame kind, and stays unused so that no older frame can be read as a new kind.
 
 Entry kinds are the ``EntryKind`` values 0..MAX_ENTRY_KIND; an unknown kind is refused on
 encode (ValueError) and on decode (CodecError), so a peer cannot smuggle one into a log.
@@ -67,16 +66,11 @@ __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "FRAME_ENTRIES",
     "FRAME_MESSAGE",
-    "FRAME_RECORD",
     "ENTRY_HEADER_SIZE",
-    "RECORD_OVERHEAD",
     "MAX_ENTRY_KIND",
     "frame_size",
     "encode_entries",
     "decode_entries",
-    "encode_entry_records",
-    "decode_entry_records",
-    "decode_entry_record",
     "encode_message",
     "decode_message",
 ]
@@ -90,22 +84,17 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 #: Frame kinds.
 FRAME_ENTRIES = 1
 FRAME_MESSAGE = 2
-FRAME_RECORD = 3
 #: Bytes before each payload inside an entry batch: term, index, kind, payload length.
 ENTRY_HEADER_SIZE = 21
-#: Bytes a storage record adds to its payload: frame header, term, index, kind.
-RECORD_OVERHEAD = HEADER_SIZE + 17
 #: The largest known ``EntryKind`` value.
 MAX_ENTRY_KIND = 2
 
 _MAX_U64 = (1 << 64) - 1
 _MAX_U32 = (1 << 32) - 1
-_FRAME_NAMES = {FRAME_ENTRIES: "an entry batch", FRAME_MESSAGE: "a message",
-                FRAME_RECORD: "an entry record"}
+_FRAME_NAMES = {FRAME_ENTRIES: "an entry batch", FRAME_MESSAGE: "a message"}
 
 _HEADER = struct.Struct("<BBHII")
 _ENTRY_HEAD = struct.Struct("<QQBI")
-_RECORD_HEAD = struct.Struct("<QQB")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 _BODY_START = _HEADER.size
@@ -283,57 +272,6 @@ def decode_entries(data, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list
     if pos != len(data):
         raise CodecError(f"{len(data) - pos} bytes of trailing garbage after the entries")
     return out
-
-
-# --- storage records ---------------------------------------------------------------------
-
-
-def encode_entry_records(entries, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list:
-    """Encode each entry into its own self-checking FRAME_RECORD frame (one per entry, in
-    order). Errors as ``encode_entries``; nothing is returned if any entry fails."""
-    max_frame_bytes = _check_limit(max_frame_bytes)
-    entries = entries if type(entries) is list else list(entries)
-    out = []
-    pack = _RECORD_HEAD.pack
-    for i, e in enumerate(entries):
-        term, index, kind, payload = _entry_fields(e, i)
-        body = pack(term, index, kind) + payload
-        total = HEADER_SIZE + len(body)
-        if total > max_frame_bytes:
-            raise ValueError(
-                f"entry {i}: record of {total} bytes exceeds the limit of {max_frame_bytes} bytes")
-        if len(body) > _MAX_U32:
-            raise ValueError(f"entry {i}: record body of {len(body)} bytes does not fit in u32")
-        out.append(_HEADER.pack(WIRE_VERSION, FRAME_RECORD, 0, len(body), _crc32c(body)) + body)
-    return out
-
-
-def _read_record(record, max_frame_bytes: int, where: str):
-    try:
-        data = _open_frame(record, FRAME_RECORD, max_frame_bytes)
-    except CodecError as e:
-        if where:
-            raise CodecError(f"{where}{e}") from None
-        raise
-    if len(data) < RECORD_OVERHEAD:
-        raise CodecError(f"{where}entry record body of {len(data) - HEADER_SIZE} bytes "
-                         f"is shorter than {RECORD_OVERHEAD - HEADER_SIZE}")
-    term, index, kind = _RECORD_HEAD.unpack_from(data, _BODY_START)
-    if kind > MAX_ENTRY_KIND:
-        raise CodecError(f"{where}unknown entry kind {kind}")
-    return Entry(term, index, kind, data[RECORD_OVERHEAD:])
-
-
-def decode_entry_record(record, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
-    """Decode one FRAME_RECORD frame into an Entry; CodecError on any bad input."""
-    return _read_record(record, _check_limit(max_frame_bytes), "")
-
-
-def decode_entry_records(records, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list:
-    """Decode many FRAME_RECORD frames (an iterable of bytes-like) into a list of Entry, in
-    order. A bad record raises CodecError naming its position ("record 3: ...")."""
-    max_frame_bytes = _check_limit(max_frame_bytes)
-    return [_read_record(r, max_frame_bytes, f"record {i}: ") for i, r in enumerate(records)]
 
 
 # --- messages ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 # The C-level primitives of the compiled codec: little-endian loads and stores whatever the
 # host's byte order, and CRC32C (Castagnoli) on a raw buffer. On x86 with SSE4.2 (checked at
 # run time) the checksum of a small buffer is computed inline with the crc32 instruction, so a
-# per-record checksum costs a few nanoseconds instead of a Python call; a large buffer, or a
+# small frame's checksum costs a few nanoseconds instead of a Python call; a large buffer, or a
 # machine without SSE4.2, goes to the crc32c package, which interleaves several streams for
 # throughput. Both compute the same function (the differential tests compare them).
 

@@ -3,10 +3,10 @@
 which is the spec: it documents the frame layout, and this module raises the same exception
 types with the same messages for the same input.
 
-Hot paths (entry batches, storage records, a message's entries) are C loops over a buffer
-allocated once at its final size: encoding makes one sizing pass that validates every entry,
-then one writing pass; decoding checks every count and length against the bytes left before
-allocating, and builds compiled ``Entry`` objects without running ``Entry.__init__``.
+Hot paths (entry batches, a message's entries) are C loops over a buffer allocated once at
+its final size: encoding makes one sizing pass that validates every entry, then one writing
+pass; decoding checks every count and length against the bytes left before allocating, and
+builds compiled ``Entry`` objects without running ``Entry.__init__``.
 """
 
 from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -32,9 +32,7 @@ HEADER_SIZE = 12
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 FRAME_ENTRIES = 1
 FRAME_MESSAGE = 2
-FRAME_RECORD = 3
 ENTRY_HEADER_SIZE = 21
-RECORD_OVERHEAD = 29
 MAX_ENTRY_KIND = 2
 
 cdef enum:
@@ -42,9 +40,7 @@ cdef enum:
     C_HEADER = 12
     C_ENTRIES = 1
     C_MESSAGE = 2
-    C_RECORD = 3
     C_ENTRY_HEAD = 21
-    C_RECORD_HEAD = 17
     C_MAX_KIND = 2
     # Message field kinds, the codes of _FIELD_CODES.
     F_U64 = 0
@@ -61,7 +57,7 @@ cdef uint64_t LIMIT_CLAMP = 1 << 40
 cdef Py_ssize_t INLINE_CRC_MAX_BYTES = 4096
 cdef bint inline_crc = fr_crc32c_inline_available()
 
-_FRAME_NAMES = {1: "an entry batch", 2: "a message", 3: "an entry record"}
+_FRAME_NAMES = {1: "an entry batch", 2: "a message"}
 _FIELD_CODES = {"u64": F_U64, "bool": F_BOOL, "bytes": F_BYTES, "str": F_STR,
                 "entries": F_ENTRIES}
 # Per message class: (its FIELDS tuple, [(name, code, kind), ...]); at most one per tag.
@@ -101,57 +97,46 @@ cdef object _contiguous(object data):
     return view.cast("B")
 
 
-cdef object _fail(Py_ssize_t record_no, str message):
-    """A CodecError, prefixed with the record's position when decoding many records."""
-    if record_no >= 0:
-        return CodecError(f"record {record_no}: {message}")
-    return CodecError(message)
-
-
 cdef Py_ssize_t _read_header(const unsigned char *p, Py_ssize_t size, uint64_t limit,
-                             object max_frame_bytes, Py_ssize_t record_no,
-                             int *kind_out, uint32_t *crc_out) except -1:
+                             object max_frame_bytes, int *kind_out, uint32_t *crc_out) except -1:
     """Validate a header; return the whole frame's length (the twin's _read_header)."""
     if size < C_HEADER:
-        raise _fail(record_no, f"truncated frame header: {size} of {C_HEADER} bytes")
+        raise CodecError(f"truncated frame header: {size} of {C_HEADER} bytes")
     cdef uint8_t version = p[0]
     cdef uint8_t kind = p[1]
     cdef uint16_t reserved = fr_load_u16(p + 2)
     cdef uint64_t total = C_HEADER + <uint64_t>fr_load_u32(p + 4)
     if version != C_VERSION:
-        raise _fail(record_no,
-                    f"unsupported wire version {version} (this build speaks {C_VERSION})")
-    if kind < C_ENTRIES or kind > C_RECORD:
-        raise _fail(record_no, f"unknown frame kind {kind}")
+        raise CodecError(f"unsupported wire version {version} (this build speaks {C_VERSION})")
+    if kind < C_ENTRIES or kind > C_MESSAGE:  # 3, once a per-entry record, is unknown too
+        raise CodecError(f"unknown frame kind {kind}")
     if reserved != 0:
-        raise _fail(record_no, f"reserved header field is {reserved}, must be 0")
+        raise CodecError(f"reserved header field is {reserved}, must be 0")
     if total > limit:
-        raise _fail(record_no, f"frame of {total} bytes exceeds the limit of "
-                               f"{int(max_frame_bytes)} bytes")
+        raise CodecError(f"frame of {total} bytes exceeds the limit of "
+                         f"{int(max_frame_bytes)} bytes")
     kind_out[0] = kind
     crc_out[0] = fr_load_u32(p + 8)
     return <Py_ssize_t>total
 
 
 cdef Py_ssize_t _open_frame(const unsigned char *p, Py_ssize_t size, int expected_kind,
-                            uint64_t limit, object max_frame_bytes,
-                            Py_ssize_t record_no) except -1:
+                            uint64_t limit, object max_frame_bytes) except -1:
     """Validate a whole frame of ``expected_kind``; return its length."""
     cdef int kind
     cdef uint32_t crc, actual
-    cdef Py_ssize_t total = _read_header(p, size, limit, max_frame_bytes, record_no,
-                                         &kind, &crc)
+    cdef Py_ssize_t total = _read_header(p, size, limit, max_frame_bytes, &kind, &crc)
     if kind != expected_kind:
-        raise _fail(record_no, f"expected {_FRAME_NAMES[expected_kind]} frame, "
-                               f"got {_FRAME_NAMES[kind]} frame")
+        raise CodecError(f"expected {_FRAME_NAMES[expected_kind]} frame, "
+                         f"got {_FRAME_NAMES[kind]} frame")
     if size < total:
-        raise _fail(record_no, f"truncated frame: {size} of {total} bytes")
+        raise CodecError(f"truncated frame: {size} of {total} bytes")
     if size > total:
-        raise _fail(record_no, f"{size - total} bytes of trailing garbage after the frame")
+        raise CodecError(f"{size - total} bytes of trailing garbage after the frame")
     actual = _crc(p + C_HEADER, total - C_HEADER)
     if actual != crc:
-        raise _fail(record_no, f"checksum mismatch: header says {crc:#010x}, "
-                               f"body has {actual:#010x}")
+        raise CodecError(f"checksum mismatch: header says {crc:#010x}, "
+                         f"body has {actual:#010x}")
     return total
 
 
@@ -194,7 +179,7 @@ def frame_size(header, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
     cdef Py_ssize_t size = PyBytes_GET_SIZE(header)
     return _read_header(<const unsigned char *>PyBytes_AS_STRING(header),
                         size if size < C_HEADER else C_HEADER,
-                        limit, max_frame_bytes, -1, &kind, &crc)
+                        limit, max_frame_bytes, &kind, &crc)
 
 
 # --- entries -----------------------------------------------------------------------------
@@ -328,7 +313,7 @@ cdef list _read_entries(const unsigned char *p, Py_ssize_t pos, Py_ssize_t end,
 
 cdef list _decode_entries_at(const unsigned char *p, Py_ssize_t size, uint64_t limit,
                              object max_frame_bytes):
-    cdef Py_ssize_t end = _open_frame(p, size, C_ENTRIES, limit, max_frame_bytes, -1), pos
+    cdef Py_ssize_t end = _open_frame(p, size, C_ENTRIES, limit, max_frame_bytes), pos
     cdef list out = _read_entries(p, C_HEADER, end, None, None, &pos)
     if pos != end:
         raise CodecError(f"{end - pos} bytes of trailing garbage after the entries")
@@ -349,88 +334,6 @@ def decode_entries(data, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
                                   max_frame_bytes)
     finally:
         PyBuffer_Release(&buf)
-
-
-# --- storage records ---------------------------------------------------------------------
-
-
-def encode_entry_records(entries, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
-    """Encode each entry into its own self-checking FRAME_RECORD frame (one per entry, in
-    order). Errors as ``encode_entries``; nothing is returned if any entry fails."""
-    cdef uint64_t limit = _check_limit(max_frame_bytes)
-    cdef list seq = entries if type(entries) is list else list(entries)
-    cdef Py_ssize_t n = len(seq), i, size
-    cdef list out = PyList_New(n)
-    cdef Entry e
-    cdef bytes record
-    cdef unsigned char *w
-    cdef uint64_t total
-    for i in range(n):
-        e = _checked_entry(seq[i], i)
-        size = PyBytes_GET_SIZE(e.payload)
-        total = C_HEADER + C_RECORD_HEAD + <uint64_t>size
-        if total > limit:
-            raise ValueError(f"entry {i}: record of {total} bytes exceeds the limit of "
-                             f"{int(max_frame_bytes)} bytes")
-        if total - C_HEADER > MAX_U32:
-            raise ValueError(f"entry {i}: record body of {total - C_HEADER} bytes "
-                             f"does not fit in u32")
-        record = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)
-        w = <unsigned char *>PyBytes_AS_STRING(record)
-        fr_store_u64(w + C_HEADER, e.term)
-        fr_store_u64(w + C_HEADER + 8, e.index)
-        w[C_HEADER + 16] = e.kind
-        memcpy(w + C_HEADER + C_RECORD_HEAD, PyBytes_AS_STRING(e.payload), size)
-        _seal(record, C_RECORD)
-        Py_INCREF(record)  # PyList_SET_ITEM steals a reference
-        PyList_SET_ITEM(out, i, record)
-    return out
-
-
-cdef Entry _record_at(const unsigned char *p, Py_ssize_t size, uint64_t limit,
-                      object max_frame_bytes, Py_ssize_t record_no):
-    cdef Py_ssize_t total = _open_frame(p, size, C_RECORD, limit, max_frame_bytes, record_no)
-    if total < C_HEADER + C_RECORD_HEAD:
-        raise _fail(record_no, f"entry record body of {total - C_HEADER} bytes "
-                               f"is shorter than {C_RECORD_HEAD}")
-    cdef uint8_t kind = p[C_HEADER + 16]
-    if kind > C_MAX_KIND:
-        raise _fail(record_no, f"unknown entry kind {kind}")
-    return make_entry(fr_load_u64(p + C_HEADER), fr_load_u64(p + C_HEADER + 8), kind,
-                      PyBytes_FromStringAndSize(<const char *>p + C_HEADER + C_RECORD_HEAD,
-                                                total - C_HEADER - C_RECORD_HEAD))
-
-
-cdef Entry _read_record(object record, uint64_t limit, object max_frame_bytes,
-                        Py_ssize_t record_no):
-    cdef Py_buffer buf
-    if type(record) is bytes:
-        return _record_at(<const unsigned char *>PyBytes_AS_STRING(record),
-                          PyBytes_GET_SIZE(record), limit, max_frame_bytes, record_no)
-    view = _contiguous(record)
-    PyObject_GetBuffer(view, &buf, PyBUF_SIMPLE)
-    try:
-        return _record_at(<const unsigned char *>buf.buf, buf.len, limit, max_frame_bytes,
-                          record_no)
-    finally:
-        PyBuffer_Release(&buf)
-
-
-def decode_entry_record(record, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
-    """Decode one FRAME_RECORD frame into an Entry; CodecError on any bad input."""
-    return _read_record(record, _check_limit(max_frame_bytes), max_frame_bytes, -1)
-
-
-def decode_entry_records(records, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
-    """Decode many FRAME_RECORD frames (an iterable of bytes-like) into a list of Entry, in
-    order. A bad record raises CodecError naming its position ("record 3: ...")."""
-    cdef uint64_t limit = _check_limit(max_frame_bytes)
-    cdef list out = []
-    cdef Py_ssize_t i = 0
-    for record in records:
-        out.append(_read_record(record, limit, max_frame_bytes, i))
-        i += 1
-    return out
 
 
 # --- messages ----------------------------------------------------------------------------
@@ -533,7 +436,7 @@ def encode_message(msg, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
 
 cdef object _message_at(const unsigned char *p, Py_ssize_t size, uint64_t limit,
                         object max_frame_bytes):
-    cdef Py_ssize_t end = _open_frame(p, size, C_MESSAGE, limit, max_frame_bytes, -1)
+    cdef Py_ssize_t end = _open_frame(p, size, C_MESSAGE, limit, max_frame_bytes)
     cdef Py_ssize_t pos = C_HEADER, n, i, length
     if pos == end:
         raise CodecError("empty message body")
