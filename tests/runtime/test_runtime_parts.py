@@ -56,7 +56,8 @@ def test_a_hung_request_does_not_hold_up_the_responses_behind_it(kind):
             with trio.fail_after(5):
                 while len(got) < 2:  # bounded by the fail_after
                     await trio.sleep(0.01)
-            assert [t for t, _ in got] == [2, 4]
+            # Both answered (in either order: the voter answers each in a task of its own).
+            assert sorted(t for t, _ in got) == [2, 4]
             assert all(at - t0 < 0.4 for _, at in got)  # not after the hung one's deadline
             with trio.fail_after(5):
                 while sender.failed < 1:  # the hung request expires and frees its slot
