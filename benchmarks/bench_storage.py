@@ -234,47 +234,43 @@ def test_lmdb_append_vs_raw(bench, codec_flavour, trio_thread, tmp_path, batch, 
     env.close()
 
 
+def _compare_raw_writers(bench, tmp_path, batch, title, base, other):
+    """Pair two raw writers over the same batches, alternating in every round, and record
+    both throughputs and their ratio. ``base`` and ``other`` are (name, writemap, layout),
+    ``layout`` turning a batch of entries into its [(index, value)]."""
+    writers = [_raw_writer(tmp_path / name, writemap=writemap)
+               for name, writemap, _ in (base, other)]
+    rounds = iter([([base[2](b) for b in rnd], [other[2](b) for b in rnd])
+                   for rnd in _prepared(Entry, bench, batch)])
+    paired = Paired()
+
+    def one_round():
+        base_batches, other_batches = next(rounds)
+        paired.run(writers[0][1], (base_batches,), writers[1][1], (other_batches,))
+
+    bench.run(title, one_round, rounds=ROUNDS, warmup_rounds=WARMUP)
+    paired.base, paired.other = paired.base[-ROUNDS:], paired.other[-ROUNDS:]
+    paired.record(bench, batch, base[0], other[0])
+    for env, _ in writers:
+        env.close()
+
+
 @pytest.mark.parametrize("batch", BATCHES)
 def test_raw_lmdb_writemap_vs_plain(bench, tmp_path, batch):
     """Why writemap stays off: raw synced transactions without and with writemap, paired
     per round (ratio = writemap throughput / plain throughput)."""
-    plain_env, plain = _raw_writer(tmp_path / "plain", writemap=False)
-    wm_env, writemap = _raw_writer(tmp_path / "writemap", writemap=True)
-    rounds = iter([[_per_entry(b) for b in rnd] for rnd in _prepared(Entry, bench, batch)])
-    paired = Paired()
-
-    def one_round():
-        record_batches = next(rounds)
-        paired.run(plain, (record_batches,), writemap, (record_batches,))
-
-    bench.run(f"raw lmdb: batch {batch} x 100 B, plain then writemap", one_round,
-              rounds=ROUNDS, warmup_rounds=WARMUP)
-    paired.base, paired.other = paired.base[-ROUNDS:], paired.other[-ROUNDS:]
-    paired.record(bench, batch, "plain", "writemap")
-    plain_env.close()
-    wm_env.close()
+    _compare_raw_writers(bench, tmp_path, batch,
+                         f"raw lmdb: batch {batch} x 100 B, plain then writemap",
+                         ("plain", False, _per_entry), ("writemap", True, _per_entry))
 
 
 @pytest.mark.parametrize("batch", BATCHES)
 def test_raw_lmdb_entry_vs_block_values(bench, tmp_path, batch):
     """Why the log stores a batch as one value: raw synced transactions putting a batch as
     one value per entry, then as one value (ratio = per-batch throughput / per-entry)."""
-    entry_env, entry_write = _raw_writer(tmp_path / "entry", writemap=False)
-    block_env, block_write = _raw_writer(tmp_path / "block", writemap=False)
-    rounds = iter([([_per_entry(b) for b in rnd], [encode_blocks(b) for b in rnd])
-                   for rnd in _prepared(Entry, bench, batch)])
-    paired = Paired()
-
-    def one_round():
-        per_entry, per_block = next(rounds)
-        paired.run(entry_write, (per_entry,), block_write, (per_block,))
-
-    bench.run(f"raw lmdb: batch {batch} x 100 B, value per entry then per batch", one_round,
-              rounds=ROUNDS, warmup_rounds=WARMUP)
-    paired.base, paired.other = paired.base[-ROUNDS:], paired.other[-ROUNDS:]
-    paired.record(bench, batch, "entry", "block")
-    entry_env.close()
-    block_env.close()
+    _compare_raw_writers(bench, tmp_path, batch,
+                         f"raw lmdb: batch {batch} x 100 B, value per entry then per batch",
+                         ("entry", False, _per_entry), ("block", False, encode_blocks))
 
 
 async def _fill(store, batches):
