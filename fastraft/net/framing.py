@@ -50,7 +50,7 @@ STATUS_EMPTY = 2
 MAX_ERROR_TEXT_BYTES = 1024
 #: Largest codec frame accepted by default; bounds the memory one peer can make us allocate.
 DEFAULT_MAX_FRAME_BYTES = codec.DEFAULT_MAX_FRAME_BYTES
-#: Largest single read from the socket when no big frame is pending.
+#: Largest single read from the socket: a frame's announced length never sizes a read.
 _READ_BYTES = 256 * 1024
 
 
@@ -80,29 +80,75 @@ class FrameReader:
     be retried without losing the stream's position.
     """
 
-    def __init__(self, stream: trio.abc.ReceiveStream, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
+    def __init__(self, stream: trio.abc.ReceiveStream, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 *, max_buffered_bytes: int | None = None, account=None):
         if max_frame_bytes < codec.HEADER_SIZE:
             raise ValueError(f"max_frame_bytes must be at least {codec.HEADER_SIZE}")
         self._stream = stream
         self._max_frame_bytes = max_frame_bytes
+        #: Bound on the buffer: by default one largest envelope and one read beyond it.
+        self._max_buffered = max_buffered_bytes or (max_frame_bytes + ENVELOPE_SIZE + _READ_BYTES)
+        self._account = account  # called with each change of the buffer's size; may raise
+        self._charged = 0
         self._buf = bytearray()
         self._pos = 0  # Invariant: self._buf[:self._pos] has been consumed
 
     def _available(self) -> int:
         return len(self._buf) - self._pos
 
+    def _compact(self) -> None:
+        del self._buf[: self._pos]
+        self._pos = 0
+        self._recharge()
+
+    def _recharge(self) -> None:
+        if self._account is not None and len(self._buf) != self._charged:
+            delta, self._charged = len(self._buf) - self._charged, len(self._buf)
+            self._account(delta)
+
+    def release(self) -> None:
+        """Drop whatever is buffered (the connection is over) and report it freed."""
+        self._buf = bytearray()
+        self._pos = 0
+        self._recharge()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet consumed."""
+        return self._available()
+
     async def _fill(self, need: int) -> bool:
-        """Make at least ``need`` unconsumed bytes available; False at end of stream."""
+        """Make at least ``need`` unconsumed bytes available; False at end of stream.
+
+        The buffer grows with bytes that arrive (reads of at most ``_READ_BYTES``), never
+        by a length announced in a header; CodecError when it would pass its bound."""
         if self._pos and self._pos * 2 >= len(self._buf):
             # compact once half the buffer is consumed: amortised O(1) per byte
-            del self._buf[: self._pos]
-            self._pos = 0
+            self._compact()
         while self._available() < need:
-            chunk = await self._stream.receive_some(max(_READ_BYTES, need - self._available()))
+            room = self._max_buffered - len(self._buf)
+            if room <= 0 and self._pos:
+                self._compact()
+                room = self._max_buffered - len(self._buf)
+            if room <= 0:
+                raise CodecError(f"more than {self._max_buffered} bytes buffered on one connection")
+            chunk = await self._stream.receive_some(min(_READ_BYTES, room))
             if not chunk:
                 return False
             self._buf += chunk
+            self._recharge()
         return True
+
+    async def wait_readable(self) -> bool:
+        """Wait for at least one unconsumed byte; False at end of stream."""
+        return await self._fill(1)
+
+    async def read_exact(self, n: int) -> bytes:
+        """The next ``n`` raw bytes (a preamble outside the envelopes); CodecError if the
+        stream ends first."""
+        if not await self._fill(n):
+            raise CodecError(f"stream ended inside a {n}-byte preamble")
+        return self._take(n)
 
     def _take(self, n: int) -> bytes:
         out = bytes(self._buf[self._pos: self._pos + n])
