@@ -81,14 +81,15 @@ class FrameReader:
     """
 
     def __init__(self, stream: trio.abc.ReceiveStream, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 *, max_buffered_bytes: int | None = None, account=None):
+                 *, max_buffered_bytes: int | None = None, budget=None):
         if max_frame_bytes < codec.HEADER_SIZE:
             raise ValueError(f"max_frame_bytes must be at least {codec.HEADER_SIZE}")
         self._stream = stream
         self._max_frame_bytes = max_frame_bytes
         #: Bound on the buffer: by default one largest envelope and one read beyond it.
         self._max_buffered = max_buffered_bytes or (max_frame_bytes + ENVELOPE_SIZE + _READ_BYTES)
-        self._account = account  # called with each change of the buffer's size; may raise
+        #: shared with other readers (``room()``, ``charge(delta)``): bounds their sum
+        self._budget = budget
         self._charged = 0
         self._buf = bytearray()
         self._pos = 0  # Invariant: self._buf[:self._pos] has been consumed
@@ -102,9 +103,9 @@ class FrameReader:
         self._recharge()
 
     def _recharge(self) -> None:
-        if self._account is not None and len(self._buf) != self._charged:
+        if self._budget is not None and len(self._buf) != self._charged:
             delta, self._charged = len(self._buf) - self._charged, len(self._buf)
-            self._account(delta)
+            self._budget.charge(delta)
 
     def release(self) -> None:
         """Drop whatever is buffered (the connection is over) and report it freed."""
@@ -132,6 +133,10 @@ class FrameReader:
                 room = self._max_buffered - len(self._buf)
             if room <= 0:
                 raise CodecError(f"more than {self._max_buffered} bytes buffered on one connection")
+            if self._budget is not None:
+                room = min(room, self._budget.room())
+                if room <= 0:
+                    raise CodecError("the buffers shared with other connections are full")
             chunk = await self._stream.receive_some(min(_READ_BYTES, room))
             if not chunk:
                 return False

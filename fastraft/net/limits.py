@@ -14,8 +14,9 @@
     max_buffered_bytes        bytes one connection may hold unparsed; a frame announced larger
                               is refused when its header arrives, and the buffer grows only with
                               bytes that arrive, never from an announced length
-    max_total_buffered_bytes  the same, summed over the listener's connections: the connection
-                              whose bytes would cross it is closed
+    max_total_buffered_bytes  the same, summed over the listener's connections: a connection
+                              that finds it reached is closed. Reads already under way when
+                              it is reached may each add one read (256 KiB) beyond it.
     error_log_interval_s      accept errors (EMFILE...) and refused connections are logged at
                               most once per this many seconds, with a count of those not logged
 

@@ -417,12 +417,12 @@ class _Server:
                 self.stats.accepted += 1
                 nursery.start_soon(self.serve_connection, stream)
 
-    def account(self, delta: int) -> None:
-        """A connection's buffer changed by ``delta`` bytes; refuse crossing the total."""
+    # the connections' shared receive-buffer budget (``FrameReader``'s ``budget``)
+    def room(self) -> int:
+        return self.limits.max_total_buffered_bytes - self.stats.buffered_bytes
+
+    def charge(self, delta: int) -> None:
         self.stats.charge(delta)
-        if delta > 0 and self.stats.buffered_bytes > self.limits.max_total_buffered_bytes:
-            raise CodecError(f"the raft listener holds more than "
-                             f"{self.limits.max_total_buffered_bytes} buffered bytes")
 
     async def serve_connection(self, stream: trio.SocketStream) -> None:
         peer = _peer_name(stream)
@@ -494,7 +494,7 @@ class _Served:
         limits = self.server.limits
         reader = FrameReader(self.stream, self.max_frame_bytes,
                              max_buffered_bytes=limits.max_buffered_bytes,
-                             account=self.server.account)
+                             budget=self.server)
         try:
             if self.peer_id is not None:
                 with trio.fail_after(limits.handshake_timeout_s):
