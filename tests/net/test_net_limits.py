@@ -163,6 +163,7 @@ def test_idle_connections_are_closed_and_peers_redial():
             async with TcpNetwork(backoff_min_s=0.0).client(2, node) as c:
                 assert (await c.append_entries(append_request(term=3), timeout_s=5)).term == 3
                 await wait_for(lambda: stats.timeouts == 2, "the client's connection idled out")
+                await wait_for(lambda: c._conn is None, "the client saw its connection end")
                 assert (await c.append_entries(append_request(term=4), timeout_s=5)).term == 4
                 assert c.connects == 2
             nursery.cancel_scope.cancel()
