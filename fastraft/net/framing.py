@@ -81,7 +81,8 @@ class FrameReader:
     """
 
     def __init__(self, stream: trio.abc.ReceiveStream, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 *, max_buffered_bytes: int | None = None, budget=None):
+                 *, max_buffered_bytes: int | None = None, budget=None,
+                 idle_timeout_s: float | None = None, frame_timeout_s: float | None = None):
         if max_frame_bytes < codec.HEADER_SIZE:
             raise ValueError(f"max_frame_bytes must be at least {codec.HEADER_SIZE}")
         self._stream = stream
@@ -91,6 +92,13 @@ class FrameReader:
         #: shared with other readers (``room()``, ``charge(delta)``): bounds their sum
         self._budget = budget
         self._charged = 0
+        #: With both timeouts: waiting for the first byte of an envelope may take
+        #: idle_timeout_s, the rest of it frame_timeout_s from when we first wait for it;
+        #: trio.TooSlowError when either runs out.
+        self._timed = idle_timeout_s is not None and frame_timeout_s is not None
+        self._idle_timeout_s = idle_timeout_s
+        self._frame_timeout_s = frame_timeout_s
+        self._frame_deadline: float | None = None
         self._buf = bytearray()
         self._pos = 0  # Invariant: self._buf[:self._pos] has been consumed
 
@@ -113,11 +121,6 @@ class FrameReader:
         self._pos = 0
         self._recharge()
 
-    @property
-    def buffered(self) -> int:
-        """Bytes received and not yet consumed."""
-        return self._available()
-
     async def _fill(self, need: int) -> bool:
         """Make at least ``need`` unconsumed bytes available; False at end of stream.
 
@@ -137,16 +140,29 @@ class FrameReader:
                 room = min(room, self._budget.room())
                 if room <= 0:
                     raise CodecError("the buffers shared with other connections are full")
-            chunk = await self._stream.receive_some(min(_READ_BYTES, room))
+            if self._timed:
+                chunk = await self._receive_timed(min(_READ_BYTES, room))
+            else:
+                chunk = await self._stream.receive_some(min(_READ_BYTES, room))
             if not chunk:
                 return False
             self._buf += chunk
             self._recharge()
         return True
 
-    async def wait_readable(self) -> bool:
-        """Wait for at least one unconsumed byte; False at end of stream."""
-        return await self._fill(1)
+    async def _receive_timed(self, max_bytes: int) -> bytes:
+        # one cancel scope per wait on the socket, not per frame: pipelined frames that
+        # arrive together cost none
+        now = trio.current_time()
+        if not self._available():
+            deadline = now + self._idle_timeout_s
+        else:
+            if self._frame_deadline is None:
+                self._frame_deadline = now + self._frame_timeout_s
+            deadline = self._frame_deadline
+        with trio.move_on_at(deadline):
+            return await self._stream.receive_some(max_bytes)
+        raise trio.TooSlowError("idle too long" if not self._available() else "frame too slow")
 
     async def read_exact(self, n: int) -> bytes:
         """The next ``n`` raw bytes (a preamble outside the envelopes); CodecError if the
@@ -161,6 +177,7 @@ class FrameReader:
         return out
 
     async def read(self) -> tuple[int, Message | str | None] | None:
+        self._frame_deadline = None
         if not await self._fill(ENVELOPE_SIZE):
             if self._available():
                 raise CodecError("stream ended inside an envelope")

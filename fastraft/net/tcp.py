@@ -493,8 +493,9 @@ class _Served:
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         limits = self.server.limits
         reader = FrameReader(self.stream, self.max_frame_bytes,
-                             max_buffered_bytes=limits.max_buffered_bytes,
-                             budget=self.server)
+                             max_buffered_bytes=limits.max_buffered_bytes, budget=self.server,
+                             idle_timeout_s=limits.idle_timeout_s,
+                             frame_timeout_s=limits.frame_timeout_s)
         try:
             if self.peer_id is not None:
                 with trio.fail_after(limits.handshake_timeout_s):
@@ -503,12 +504,7 @@ class _Served:
                 while self.unanswered >= _MAX_PENDING:  # until answers free room
                     self.room = trio.Event()
                     await self.room.wait()
-                if not reader.buffered:
-                    with trio.fail_after(limits.idle_timeout_s):
-                        if not await reader.wait_readable():
-                            return
-                with trio.fail_after(limits.frame_timeout_s):  # the frame has started
-                    got = await reader.read()
+                got = await reader.read()  # TooSlowError when idle or slow too long
                 if got is None:
                     return
                 request_id, request = got
