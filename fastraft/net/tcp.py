@@ -27,6 +27,10 @@ answer goes back as soon as it is known (a request the node answers late holds u
 answers queued meanwhile coalesced into one write. A peer that sends bytes that do not parse,
 or a frame over ``max_frame_bytes``, is logged and disconnected; the server carries on. The
 server stops by itself when the node shuts down (if the handler offers ``wait_closed``).
+
+Security: with a ``TlsConfig`` on both sides every connection is mutual TLS and speaks for
+one authenticated node only (``fastraft.net.tls``); the listener's connections, waits and
+buffered bytes are bounded by ``ListenerLimits`` (``fastraft.net.limits``).
 """
 
 from __future__ import annotations
