@@ -74,7 +74,7 @@ async def plain_peer_is_refused(cluster: LocalCluster) -> None:
 
     async with TcpNetwork().client(3, Node(cluster.nodes[3].raft_addr)) as c:
         with pytest.raises(NetworkError):
-            await c.vote(VoteRequest(term=1 << 40, candidate_id=1, last_log_term=1 << 40,
+            await c.vote(VoteRequest(term=1 << 40, sender=1, last_log_term=1 << 40,
                                      last_log_index=1 << 40, leader_transfer=True), timeout_s=5)
     with trio.fail_after(10):
         while "refused a raft connection" not in cluster.log_tail(3, 20000):

@@ -29,9 +29,7 @@ from dataclasses import dataclass
 import trio
 
 from ..errors import CodecError, ConfigError
-from ..messages import (AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-                        InstallSnapshotResponse, Message, TimeoutNowRequest, TimeoutNowResponse,
-                        VoteRequest, VoteResponse)
+from ..messages import Message
 
 __all__ = ["TlsConfig", "PeerRefused", "message_sender", "peer_identity", "encode_hello",
            "read_hello", "open_client_tls", "accept_server_tls"]
@@ -47,19 +45,10 @@ class PeerRefused(CodecError):
     hello that does not match its certificate. The connection is closed."""
 
 
-_SENDER_FIELD = {
-    VoteRequest: "candidate_id", VoteResponse: "voter_id",
-    AppendEntriesRequest: "leader_id", AppendEntriesResponse: "follower_id",
-    InstallSnapshotRequest: "leader_id", InstallSnapshotResponse: "follower_id",
-    TimeoutNowRequest: "leader_id", TimeoutNowResponse: "follower_id",
-}
-
-
 def message_sender(msg: Message) -> int | None:
-    """The node ``msg`` says it comes from (the field the engine reads), None for a
+    """The node ``msg`` says it comes from (``sender``, which the engine reads), None for a
     non-message."""
-    field = _SENDER_FIELD.get(type(msg))
-    return None if field is None else getattr(msg, field)
+    return msg.sender if isinstance(msg, Message) else None
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ async def start_server(nursery, handler, tls, stats=None, **kw):
 
 
 def vote(sender, term=2):
-    return VoteRequest(term=term, candidate_id=sender, last_log_term=1, last_log_index=1)
+    return VoteRequest(term=term, sender=sender, last_log_term=1, last_log_index=1)
 
 
 def test_identity_is_the_node_uri_of_the_certificate():
@@ -53,7 +53,7 @@ def test_identity_is_the_node_uri_of_the_certificate():
                 {"subjectAltName": (("URI", "fastraft://c1/node/1"), ("URI", "fastraft://c1/node/2"))}):
         assert peer_identity(bad) is None
     assert message_sender(vote(3)) == 3
-    assert message_sender(TimeoutNowRequest(term=1, leader_id=4)) == 4
+    assert message_sender(TimeoutNowRequest(term=1, sender=4)) == 4
 
 
 def test_authenticated_peer_is_served_and_cannot_speak_for_another(pki):
@@ -64,13 +64,13 @@ def test_authenticated_peer_is_served_and_cannot_speak_for_another(pki):
             node = await start_server(nursery, handler, tls_for(pki, 2), stats)
             async with TcpNetwork(tls=tls_for(pki, 1)).client(2, node) as c:
                 resp = await c.vote(vote(1, term=4), timeout_s=5)
-                assert resp.voter_id == 2 and resp.granted
+                assert resp.sender == 2 and resp.granted
                 # node 1 naming node 3 (say, the leader) as sender: dropped, answered with an error
                 with pytest.raises(RemoteError, match="not the authenticated node 1"):
                     await c.vote(vote(3, term=6), timeout_s=5)
                 resp = await c.vote(vote(1, term=8), timeout_s=5)  # the connection carries on
                 assert resp.granted
-            assert [r.candidate_id for r in handler.seen] == [1, 1]
+            assert [r.sender for r in handler.seen] == [1, 1]
             assert stats.refused_senders == 1
             nursery.cancel_scope.cancel()
 
