@@ -140,8 +140,6 @@ class LmdbKVStateMachine(StateMachine):
         self._check_open()
         async with self._write_lock:
             check_apply_start(entries, self._last_applied)
-            if not entries:
-                return []
             last = entries[len(entries) - 1]
             applied = LogId(last.term, last.index)
             start_membership = self._membership
