@@ -8,16 +8,19 @@ A refused call changes nothing stored: every check here runs before the store wr
 from __future__ import annotations
 
 import operator
-from operator import attrgetter
 from typing import Sequence
 
+from .. import accel
+from ..accel.pure import log_index as pure_log_index
 from ..types import LogId, Vote
 
 __all__ = ["check_append", "check_range", "check_truncate", "check_purge", "check_vote",
            "check_batch", "check_apply"]
 
-_index = attrgetter("index")
-_term = attrgetter("term")
+# check_entries reads nothing of its log index, so one shared instance serves every store
+_CHECKER = accel.log_index.LogIndex()
+_ATTRIBUTE_CHECKER = pure_log_index.LogIndex()
+_MAX_TERM = (1 << 64) - 1
 
 
 def check_vote(current: Vote | None, vote: Vote) -> None:
@@ -42,22 +45,27 @@ def check_vote(current: Vote | None, vote: Vote) -> None:
                          f"node {current.node_id} (one vote per term, Raft §5.2)")
 
 
-def check_batch(entries: Sequence, what: str) -> None:
-    """Refuse an empty batch, a batch whose indexes are not consecutive (a gap or a repeat
-    anywhere inside it), or whose terms decrease. The comparisons run in C (map, list
-    equality), not in a Python loop per entry."""
-    n = len(entries)
-    if n == 0:
+def check_batch(entries: Sequence, what: str, prev_index: int, prev_term: int) -> None:
+    """Refuse a batch that cannot follow the entry (``prev_term``, ``prev_index``): empty,
+    an index anywhere in it that is not the next one (a gap or a repeat, also inside the
+    batch), or a term below ``prev_term`` or below the entry before it.
+
+    Every entry is checked, in one call of the accelerated log index's ``check_entries``
+    (a C loop in the compiled build), not in a Python loop per entry.
+    """
+    if len(entries) == 0:
         raise ValueError(f"{what} needs at least one entry")
-    first = entries[0].index
-    if n > 1:
-        if list(map(_index, entries)) != list(range(first, first + n)):
-            raise ValueError(f"{what}: the indexes of a batch of {n} entries from {first} are "
-                             "not consecutive")
-        terms = list(map(_term, entries))
-        if terms != sorted(terms):
-            raise ValueError(f"{what}: terms decrease within the batch of {n} entries from "
-                             f"{first}")
+    try:
+        try:
+            _CHECKER.check_entries(entries, prev_index, prev_term, _MAX_TERM)
+        except TypeError:
+            # objects the compiled checker cannot convert (a payload of the wrong type): check
+            # their indexes and terms with the twin, and leave the payload to the codec's
+            # error, which names the entry by its position
+            _ATTRIBUTE_CHECKER.check_entries(entries, prev_index, prev_term, _MAX_TERM)
+    except ValueError as e:
+        raise ValueError(f"{what} of {len(entries)} entries after index {prev_index}: "
+                         f"{e}") from None
 
 
 def check_append(entries: Sequence, next_index: int, last_term: int) -> None:
@@ -67,15 +75,11 @@ def check_append(entries: Sequence, next_index: int, last_term: int) -> None:
     Every entry's index and term is checked (``check_batch``), so a gap inside the batch is
     refused too, not only one at its ends.
     """
-    check_batch(entries, "append")
-    first = entries[0]
-    if first.index != next_index:
+    if len(entries) and entries[0].index != next_index:
         raise ValueError(
-            f"append starts at index {first.index}, but the log's next index is {next_index} "
-            "(the log must stay contiguous; truncate a conflicting suffix first)")
-    if first.term < last_term:
-        raise ValueError(f"entry {first.index} has term {first.term}, below the log's last "
-                         f"term {last_term} (terms in a log never decrease)")
+            f"append starts at index {entries[0].index}, but the log's next index is "
+            f"{next_index} (the log must stay contiguous; truncate a conflicting suffix first)")
+    check_batch(entries, "append", next_index - 1, last_term)
 
 
 def check_range(lo: int, hi: int, max_entries: int | None) -> tuple[int, int]:
@@ -115,12 +119,8 @@ def check_apply(entries: Sequence, last_applied: LogId | None) -> None:
     """Refuse an apply that does not continue right after ``last_applied``: empty, a gap or
     repeat (inside the batch or against ``last_applied``), or a term below the last applied
     one. Applying an entry twice or skipping one would make the replica diverge (Raft §5.3)."""
-    check_batch(entries, "apply")
-    first = entries[0]
     expected = 1 if last_applied is None else last_applied.index + 1
-    if first.index != expected:
-        raise ValueError(f"apply of entries from {first.index} does not continue after the "
-                         f"last applied index {expected - 1}")
-    if last_applied is not None and first.term < last_applied.term:
-        raise ValueError(f"apply of entry {first.index} with term {first.term}, below the "
-                         f"last applied term {last_applied.term}")
+    if len(entries) and entries[0].index != expected:
+        raise ValueError(f"apply of entries from {entries[0].index} does not continue after "
+                         f"the last applied index {expected - 1}")
+    check_batch(entries, "apply", expected - 1, 0 if last_applied is None else last_applied.term)
