@@ -68,6 +68,19 @@ async def initial_state_conflict_with_a_tail_and_a_committed_id(ctx: SuiteContex
 
 
 @case
+async def initial_state_dirty_log_membership_is_dropped(ctx: SuiteContext) -> None:
+    """A membership in the log after the applied entry, on a branch that conflicts with it
+    (openraft 0.8.3 df_get_initial_state_dirty_log, df_get_membership_config_dirty_log,
+    which refuse): dropped with its branch; the node starts with the applied membership."""
+    await ctx.log.append([blank(1, 1), blank(1, 2), member(1, 3, 1, 2, 3)])
+    await ctx.sm.apply([blank(2, 1), member(2, 2, 3, 4, 5)])
+    got = await recover_state(ctx.log, ctx.sm)
+    expect((got.membership.committed, got.membership.effective), (stored(2, 2, 3, 4, 5),) * 2,
+           "memberships at start")
+    expect(await ctx.log.get_log_state(), LogState(LogId(2, 2), LogId(2, 2)), "log state")
+
+
+@case
 async def initial_state_membership_from_empty_log_and_sm(ctx: SuiteContext) -> None:
     """Nothing in the log: the node starts with the state machine's membership (openraft
     get_initial_state_membership_from_empty_log_and_sm)."""
