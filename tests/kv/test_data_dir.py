@@ -172,3 +172,31 @@ def test_the_cli_refuses_with_the_rejoin_advice_and_force_new_store_starts(tmp_p
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=CLI_TIMEOUT_S)
+
+
+@pytest.mark.parametrize("store", ["log", "state"])
+def test_the_cli_reports_a_truncated_store_instead_of_dying_of_sigbus(tmp_path, store):
+    """The attack as it was run: data.mdb truncated to 16 KiB made ``serve`` die of SIGBUS
+    (exit 135, nothing logged). Now it exits 1 and says what is wrong with which file."""
+    async def main():
+        with trio.fail_after(TIMEOUT_S):
+            async with trio.open_nursery() as nursery:
+                nodes = Nodes(nursery, store="lmdb", base_dir=str(tmp_path))
+                info = await nodes.start(1)
+                async with KVClient([info.addr]) as client:
+                    await client.init()
+                    for n in range(40):  # enough to grow each file past 16 KiB
+                        await client.write(Set(f"key-{n}", "v" * 2000))
+                nodes.stop_all()
+
+    trio.run(main)
+    data = tmp_path / "n1" / store / "data.mdb"
+    assert data.stat().st_size > 16 * 1024
+    os.truncate(data, 16 * 1024)
+    got = subprocess.run([sys.executable, "-m", "fastraft.kv", "serve", "--id", "1", "--addr",
+                          "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--store", "lmdb",
+                          "--data", str(tmp_path / "n1")],
+                         capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+    assert got.returncode == 1, f"exit {got.returncode} (-7: SIGBUS)\n{got.stderr}"
+    assert "StorageError" in got.stderr and str(data) in got.stderr, got.stderr
+    assert "truncated" in got.stderr, got.stderr
