@@ -13,6 +13,7 @@ from fastraft import Entry, EntryKind, LogId, StorageError
 from fastraft.kv import LmdbKVStateMachine, Set
 from fastraft.kv.client import KVClient
 from fastraft.kv.commands import CompareAndSwap, encode_command
+from fastraft.kv.server import NodeOptions, run_node
 
 from test_node import TIMEOUT_S, Nodes
 
@@ -130,7 +131,8 @@ def test_a_store_of_the_format_without_checksums_is_refused(tmp_path):
 
 def test_a_node_whose_state_file_was_edited_does_not_serve_the_edited_value(tmp_path):
     """The attack as it was run: write, stop the node, edit state/data.mdb, start it again;
-    neither a local nor a linearizable read returns the edited value."""
+    neither a local nor a linearizable read returns the edited value, and the node stops
+    (a storage failure) instead of applying on top of damaged state."""
     async def main():
         with trio.fail_after(TIMEOUT_S):
             async with trio.open_nursery() as nursery:
@@ -141,15 +143,32 @@ def test_a_node_whose_state_file_was_edited_does_not_serve_the_edited_value(tmp_
                     await client.write(Set("secret", SECRET))
                     assert await client.consistent_read("secret") == SECRET
                 nodes.stop(1)
-                await trio.sleep(0.2)
-                _edit_file(tmp_path / "n1" / "state" / "data.mdb", SECRET, EDITED)
-                info = await nodes.start(1, addr=info.addr)
+            _edit_file(tmp_path / "n1" / "state" / "data.mdb", SECRET, EDITED)
+
+            stopped = trio.Event()
+            failure = []
+
+            async def node(task_status):
+                options = NodeOptions(node_id=1, addr=info.addr, raft_addr="127.0.0.1:0",
+                                      store="lmdb", data_dir=str(tmp_path / "n1"))
+                try:
+                    await run_node(options, task_status=task_status)
+                except StorageError as e:
+                    failure.append(e)
+                finally:
+                    stopped.set()
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(node)
                 async with KVClient([info.addr], deadline_s=5) as client:
                     for read in (client.consistent_read, client.read):
                         with pytest.raises(Exception) as caught:
                             got = await read("secret")
                             pytest.fail(f"{read.__name__} answered {got!r}")
                         assert "damaged" in str(caught.value), caught.value
-                nodes.stop_all()
+                    with pytest.raises(Exception):  # never acknowledged as applied
+                        await client.write(Set("after", "x"))
+                await stopped.wait()  # the node stops on its own (bounded by fail_after)
+            assert failure and "'secret'" in str(failure[0]), failure
 
     trio.run(main)
