@@ -85,8 +85,9 @@ def test_a_claimed_directory_that_lost_a_store_is_refused_unless_forced(tmp_path
                     m = await client.metrics()
                 if damage == "both truncated to 0":
                     assert m["last_log_index"] in (None, 0), "it starts with nothing"
-                else:  # the store that is left is used (init, its membership, one write)
-                    assert m["last_log_index"] == 3
+                else:  # the store that is left is used (init, its membership, one write;
+                    # a leader's blank entry may follow)
+                    assert m["last_log_index"] >= 3
                 nursery.cancel_scope.cancel()
 
     trio.run(main)
