@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from fastraft import LogId
-from fastraft.storage import LmdbLogStore
+from crash_stores import OPENERS
 
 CHILD = pathlib.Path(__file__).with_name("crash_child.py")
 ROUNDS = int(os.environ.get("FASTRAFT_CRASH_ROUNDS", "25"))
@@ -78,10 +78,10 @@ class Model:
         self.last_min = min(self.last_min, since - 1)
 
 
-def run_child(path: pathlib.Path, seed: int, rng: random.Random) -> list[str]:
+def run_child(path: pathlib.Path, seed: int, rng: random.Random, kind: str = "lmdb") -> list[str]:
     """Start a child, let it write for a random while after it opened the store, SIGKILL it,
     and return every complete line it reported."""
-    child = subprocess.Popen([sys.executable, str(CHILD), str(path), str(seed)],
+    child = subprocess.Popen([sys.executable, str(CHILD), str(path), str(seed), kind],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     raw: list[bytes] = []
     opened = threading.Event()
@@ -111,9 +111,9 @@ def run_child(path: pathlib.Path, seed: int, rng: random.Random) -> list[str]:
     return complete
 
 
-async def check_store(path: pathlib.Path, model: Model, round_no: int) -> None:
+async def check_store(path: pathlib.Path, model: Model, round_no: int, kind: str = "lmdb") -> None:
     where = f"after kill {round_no}"
-    store = await LmdbLogStore.open(path)  # verifies every checksum and the contiguity
+    store = await OPENERS[kind](path)  # verifies every checksum and the contiguity
     try:
         state = await store.get_log_state()
         last = 0 if state.last_log_id is None else state.last_log_id.index
