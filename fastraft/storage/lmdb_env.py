@@ -41,6 +41,7 @@ from typing import Callable, Iterator, TypeVar
 import lmdb
 
 from ..errors import StorageError
+from .store_kind import refuse_other_kind
 
 __all__ = ["LmdbEnv", "DEFAULT_MAP_SIZE_BYTES", "GROW_AT_FRACTION"]
 
@@ -116,6 +117,7 @@ class LmdbEnv:
         self._closed = False
         try:
             os.makedirs(self.path, exist_ok=True)
+            refuse_other_kind(self.path, "lmdb")
             self._env = lmdb.open(self.path, map_size=map_size_bytes, subdir=True, sync=True,
                                   metasync=True, map_async=False, writemap=writemap,
                                   max_dbs=MAX_DBS, readahead=False, lock=True)

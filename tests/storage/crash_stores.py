@@ -1,6 +1,6 @@
 """The log stores the crash tests run against, by name: how each is opened on a directory.
 
-``lmdb-unsynced`` is the lmdb store with its environment's syncs turned off (``sync=False,
+``rocksdb`` is ``fastraft.storage.rocksdb_log.RocksLogStore``. ``lmdb-unsynced`` is the lmdb store with its environment's syncs turned off (``sync=False,
 metasync=False, map_async=True``): a store that loses acknowledged writes at a power cut,
 which the power-loss tests must catch.
 """
@@ -23,4 +23,20 @@ async def open_lmdb_unsynced(path):
         lmdb_env.lmdb.open = real_open
 
 
-OPENERS = {"lmdb": LmdbLogStore.open, "lmdb-unsynced": open_lmdb_unsynced}
+async def open_rocksdb(path):
+    from fastraft.storage.rocksdb_log import RocksLogStore
+
+    return await RocksLogStore.open(path)
+
+
+OPENERS = {"lmdb": LmdbLogStore.open, "lmdb-unsynced": open_lmdb_unsynced,
+           "rocksdb": open_rocksdb}
+
+
+def durable_kinds():
+    """The durable stores to crash: lmdb, and rocksdb when its extra is installed."""
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return ["lmdb"]
+    return ["lmdb", "rocksdb"]

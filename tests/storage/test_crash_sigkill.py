@@ -1,5 +1,6 @@
-"""Crash safety, for real: a child process writes to an lmdb log store as fast as it can and
-is killed with SIGKILL at a random moment; on reopen every write it reported complete is
+"""Crash safety, for real: a child process writes to a durable log store (lmdb, and rocksdb
+when its extra is installed) as fast as it can and is killed with SIGKILL at a random
+moment; on reopen every write it reported complete is
 there, the log is contiguous with intact records, and the vote is the last one saved.
 
 The rounds share one store, so each child also recovers what the previous one left.
@@ -20,7 +21,7 @@ import pytest
 import trio
 
 from fastraft import LogId
-from crash_stores import OPENERS
+from crash_stores import OPENERS, durable_kinds
 
 CHILD = pathlib.Path(__file__).with_name("crash_child.py")
 ROUNDS = int(os.environ.get("FASTRAFT_CRASH_ROUNDS", "25"))
@@ -138,15 +139,16 @@ async def check_store(path: pathlib.Path, model: Model, round_no: int, kind: str
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_sigkill_at_random_moments_loses_no_completed_write(tmp_path):
+@pytest.mark.parametrize("kind", durable_kinds())
+def test_sigkill_at_random_moments_loses_no_completed_write(tmp_path, kind):
     rng = random.Random(int(os.environ.get("FASTRAFT_CRASH_SEED", "20240611")))
     path = tmp_path / "node"
     model = Model()
     for round_no in range(1, ROUNDS + 1):
-        lines = run_child(path, rng.randrange(1 << 30), rng)
+        lines = run_child(path, rng.randrange(1 << 30), rng, kind)
         ready_last = int(lines[0].split()[1])
         assert ready_last >= model.last_min, f"round {round_no}: reopened log lost entries"
         model.absorb(lines[1:])
-        trio.run(check_store, path, model, round_no)
+        trio.run(check_store, path, model, round_no, kind)
     # The rounds did real work: appends completed, and were checked after each kill.
     assert model.appends > ROUNDS

@@ -20,6 +20,7 @@ import pytest
 import trio
 
 from fastraft.testing.powerloss_mount import PowerLossMount, fuse_unavailable
+from crash_stores import durable_kinds
 from test_crash_sigkill import Model, check_store, run_child
 
 ROUNDS = int(os.environ.get("FASTRAFT_POWERLOSS_ROUNDS", "12"))
@@ -56,7 +57,7 @@ def power_cut_rounds(tmp_path, kind: str, seed: int, rounds: int):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("kind", ["lmdb"])
+@pytest.mark.parametrize("kind", durable_kinds())
 def test_power_cut_at_random_moments_loses_no_completed_write(tmp_path, kind):
     require_fuse()
     seed = int(os.environ.get("FASTRAFT_CRASH_SEED", "20261207"))
