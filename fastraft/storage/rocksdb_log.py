@@ -46,7 +46,7 @@ from ..codec import decode_entries, encode_entries
 from .lmdb_log_layout import encode_blocks
 from .protocols import LogState, LogStore, OnDurable
 from .store_kind import refuse_other_kind
-from .validate import check_append, check_purge, check_range, check_truncate
+from .validate import check_append, check_purge, check_range, check_truncate, check_vote
 
 __all__ = ["RocksLogStore", "FORMAT_VERSION"]
 
@@ -84,6 +84,8 @@ class RocksLogStore(LogStore):
         self._closed = False
         self._vote: Vote | None = None
         self._committed: LogId | None = None
+        self._staged_vote: Vote | None = None  # what the queued writes will have saved
+        self._staged_committed: LogId | None = None
         self._durable = LogState()
         self._staged = LogState()
         self._starts: list[int] = []
@@ -162,6 +164,7 @@ class RocksLogStore(LogStore):
             if end > p:
                 last = LogId(entries[-1].term, end)
         self._durable = self._staged = LogState(last_purged, last)
+        self._staged_vote, self._staged_committed = self._vote, self._committed
         self._read_lo = p + 1
         self._read_hi = self._durable.next_index
 
@@ -250,15 +253,16 @@ class RocksLogStore(LogStore):
 
     async def save_vote(self, vote: Vote) -> None:
         self._check_open()
-        if not isinstance(vote, Vote):
-            raise TypeError(f"save_vote takes a Vote, not {type(vote).__name__}")
         await self._pipeline.wait_for_room()
+        check_vote(self._staged_vote, vote)  # after the wait: nothing is checked stale
+        self._staged_vote = vote
         await self._pipeline.run(([("put", _META + b"vote", records.encode_vote(vote))],
                                   self._staged, ("vote", vote)))
 
     async def save_committed(self, committed: LogId | None) -> None:
         self._check_open()
         await self._pipeline.wait_for_room()
+        self._staged_committed = committed
         await self._pipeline.run(([("put", _META + b"committed", records.encode_log_id(committed))],
                                   self._staged, ("committed", committed)))
 
@@ -267,7 +271,7 @@ class RocksLogStore(LogStore):
         await self._pipeline.wait_idle()  # rare: plan it against the disk
         self._check_open()
         staged = self._staged
-        check_truncate(since_index, staged.last_purged_log_id)
+        check_truncate(since_index, staged.last_purged_log_id, self._staged_committed)
         if since_index >= staged.next_index:
             return
         purged = staged.last_purged_log_id
@@ -290,9 +294,9 @@ class RocksLogStore(LogStore):
 
     async def purge(self, upto: LogId) -> None:
         self._check_open()
-        check_purge(upto)
         await self._pipeline.wait_idle()  # rare: plan it against the disk
         self._check_open()
+        check_purge(upto, self._staged_committed)
         staged = self._staged
         old = staged.last_purged_log_id
         if old is not None and upto.index <= old.index:
