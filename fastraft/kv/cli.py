@@ -52,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="raft RPCs over the built-in TCP network (default) or over HTTP on --addr")
     s.add_argument("--store", choices=("memory", "lmdb"), default="memory")
     s.add_argument("--data", help="data directory (lmdb store)")
-    # etcd's defaults, not the engine's (50 / 150-300 ms): a node shares its machine with
-    # other processes, and a busy moment must not cost the cluster its leader
+    # etcd's defaults, as the engine's: a node shares its machine with other processes, and a
+    # busy moment must not cost the cluster its leader
     s.add_argument("--heartbeat-ms", type=int, default=100)
     s.add_argument("--election-timeout-ms", type=int, nargs=2, default=(1000, 2000),
                    metavar=("MIN", "MAX"))
