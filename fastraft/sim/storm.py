@@ -6,13 +6,15 @@ Raft's traffic is driven by clients and timers: a leader sends at most one pipel
 per follower per answer and one heartbeat per follower per interval (Raft §5.3, thesis
 §10.2), so its rate is bounded by the answers it gets, not by itself. A node whose messages
 multiply (a rejection answered with a resend that is rejected again, each duplicate doubling
-the exchange) spends the run's step budget in a few simulated milliseconds; the liveness
-check would only say "no write committed", long after the cause. This check names it when it
+the exchange) spends the run's step budget in a few simulated seconds; the liveness check
+would only say "no write committed", long after the cause. This check names it when it
 starts.
 
-The bound is far above anything the simulator's workloads produce (four clients, pipelines of
-at most 64 messages per follower, faults that duplicate at most one message in five): the
-busiest of 2,000 clean seeds sent under a tenth of it.
+The window is long (a second) because legitimate bursts are short: the busiest clean run
+seen, seed 103179 (seven nodes, one entry per message, 32 in flight, 0.2 ms hops, a new leader
+catching its followers up over a network that reorders), sent 2,759 messages in its busiest
+second, all of them within 0.1 s; the busiest of 300 ordinary seeds sent 303 in 0.1 s. Seed
+58810's storm sent about 33,600 a second, for as long as the run lasted.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from .checkers import Violation
 
 __all__ = ["MAX_PER_MS", "WINDOW_S", "MessageRate"]
 
-MAX_PER_MS = 20
-WINDOW_S = 0.1
+MAX_PER_MS = 10
+WINDOW_S = 1.0
 
 
 class MessageRate:

@@ -5,8 +5,9 @@ Seed 58810 (campaign --start 50000): a follower answered "done" to a snapshot it
 covered, lost those entries in a crash, and rejected the leader's probe at its acknowledged
 match; the leader resent on every rejection and duplicates multiplied the exchange (see
 tests/core/test_liveness_rejections.py for the two halves, scripted). Its profile drew 60-160 ms
-election timeouts, which the timing rule now raises, so the case forces them back: the same
-draws, the same run as on the engine that failed.
+election timeouts, which the timing rule now raises, so the case forces them back (with its
+drawn heartbeat, which the forced values are checked against): the same draws, the same run
+as on the engine that failed.
 
 Seed 92360 (campaign --start 90000): a profile that breaks Raft's timing rule (§5.6); the
 simulator no longer draws such profiles, and the seed is the test that it does not.
@@ -27,7 +28,8 @@ from fastraft.sim.checkers import Violation
 from fastraft.sim.profile import _within_timing_rule, draw_profile
 from fastraft.sim.storm import MessageRate
 
-SEED_58810 = SimOptions(steps=2000, config=(("election_timeout_min_ms", 60),
+SEED_58810 = SimOptions(steps=2000, config=(("heartbeat_interval_ms", 20),
+                                            ("election_timeout_min_ms", 60),
                                             ("election_timeout_max_ms", 160)))
 
 

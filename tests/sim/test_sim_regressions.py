@@ -28,7 +28,8 @@ CASES = [
      "starts in the last log term when its saved vote is older)"),
     # its profile drew 60-210 ms election timeouts, which the timing rule (profile.py) now
     # raises: forcing them keeps the draws, and the run, of the engine that failed
-    (3866, SimOptions(steps=2000, config=(("election_timeout_min_ms", 60),
+    (3866, SimOptions(steps=2000, config=(("heartbeat_interval_ms", 10),
+                                          ("election_timeout_min_ms", 60),
                                           ("election_timeout_max_ms", 210))), "e3d2bed",
      "liveness: initialize's vote was durable but its membership entry was not; every later "
      "initialize was refused as 'already initialized' and the cluster never formed (fixed: a "
