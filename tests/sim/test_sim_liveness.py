@@ -51,6 +51,14 @@ def test_seed_92360_timing_rule_keeps_elections_live():
     assert "election_timeout_min_ms=110 " in r.profile
 
 
+def test_seed_103179_fast_catch_up_is_no_storm():
+    """A new leader pipelining one-entry messages to six followers over 0.2 ms hops that
+    reorder sends 2,759 messages within 0.1 s, then calms down: a burst, not a storm (it
+    failed the check while its window was 0.1 s)."""
+    r = run_seed(103179, SimOptions(steps=2000))
+    assert r.violation is None, r.violation
+
+
 def _vote_round_s(p):
     return 2 * (p.net_latency_s[1] + p.disk_sync_s[1])
 
