@@ -20,7 +20,7 @@ from .helpers import Entry, ack, append, complete_writes, engine, make_leader, m
 
 def _snapshot_request(term, leader, last_term, last_index, snapshot_id="s"):
     return InstallSnapshotRequest(
-        term=term, leader_id=leader, snapshot_id=snapshot_id, last_log_term=last_term,
+        term=term, sender=leader, snapshot_id=snapshot_id, last_log_term=last_term,
         last_log_index=last_index, membership_term=1, membership_index=1,
         membership=membership().to_bytes(), offset=0, data=b"state", done=True)
 
@@ -55,7 +55,7 @@ def _leader_probing_follower_3():
     e.propose([b"x"])
     e.propose([b"y"])
     complete_writes(e, e.take_commands())
-    e.step(AppendEntriesResponse(term=e.term, follower_id=3, success=False, match_index=5,
+    e.step(AppendEntriesResponse(term=e.term, sender=3, success=False, match_index=5,
                                  hint_term=0, hint_index=1))
     probes = sent(e.take_commands(), AppendEntriesRequest, to=3)
     assert [p.prev_log_index for p in probes] == [4]
@@ -69,7 +69,7 @@ def test_rejection_at_the_match_index_is_not_answered_with_a_resend():
     for the heartbeat instead (at most one probe per interval)."""
     e = _leader_probing_follower_3()
     for _ in range(5):  # the rejection and its duplicates
-        e.step(AppendEntriesResponse(term=e.term, follower_id=3, success=False, match_index=4,
+        e.step(AppendEntriesResponse(term=e.term, sender=3, success=False, match_index=4,
                                      hint_term=0, hint_index=1))
         assert sent(e.take_commands(), AppendEntriesRequest, to=3) == []
     e.trigger_heartbeat()

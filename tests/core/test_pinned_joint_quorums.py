@@ -38,10 +38,11 @@ def campaign(e: Engine, granted) -> bool:
             break
         req = reqs[-1]
         for v in sorted(granted):
-            e.step(VoteResponse(req.term, v, True, req.pre_vote))
+            e.step(VoteResponse(term=req.term, sender=v, granted=True, pre_vote=req.pre_vote))
         for v in sorted((OLD | NEW) - {e.id} - set(granted)):
             # a voter denies from its own term: 1 before the real vote, the candidate's after
-            e.step(VoteResponse(1 if req.pre_vote else req.term, v, False, req.pre_vote))
+            e.step(VoteResponse(term=1 if req.pre_vote else req.term, sender=v, granted=False,
+                                pre_vote=req.pre_vote))
         out = complete_writes(e, e.take_commands())
     return e.is_leader
 
@@ -67,9 +68,9 @@ def test_a_new_configuration_majority_alone_commits_nothing():
     complete_writes(e, e.take_commands())
     last = e.log.last_index
     for p in (4, 5):
-        e.step(AppendEntriesResponse(e.term, p, True, last, 0, 0, 0))
+        e.step(AppendEntriesResponse(term=e.term, sender=p, success=True, match_index=last))
     complete_writes(e, e.take_commands())
     assert e.committed == 0  # C_new = {3, 4, 5} all hold it, C_old = {1, 2, 3} only 3
-    e.step(AppendEntriesResponse(e.term, 2, True, last, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=last))
     complete_writes(e, e.take_commands())
     assert e.committed == last

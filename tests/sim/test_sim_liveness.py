@@ -112,7 +112,7 @@ _original_response = Engine._handle_append_entries_response
 def _resend_on_every_rejection(self, m):
     """Bug: the leader answers a rejection at its probe's match index with the same probe."""
     p = self.progress
-    peer = m.follower_id
+    peer = m.sender
     stale = (not m.success and m.term == self.term and self.is_leader and p.is_tracked(peer)
              and m.match_index == p.match_index(peer) == p.next_index(peer) - 1)
     _original_response(self, m)
