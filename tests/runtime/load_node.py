@@ -31,6 +31,7 @@ from fastraft.messages import InstallSnapshotRequest
 from fastraft.net import TcpNetwork, serve_raft_tcp
 from fastraft.net.tcp import TcpClient, parse_addr
 from fastraft.runtime import open_raft
+from fastraft.errors import RaftShutdown
 from fastraft.runtime.metrics import WaitTimeout
 from fastraft.storage import LmdbLogStore
 
@@ -122,6 +123,8 @@ async def main(args) -> None:
                                                             "state change")
                     except WaitTimeout:
                         continue
+                    except RaftShutdown:
+                        return  # the node is shutting down: nothing left to count
                     state = m.state
                     if state.value in ("candidate", "pre_candidate"):
                         elections += 1  # an election timer fired
