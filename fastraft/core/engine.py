@@ -40,6 +40,7 @@ from ._prims import LogIndex, ProgressTracker
 from .commands import Command, SaveVote, SendMessage, StateChanged
 from .config import Config
 from .election import ElectionMixin
+from .guard import GuardMixin, check_initial_state
 from .membership import MembershipMixin
 from .reads import ReadsMixin
 from .replication import ReplicationMixin
@@ -61,8 +62,8 @@ _SENDER_FIELD = {
 }
 
 
-class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, ReadsMixin,
-             TransferMixin):
+class Engine(GuardMixin, ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin,
+             ReadsMixin, TransferMixin):
     """One Raft node. See the package docstring for the input/output contract.
 
     ``Engine(node_id, config, seed, state, now)``: ``node_id`` > 0; ``config`` is validated
@@ -93,6 +94,7 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
             raise ValueError(f"node_id must be a positive int, got {node_id!r}")
         config = (config if config is not None else Config()).validate()
         state = state if state is not None else InitialState()
+        check_initial_state(state)
         self.id = node_id
         self.config = config
         self._rng = random.Random(seed)
@@ -139,6 +141,7 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
                                       if _index_of(state.membership) <= self.committed
                                       else state.prev_membership)
         self.progress = self._ProgressTracker(config.max_inflight)
+        self._init_guard()
         self._init_election()
         self._init_replication()
         self._init_membership()
@@ -214,8 +217,8 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
         if field is None:
             raise TypeError(f"not a Raft message: {type(msg).__name__}")
         sender = getattr(msg, field)
-        if sender == self.id or sender <= 0:
-            return
+        if sender == self.id or sender <= 0 or not self._admit(msg, sender):
+            return  # guard.py: malformed, or from a stranger
         t = type(msg)
         if t is AppendEntriesRequest:
             self._handle_append_entries(msg)
