@@ -38,6 +38,7 @@ from ..messages import (AppendEntriesRequest, InstallSnapshotRequest, TimeoutNow
 from ..net.protocol import RESPONSE_TYPE, Reply
 from ..types import LogId
 from .applier import Applier
+from .guard_log import GuardLog
 from .inbound import InboundReplies
 from .log_writer import LogWriter
 from .metrics import MetricsWatch, RaftMetrics, ServerState
@@ -81,6 +82,7 @@ class RaftRuntime:
         self.proposals = Proposals(max_pending_writes)
         self.inbound = InboundReplies(max_age_s=max(request_timeout_s, 1.0))
         self.watch = MetricsWatch(self.metrics)
+        self.guard_log = GuardLog(engine.id)
         self.closed = trio.Event()
         self.fatal: BaseException | None = None
         self.log_store = log_store
@@ -245,6 +247,7 @@ class RaftRuntime:
         dispatch = self._dispatch
         for cmd in eng.take_commands():
             dispatch[type(cmd)](cmd)
+        self.guard_log.after_round(eng)
         self.inbound.reap(now)
         self.watch.notify()
 
@@ -387,5 +390,7 @@ class RaftRuntime:
             current_leader=eng.leader_id or None,
             membership=eng.membership,
             replication=replication,
+            dropped_messages=dict(eng.dropped),
+            committed_conflicts=eng.committed_conflicts,
         )
 
