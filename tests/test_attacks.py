@@ -192,6 +192,8 @@ def test_vote_request_storm_from_non_member_99_with_leader_transfer(tmp_path):
             await metrics_until(client, cluster.nodes[i].addr,
                                 lambda m: dropped(m, "not_voter") >= 18, f"node {i}'s drops")
         await assert_healthy(cluster, client, term, "after-storm")
+        for i in (1, 2, 3):  # logged once per sender, however often it sends
+            assert cluster.log_tail(i, 1_000_000).count("drops messages from node 99") == 1
 
     run_cluster(tmp_path, attack)
 

@@ -3,6 +3,8 @@ corrupt a node's state or stop its cluster. Raft §5.1 (terms), §5.2 (elections
 (log matching, committed entries never rewritten), thesis §3.10 (leadership transfer), §9.6
 (pre-vote), §6.2 (check-quorum) and §4.2.3 (disruptive servers)."""
 
+import importlib
+
 import pytest
 
 from fastraft.core import AppendLog, InitialState, Role, SaveVote, TruncateLog
@@ -69,6 +71,24 @@ def test_5_1_any_integer_at_or_beyond_the_ceiling_is_malformed(msg):
     assert e.take_commands() == []
     assert (e.term, e.vote, e.leader_id, e.role, e.last_log_id, e.committed) == before
     assert e.dropped[MALFORMED] == 1
+
+
+@pytest.mark.parametrize("flavour", ["compiled", "pure"])
+def test_5_1_both_codecs_carry_any_u64_and_the_engine_refuses_it(flavour):
+    """The bound is the engine's, not the codec's: the codec is a u64 format that storage
+    shares, and the engine must refuse such values from any network (the simulator's, a user's
+    own). Both flavours decode 2**64-1 alike, and the engine drops what they decode."""
+    codec = importlib.import_module(f"fastraft.accel.{flavour}.codec")
+    entry = importlib.import_module(f"fastraft.accel.{flavour}.entry").Entry
+    msgs = [VoteRequest(U64_MAX, 3, U64_MAX, U64_MAX, False, True),
+            append(1, 1, 1, U64_MAX - 1, U64_MAX, [entry(1, U64_MAX, 0, b"x")], seq=U64_MAX)]
+    e = follower_of_1()
+    for msg in msgs:
+        decoded = codec.decode_message(codec.encode_message(msg))
+        assert decoded == msg
+        e.step(decoded)
+    assert e.take_commands() == [] and e.dropped[MALFORMED] == 2
+    assert unchanged(e, 1, 1, Role.FOLLOWER) and e.last_log_id == LogId(1, 1)
 
 
 def test_5_1_a_negative_integer_is_malformed():
