@@ -83,6 +83,8 @@ class GuardMixin:
     def _init_guard(self) -> None:
         #: Messages dropped before they were handled, by reason (see the module docstring).
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        #: The sum of ``dropped``: a runtime compares it around ``step`` to learn of a drop.
+        self.dropped_total = 0
         self._reported_senders: set[int] = set()
         self._guard_reports: list[tuple[int, str, str]] = []
         #: AppendEntries refused because they would rewrite committed entries.
@@ -104,6 +106,7 @@ class GuardMixin:
         if reason is None:
             return True
         self.dropped[reason] += 1
+        self.dropped_total += 1
         if sender not in self._reported_senders and \
                 len(self._reported_senders) < _MAX_REPORTED_SENDERS:
             self._reported_senders.add(sender)

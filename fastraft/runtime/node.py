@@ -196,9 +196,16 @@ class RaftRuntime:
         return reply
 
     def _on_inbound(self, request, reply: Reply) -> None:
+        eng = self.engine
+        dropped = eng.dropped_total
+        eng.step(request)  # its answers are dispatched at the end of the round, after this
+        if eng.dropped_total != dropped:
+            # dropped unhandled (core/guard.py): answered at once, so that forged sender ids
+            # leave nothing waiting behind
+            reply.set_result(None)
+            return
         self.inbound.expect(getattr(request, _SENDER[type(request)]), request, reply,
                             trio.current_time())
-        self.engine.step(request)
 
     def _on_peer_response(self, response) -> None:
         self.post(self.engine.step, response)
