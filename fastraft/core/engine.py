@@ -9,8 +9,9 @@ commands. The runtime's obligations are in ``fastraft.core.commands``.
 Each concern lives in its own module, mixed into ``Engine``: election.py (Raft §5.2, thesis
 §9.6 pre-vote, §6.2 check-quorum), replication.py (§5.3, §5.4, pipelining and flow control),
 membership.py (§6, joint consensus), snapshot.py (§7), reads.py (thesis §6.4) and transfer.py
-(thesis §3.10). This module holds the shared state, the dispatch and the durable-before-send
-gate.
+(thesis §3.10); guard.py drops what a peer must not be able to make it do (malformed terms,
+strangers' messages) before dispatch. This module holds the shared state, the dispatch and the
+durable-before-send gate.
 
 Invariant: a message that depends on durable state (a vote, entries acknowledged) is emitted
 only after ``on_vote_saved`` / ``on_log_flushed`` reported that state.

@@ -66,8 +66,9 @@ _MAX_REPORTED_SENDERS = 1024
 # The integer fields of each message kind, fetched in one call.
 _INTS = {cls: attrgetter(*[name for name, kind in cls.FIELDS if kind == "u64"])
          for cls in MESSAGE_TYPES.values()}
-# Accepted from a leader by a node that holds no configuration yet.
-_FROM_A_LEADER = (AppendEntriesRequest, InstallSnapshotRequest)
+# What a node that holds no configuration yet takes from anyone: a leader's entries and
+# snapshots, and vote requests (a cluster starts by one node asking its new peers for votes).
+_UNCONFIGURED_TAKES = frozenset((AppendEntriesRequest, InstallSnapshotRequest, VoteRequest))
 
 
 def check_persisted_bound(what: str, value: int) -> str | None:
@@ -122,7 +123,9 @@ class GuardMixin:
             return MALFORMED
         configs = (self._membership.membership, self._committed_membership.membership)
         if not configs[0].configs:
-            return None  # not part of a cluster yet: take what a leader sends (see above)
+            # not part of a cluster yet: take what a leader sends and vote (see above); it
+            # sent no request, so a response is no answer of its own
+            return None if t in _UNCONFIGURED_TAKES else NON_MEMBER
         if t is VoteRequest:
             if not any(m.is_voter(sender) for m in configs):
                 return NOT_VOTER

@@ -279,11 +279,13 @@ def test_3_10_timeout_now_from_an_older_term_is_answered_with_the_current_one():
     assert f.role == Role.FOLLOWER and sum(f.dropped.values()) == 0
 
 
-def test_3_10_a_node_without_a_configuration_cannot_be_made_to_campaign():
+def test_3_10_a_node_without_a_configuration_takes_no_timeout_now_nor_responses():
     f = engine_without_configuration(2)
     f.step(TimeoutNowRequest(3, 99))
-    f.take_commands()
-    assert f.role != Role.CANDIDATE
+    f.step(VoteResponse(7, 99, True))
+    f.step(AppendEntriesResponse(7, 99, False, 1))
+    assert f.take_commands() == [] and f.term == 0 and f.role == Role.LEARNER
+    assert f.dropped[NON_MEMBER] == 3
 
 
 # -- §5.3/§5.4: committed entries are never rewritten, and a refusal is reported ----------------
