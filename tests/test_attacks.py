@@ -16,10 +16,11 @@ import shutil
 import pytest
 import trio
 
-from fastraft import Entry, Vote
+from fastraft import Entry, Vote, codec
 from fastraft.kv import Set
 from fastraft.kv.client import KVClient
 from fastraft.kv.commands import encode_command
+from fastraft.kv.http_network import RAFT_ROUTES
 from fastraft.kv.local_cluster import LocalCluster, NodeStartError
 from fastraft.messages import AppendEntriesRequest, TimeoutNowRequest, VoteRequest
 from fastraft.net.framing import FrameReader, encode_ok
@@ -50,6 +51,27 @@ async def send_frames(raft_addr: str, msgs: list, answer_timeout_s: float = 2.0)
     return answers
 
 
+async def post_raft_rpc(addr: str, msg) -> int:
+    """POST ``msg`` to its Raft route on a node's HTTP address (the KV example's HTTP network),
+    as a hand-written HTTP/1.1 request; the response's status."""
+    body = codec.encode_message(msg)
+    route = {cls: route for route, cls in RAFT_ROUTES.items()}[type(msg)]
+    host, port = parse_addr(addr)
+    stream = await trio.open_tcp_stream(host, port)
+    async with stream:
+        await stream.send_all(
+            f"POST {route} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream"
+            f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        head = b""
+        with trio.move_on_after(5):
+            while b"\r\n" not in head and len(head) < 4096:  # bounded by size and time
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    break
+                head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
 async def metrics_until(client: KVClient, addr: str, predicate, what: str, timeout_s=20.0):
     """The node's metrics once ``predicate`` holds (polled, bounded)."""
     m = None
@@ -78,10 +100,16 @@ async def start_three(cluster: LocalCluster, client: KVClient) -> dict:
     return await client.metrics(nodes[1].addr)
 
 
-def run_cluster(tmp_path, attack) -> None:
+#: As in test_cluster: Raft over HTTP/1.1 needs slower timers on a loaded machine.
+SLOW_TIMERS = ("--heartbeat-ms", "100", "--election-timeout-ms", "1000", "2000")
+
+
+def run_cluster(tmp_path, attack, network: str = "tcp") -> None:
     async def main():
         with trio.fail_after(TIMEOUT_S):
-            async with LocalCluster(str(tmp_path), verbose=1) as cluster:
+            async with LocalCluster(str(tmp_path), verbose=1, network=network,
+                                    serve_args=SLOW_TIMERS if network == "http" else ()
+                                    ) as cluster:
                 try:
                     for i in (1, 2, 3):
                         await cluster.start(i)
@@ -114,16 +142,21 @@ def dropped(m: dict, reason: str) -> int:
 
 # -- the table's rows ----------------------------------------------------------------------------
 
-def test_vote_request_with_term_2_64_minus_1_and_leader_transfer(tmp_path):
+@pytest.mark.parametrize("network", ["tcp", "http"])
+def test_vote_request_with_term_2_64_minus_1_and_leader_transfer(tmp_path, network):
     """Row 1: the leader voted, stepped down, and the next election's term + 1 overflowed u64
-    on every node, for ever (the term was persisted)."""
+    on every node, for ever (the term was persisted). Also through ``/raft-vote`` with the
+    HTTP network."""
     async def attack(cluster, client):
         m = await start_three(cluster, client)
         term = m["current_term"]
         for i in (1, 2, 3):
             candidate = 3 if i == 2 else 2  # a member's id: only the bound on terms protects
-            await send_frames(cluster.nodes[i].raft_addr,
-                              [VoteRequest(U64_MAX, candidate, U64_MAX, U64_MAX, False, True)])
+            msg = VoteRequest(U64_MAX, candidate, U64_MAX, U64_MAX, False, True)
+            if network == "tcp":
+                assert await send_frames(cluster.nodes[i].raft_addr, [msg]) == [None]
+            else:
+                assert await post_raft_rpc(cluster.nodes[i].addr, msg) == 204  # no answer
         for i in (1, 2, 3):
             await metrics_until(client, cluster.nodes[i].addr,
                                 lambda m: dropped(m, "malformed") >= 1 or m["current_term"] != term,
@@ -141,7 +174,7 @@ def test_vote_request_with_term_2_64_minus_1_and_leader_transfer(tmp_path):
             m = await client.metrics(cluster.nodes[i].addr)
             assert m["current_term"] < 1 << 62
 
-    run_cluster(tmp_path, attack)
+    run_cluster(tmp_path, attack, network)
 
 
 def test_append_entries_from_non_member_99_is_not_committed(tmp_path):
@@ -152,7 +185,7 @@ def test_append_entries_from_non_member_99_is_not_committed(tmp_path):
         forged = Entry(term + 1, last + 1, EntryKind.NORMAL, encode_command(Set("forged", "x")))
         msg = AppendEntriesRequest(term + 1, STRANGER, term, last, last + 1, 1, [forged])
         for i in (1, 2, 3):
-            await send_frames(cluster.nodes[i].raft_addr, [msg])
+            assert await send_frames(cluster.nodes[i].raft_addr, [msg]) == [None]  # no answer
         for i in (2, 3):
             await metrics_until(client, cluster.nodes[i].addr,
                                 lambda m: dropped(m, "non_member") >= 1 or m["current_term"] != term,
@@ -204,9 +237,10 @@ def test_timeout_now_from_non_member_99(tmp_path):
         m = await start_three(cluster, client)
         term = m["current_term"]
         for target in (2, 3):
-            await send_frames(cluster.nodes[target].raft_addr,
-                              [TimeoutNowRequest(term, STRANGER),
-                               TimeoutNowRequest(term + 1, STRANGER)])
+            answers = await send_frames(cluster.nodes[target].raft_addr,
+                                        [TimeoutNowRequest(term, STRANGER),
+                                         TimeoutNowRequest(term + 1, STRANGER)])
+            assert answers == [None, None]
         for i in (2, 3):
             await metrics_until(client, cluster.nodes[i].addr,
                                 lambda m: dropped(m, "non_member") >= 2 or m["current_term"] != term,
