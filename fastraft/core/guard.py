@@ -8,12 +8,13 @@ not let one malformed or stray message corrupt its state or stop its cluster. Be
   an AppendEntries would end there. Real terms and indexes never come near it (a term per
   nanosecond would take a century), and below it ``term + 1`` or ``index + batch length``
   cannot overflow the u64 fields of the codec, the stores and the compiled core.
-* **non-member**: this node holds a configuration and the sender is a voter or learner of none
-  it may still act on: the effective one and the committed one (Raft §6, thesis §4.1: a
-  node uses the latest configuration in its log, and while it is uncommitted the one before
-  may come back). So a removed node is a stranger once its removal commits. A node that holds none yet (new, waiting to be
-  added) takes AppendEntries and snapshots from whoever leads, and votes as before: a cluster
-  is bootstrapped by one node asking unconfigured peers for votes.
+* **non-member**: this node holds a configuration and the sender is a voter or learner of
+  neither of those it may still act on: the effective one and the committed one (Raft §6,
+  thesis §4.1: a node uses the latest configuration in its log, and while that one is
+  uncommitted the one before may come back). So a removed node is a stranger once its
+  removal commits. A node that holds none yet (new, waiting to be added) takes
+  AppendEntries and snapshots from whoever leads, and votes as before (a cluster is
+  bootstrapped by one node asking unconfigured peers for votes); anything else it drops.
 * **not a voter**: a vote request (or pre-vote) from a node that votes in neither of those
   configurations: it gets no vote and changes no term (thesis §4.2.3, disruptive servers:
   a removed or never-added node cannot depose a leader).
@@ -46,8 +47,7 @@ from fastraft.messages import (MESSAGE_TYPES, AppendEntriesRequest, InstallSnaps
                                TimeoutNowRequest, VoteRequest)
 
 __all__ = ["CEILING", "MALFORMED", "NON_MEMBER", "NOT_VOTER", "TIMEOUT_NOW_NOT_FROM_LEADER",
-           "DROP_REASONS", "GuardMixin", "check_persisted_bound",
-           "check_initial_state"]
+           "DROP_REASONS", "GuardMixin", "check_persisted_bound", "check_initial_state"]
 
 #: Every term, index and other integer of a message, and every term and index a node persists,
 #: is below this bound.

@@ -208,7 +208,7 @@ def test_a_removed_node_is_a_stranger_once_no_kept_configuration_names_it():
     assert f.dropped[NON_MEMBER] == 1
 
 
-# -- §5.2, §9.6, §4.2.3: votes from non-voters ---------------------------------------------------
+# -- §5.2, §9.6, §4.2.3: votes from non-voters ----------------------------------------------
 
 @pytest.mark.parametrize("pre_vote", [False, True])
 @pytest.mark.parametrize("transfer", [False, True])
