@@ -121,16 +121,17 @@ class GuardMixin:
             return MALFORMED
         if t is AppendEntriesRequest and msg.prev_log_index + len(msg.entries) >= CEILING:
             return MALFORMED
-        configs = (self._membership.membership, self._committed_membership.membership)
-        if not configs[0].configs:
+        effective = self._membership.membership
+        committed = self._committed_membership.membership  # the same, or the one before
+        if not effective.configs:
             # not part of a cluster yet: take what a leader sends and vote (see above); it
             # sent no request, so a response is no answer of its own
             return None if t in _UNCONFIGURED_TAKES else NON_MEMBER
         if t is VoteRequest:
-            if not any(m.is_voter(sender) for m in configs):
-                return NOT_VOTER
-            return None
-        if not any(sender in m.nodes for m in configs):
+            if effective.is_voter(sender) or committed.is_voter(sender):
+                return None
+            return NOT_VOTER
+        if sender not in effective.nodes and sender not in committed.nodes:
             return NON_MEMBER
         if t is TimeoutNowRequest and msg.term >= self.vote.term and (
                 msg.term != self.vote.term or sender != self.leader_id):
