@@ -152,7 +152,8 @@ def test_vote_request_with_term_2_64_minus_1_and_leader_transfer(tmp_path, netwo
         term = m["current_term"]
         for i in (1, 2, 3):
             candidate = 3 if i == 2 else 2  # a member's id: only the bound on terms protects
-            msg = VoteRequest(U64_MAX, candidate, U64_MAX, U64_MAX, False, True)
+            msg = VoteRequest(term=U64_MAX, sender=candidate, last_log_term=U64_MAX,
+                              last_log_index=U64_MAX, pre_vote=False, leader_transfer=True)
             if network == "tcp":
                 assert await send_frames(cluster.nodes[i].raft_addr, [msg]) == [None]
             else:
@@ -183,7 +184,9 @@ def test_append_entries_from_non_member_99_is_not_committed(tmp_path):
         m = await start_three(cluster, client)
         term, last = m["current_term"], m["last_log_index"]
         forged = Entry(term + 1, last + 1, EntryKind.NORMAL, encode_command(Set("forged", "x")))
-        msg = AppendEntriesRequest(term + 1, STRANGER, term, last, last + 1, 1, [forged])
+        msg = AppendEntriesRequest(term=term + 1, sender=STRANGER, prev_log_term=term,
+                                   prev_log_index=last, leader_commit=last + 1, seq=1,
+                                   entries=[forged])
         for i in (1, 2, 3):
             assert await send_frames(cluster.nodes[i].raft_addr, [msg]) == [None]  # no answer
         for i in (2, 3):
@@ -210,8 +213,10 @@ def test_vote_request_storm_from_non_member_99_with_leader_transfer(tmp_path):
         async def storm():
             for k in range(18):  # three seconds at six a second
                 for i in (1, 2, 3):
-                    await send_frames(cluster.nodes[i].raft_addr, [VoteRequest(
-                        term + 1 + k, STRANGER, 1 << 40, 1 << 40, k % 2 == 1, True)], 0.0)
+                    msg = VoteRequest(term=term + 1 + k, sender=STRANGER, last_log_term=1 << 40,
+                                      last_log_index=1 << 40, pre_vote=k % 2 == 1,
+                                      leader_transfer=True)
+                    await send_frames(cluster.nodes[i].raft_addr, [msg], 0.0)
                 await trio.sleep(1 / 6)
 
         async with trio.open_nursery() as nursery:
@@ -238,8 +243,8 @@ def test_timeout_now_from_non_member_99(tmp_path):
         term = m["current_term"]
         for target in (2, 3):
             answers = await send_frames(cluster.nodes[target].raft_addr,
-                                        [TimeoutNowRequest(term, STRANGER),
-                                         TimeoutNowRequest(term + 1, STRANGER)])
+                                        [TimeoutNowRequest(term=term, sender=STRANGER),
+                                         TimeoutNowRequest(term=term + 1, sender=STRANGER)])
             assert answers == [None, None]
         for i in (2, 3):
             await metrics_until(client, cluster.nodes[i].addr,

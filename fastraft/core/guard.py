@@ -44,7 +44,7 @@ from __future__ import annotations
 from operator import attrgetter
 
 from fastraft.messages import (MESSAGE_TYPES, AppendEntriesRequest, InstallSnapshotRequest,
-                               TimeoutNowRequest, VoteRequest)
+                               TimeoutNowRequest, VoteRequest, wire_fields)
 
 __all__ = ["CEILING", "MALFORMED", "NON_MEMBER", "NOT_VOTER", "TIMEOUT_NOW_NOT_FROM_LEADER",
            "DROP_REASONS", "GuardMixin", "check_persisted_bound", "check_initial_state"]
@@ -64,7 +64,7 @@ DROP_REASONS = (MALFORMED, NON_MEMBER, NOT_VOTER, TIMEOUT_NOW_NOT_FROM_LEADER)
 _MAX_REPORTED_SENDERS = 1024
 
 # The integer fields of each message kind, fetched in one call.
-_INTS = {cls: attrgetter(*[name for name, kind in cls.FIELDS if kind == "u64"])
+_INTS = {cls: attrgetter(*[name for name, kind in wire_fields(cls) if kind == "u64"])
          for cls in MESSAGE_TYPES.values()}
 # What a node that holds no configuration yet takes from anyone: a leader's entries and
 # snapshots, and vote requests (a cluster starts by one node asking its new peers for votes).
@@ -141,7 +141,7 @@ class GuardMixin:
     def _transfer_bypass_allowed(self, msg: VoteRequest) -> bool:
         """Whether ``msg`` may override the leader lease: a transfer's campaign (thesis §3.10)
         by a voter of the effective configuration."""
-        return msg.leader_transfer and self._membership.membership.is_voter(msg.candidate_id)
+        return msg.leader_transfer and self._membership.membership.is_voter(msg.sender)
 
     def _on_committed_conflict(self, leader_id: int, term: int, index: int) -> None:
         self.committed_conflicts += 1

@@ -21,6 +21,11 @@ from .helpers import (Entry, append, complete_writes, config, engine, make_leade
 U64_MAX = (1 << 64) - 1
 
 
+def vote(term, sender, last_term, last_index, pre_vote=False, transfer=False):
+    return VoteRequest(term=term, sender=sender, last_log_term=last_term,
+                       last_log_index=last_index, pre_vote=pre_vote, leader_transfer=transfer)
+
+
 def follower_of_1(node_id=2, **kw):
     """A follower that just heard from leader 1 in term 1 (its lease is fresh)."""
     f = engine(node_id, cfg=config(), **kw)
@@ -42,7 +47,7 @@ def test_5_1_vote_request_with_a_term_beyond_the_ceiling_is_dropped_by_a_leader(
     e = engine(1, cfg=config())
     make_leader(e)
     before = e.term
-    e.step(VoteRequest(term, 2, 5, 50, False, True))
+    e.step(vote(term, 2, 5, 50, False, True))
     cmds = e.take_commands()
     assert cmds == [] and e.role == Role.LEADER and e.term == before
     assert e.dropped[MALFORMED] == 1
@@ -56,13 +61,15 @@ def test_5_1_vote_request_with_a_term_beyond_the_ceiling_is_dropped_by_a_leader(
     append(1, 1, CEILING, 1, 0, []),
     append(1, 1, 1, 1, 0, [], seq=CEILING),
     append(1, 1, 1, CEILING - 1, 0, [Entry(1, CEILING, 0, b"x")]),  # would end at the ceiling
-    VoteRequest(2, 1, CEILING, 1),
-    VoteRequest(2, 1, 1, U64_MAX, True),
-    TimeoutNowRequest(U64_MAX, 1),
-    InstallSnapshotRequest(1, 1, "s", 1, CEILING, 1, 1, b"", 0, b"", True),
-    AppendEntriesResponse(1, 3, True, CEILING),
-    VoteResponse(U64_MAX, 3, True),
-    TimeoutNowResponse(1, CEILING),  # a sender id at the ceiling is malformed too
+    VoteRequest(term=2, sender=1, last_log_term=CEILING, last_log_index=1),
+    VoteRequest(term=2, sender=1, last_log_term=1, last_log_index=U64_MAX, pre_vote=True),
+    TimeoutNowRequest(term=U64_MAX, sender=1),
+    InstallSnapshotRequest(term=1, sender=1, snapshot_id="s", last_log_term=1,
+                           last_log_index=CEILING, membership_term=1, membership_index=1,
+                           membership=b"", offset=0, data=b"", done=True),
+    AppendEntriesResponse(term=1, sender=3, success=True, match_index=CEILING),
+    VoteResponse(term=U64_MAX, sender=3, granted=True),
+    TimeoutNowResponse(term=1, sender=CEILING),  # a sender id at the ceiling is malformed too
 ])
 def test_5_1_any_integer_at_or_beyond_the_ceiling_is_malformed(msg):
     e = follower_of_1()
@@ -80,7 +87,7 @@ def test_5_1_both_codecs_carry_any_u64_and_the_engine_refuses_it(flavour):
     own). Both flavours decode 2**64-1 alike, and the engine drops what they decode."""
     codec = importlib.import_module(f"fastraft.accel.{flavour}.codec")
     entry = importlib.import_module(f"fastraft.accel.{flavour}.entry").Entry
-    msgs = [VoteRequest(U64_MAX, 3, U64_MAX, U64_MAX, False, True),
+    msgs = [vote(U64_MAX, 3, U64_MAX, U64_MAX, False, True),
             append(1, 1, 1, U64_MAX - 1, U64_MAX, [entry(1, U64_MAX, 0, b"x")], seq=U64_MAX)]
     e = follower_of_1()
     for msg in msgs:
@@ -160,7 +167,7 @@ def test_the_report_queue_is_bounded_under_a_flood_of_forged_ids():
 def test_responses_from_a_non_member_are_dropped_too():
     e = engine(1, cfg=config())
     make_leader(e)
-    e.step(AppendEntriesResponse(e.term + 5, 99, False, 1))
+    e.step(AppendEntriesResponse(term=e.term + 5, sender=99, success=False, match_index=1))
     assert e.role == Role.LEADER and e.dropped[NON_MEMBER] == 1
 
 
@@ -180,9 +187,9 @@ def test_a_node_without_a_configuration_still_votes():
     """A cluster is bootstrapped by initializing one node, which asks its unconfigured peers
     for votes (Raft §5.2)."""
     f = engine_without_configuration(2)
-    f.step(VoteRequest(2, 1, 1, 1))
+    f.step(VoteRequest(term=2, sender=1, last_log_term=1, last_log_index=1))
     cmds = complete_writes(f, f.take_commands())
-    assert sent(cmds, VoteResponse) == [VoteResponse(2, 2, True)]
+    assert sent(cmds, VoteResponse) == [VoteResponse(term=2, sender=2, granted=True)]
 
 
 def engine_without_configuration(node_id):
@@ -199,12 +206,13 @@ def test_a_removed_node_is_a_stranger_once_no_kept_configuration_names_it():
     f.step(append(1, 1, 1, 1, 1, [membership_entry(voters=(1, 2, 3), term=1, index=2)]))
     complete_writes(f, f.take_commands())
     assert f.committed == 1 and 4 not in f.membership.membership.nodes
-    f.step(AppendEntriesResponse(1, 4, True, 1))  # 4 is in the committed configuration
+    # 4 is in the committed configuration
+    f.step(AppendEntriesResponse(term=1, sender=4, success=True, match_index=1))
     assert f.dropped[NON_MEMBER] == 0
     f.step(append(1, 1, 1, 2, 2, []))  # C_new commits
     complete_writes(f, f.take_commands())
     assert f.committed == 2
-    f.step(AppendEntriesResponse(1, 4, True, 1))
+    f.step(AppendEntriesResponse(term=1, sender=4, success=True, match_index=1))
     assert f.dropped[NON_MEMBER] == 1
 
 
@@ -219,18 +227,18 @@ def test_4_2_3_vote_request_from_a_non_member_gets_no_vote_and_changes_no_term(p
     make_leader(e)
     t = e.term
     for k in range(6):
-        e.step(VoteRequest(t + 1 + k, 99, 10, 100, pre_vote, transfer))
+        e.step(vote(t + 1 + k, 99, 10, 100, pre_vote, transfer))
     assert e.take_commands() == [] and e.role == Role.LEADER and e.term == t
     assert e.dropped[NOT_VOTER] == 6
     f = engine(2, cfg=config(pre_vote=False, check_quorum=False))  # no lease to hide behind
-    f.step(VoteRequest(5, 99, 10, 100, pre_vote, transfer))
+    f.step(vote(5, 99, 10, 100, pre_vote, transfer))
     assert f.take_commands() == [] and f.term == 1 and f.vote == Vote(1, 0)
 
 
 def test_4_2_3_vote_request_from_a_learner_gets_no_vote():
     f = engine(2, voters=(1, 2, 3), learners=(4,), cfg=config(pre_vote=False,
                                                                  check_quorum=False))
-    f.step(VoteRequest(5, 4, 10, 100))
+    f.step(VoteRequest(term=5, sender=4, last_log_term=10, last_log_index=100))
     assert f.take_commands() == [] and f.term == 1 and f.dropped[NOT_VOTER] == 1
 
 
@@ -240,12 +248,12 @@ def test_3_10_lease_bypass_only_for_a_voter_of_the_effective_configuration():
     f = follower_of_1(voters=(1, 2, 3, 4))
     f.step(append(1, 1, 1, 1, 1, [membership_entry(voters=(1, 2, 3), term=1, index=2)]))
     complete_writes(f, f.take_commands())
-    f.step(VoteRequest(2, 4, 1, 2, False, True))
+    f.step(vote(2, 4, 1, 2, False, True))
     assert f.take_commands() == [] and f.term == 1 and f.leader_id == 1
     # a voter of the effective configuration gets the bypass
-    f.step(VoteRequest(2, 3, 1, 2, False, True))
+    f.step(vote(2, 3, 1, 2, False, True))
     cmds = complete_writes(f, f.take_commands())
-    assert sent(cmds, VoteResponse) == [VoteResponse(2, 2, True)]
+    assert sent(cmds, VoteResponse) == [VoteResponse(term=2, sender=2, granted=True)]
 
 
 # -- §3.10: TimeoutNow only from the leader ------------------------------------------------------
@@ -253,15 +261,15 @@ def test_3_10_lease_bypass_only_for_a_voter_of_the_effective_configuration():
 def test_3_10_timeout_now_from_a_non_member_is_dropped():
     """The fifth attack: TimeoutNow from node 99 made a follower start an election at once."""
     f = follower_of_1()
-    f.step(TimeoutNowRequest(1, 99))
-    f.step(TimeoutNowRequest(2, 99))
+    f.step(TimeoutNowRequest(term=1, sender=99))
+    f.step(TimeoutNowRequest(term=2, sender=99))
     assert f.take_commands() == [] and unchanged(f, 1, 1, Role.FOLLOWER)
     assert f.dropped[NON_MEMBER] == 2
 
 
-@pytest.mark.parametrize("msg", [TimeoutNowRequest(1, 3),  # a member, not the leader
-                                 TimeoutNowRequest(2, 1),  # the leader, but not in that term
-                                 TimeoutNowRequest(2, 3)])
+@pytest.mark.parametrize("msg", [TimeoutNowRequest(term=1, sender=3),  # a member, not the leader
+                                 TimeoutNowRequest(term=2, sender=1),  # the leader, not in term 2
+                                 TimeoutNowRequest(term=2, sender=3)])
 def test_3_10_timeout_now_from_a_member_that_is_not_the_leader_in_that_term(msg):
     f = follower_of_1()
     f.step(msg)
@@ -273,17 +281,17 @@ def test_3_10_timeout_now_from_an_older_term_is_answered_with_the_current_one():
     f = follower_of_1()
     f.step(append(3, 1, 1, 1, 0, []))
     complete_writes(f, f.take_commands())
-    f.step(TimeoutNowRequest(2, 3))
+    f.step(TimeoutNowRequest(term=2, sender=3))
     cmds = complete_writes(f, f.take_commands())
-    assert sent(cmds, TimeoutNowResponse) == [TimeoutNowResponse(3, 2)]
+    assert sent(cmds, TimeoutNowResponse) == [TimeoutNowResponse(term=3, sender=2)]
     assert f.role == Role.FOLLOWER and sum(f.dropped.values()) == 0
 
 
 def test_3_10_a_node_without_a_configuration_takes_no_timeout_now_nor_responses():
     f = engine_without_configuration(2)
-    f.step(TimeoutNowRequest(3, 99))
-    f.step(VoteResponse(7, 99, True))
-    f.step(AppendEntriesResponse(7, 99, False, 1))
+    f.step(TimeoutNowRequest(term=3, sender=99))
+    f.step(VoteResponse(term=7, sender=99, granted=True))
+    f.step(AppendEntriesResponse(term=7, sender=99, success=False, match_index=1))
     assert f.take_commands() == [] and f.term == 0 and f.role == Role.LEARNER
     assert f.dropped[NON_MEMBER] == 3
 
@@ -317,8 +325,8 @@ def test_4_2_3_a_stranger_flooding_vote_requests_does_not_stop_the_cluster():
     t = leader.term
     for k in range(30):  # 6 a second for 5 s of simulated time
         for i in c.ids:
-            c.engines[i].step(VoteRequest(t + 1 + k, 99, 1000, 1000, False, True))
-            c.engines[i].step(TimeoutNowRequest(t + 1 + k, 99))
+            c.engines[i].step(vote(t + 1 + k, 99, 1000, 1000, False, True))
+            c.engines[i].step(TimeoutNowRequest(term=t + 1 + k, sender=99))
             c.engines[i].step(append(t + 1 + k, 99, 1, 1, 1000, [Entry(t + 1 + k, 2, 0, b"f")]))
         c.run_commands()
         c.advance(0.16)

@@ -2,6 +2,7 @@
 engine drops is answered at once with nothing, leaves nothing waiting, and shows in the
 metrics; a sender's first drop is logged once (thesis §4.2.3, Raft §5.1)."""
 
+import dataclasses
 import logging
 
 import trio
@@ -25,18 +26,19 @@ def test_a_dropped_request_is_answered_at_once_and_leaves_nothing_waiting(caplog
             term = raft.metrics().current_term
             rt = raft._rt
             forged = [
-                AppendEntriesRequest(term + 1, 99, 0, 0, 5, 1, [Entry(term + 1, 1, EntryKind.NORMAL,
-                                                                     b"x")]),
-                VoteRequest(term + 1, 99, 1 << 40, 1 << 40, False, True),
-                TimeoutNowRequest(term, 99),
-                VoteRequest((1 << 64) - 1, lid, 1, 1, False, True),
+                AppendEntriesRequest(term=term + 1, sender=99, prev_log_term=0, prev_log_index=0,
+                                     leader_commit=5, seq=1,
+                                     entries=[Entry(term + 1, 1, EntryKind.NORMAL, b"x")]),
+                VoteRequest(term=term + 1, sender=99, last_log_term=1 << 40,
+                            last_log_index=1 << 40, pre_vote=False, leader_transfer=True),
+                TimeoutNowRequest(term=term, sender=99),
+                VoteRequest(term=(1 << 64) - 1, sender=lid, last_log_term=1, last_log_index=1,
+                            pre_vote=False, leader_transfer=True),
             ]
             with trio.fail_after(0.5):  # simulated time: far below the reap age of 1 s
                 for k in range(3):
                     for sender_id in range(99, 99 + 50):  # forged ids: nothing kept per id
-                        msg = forged[0].__class__(*[sender_id if f == "leader_id" else
-                                                    getattr(forged[0], f)
-                                                    for f, _ in forged[0].FIELDS])
+                        msg = dataclasses.replace(forged[0], sender=sender_id)
                         assert await (await raft.submit_request(msg)).result() is None
                     for msg in forged[1:]:
                         assert await (await raft.submit_request(msg)).result() is None
