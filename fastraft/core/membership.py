@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from typing import Hashable, Mapping
 
-from fastraft.errors import OutcomeUnknown
+from fastraft.errors import Busy, MembershipError, OutcomeUnknown
 from fastraft.types import EntryKind, LogId, Membership, Node, StoredMembership, Vote
 
 from .commands import AppendLog, MembershipChanged, Respond
-from .errors import Busy, MembershipError
 from .state import Role
 
 __all__ = ["MembershipMixin"]

@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Hashable
 
+from fastraft.errors import Busy
+
 from .commands import ReadReady, Respond
-from .errors import Busy
 from .state import Role
 
 __all__ = ["ReadsMixin"]

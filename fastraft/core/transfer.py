@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Hashable
 
+from fastraft.errors import TransferFailed
 from fastraft.messages import TimeoutNowRequest, TimeoutNowResponse
 
 from .commands import Respond
-from .errors import TransferFailed
 from .state import Role
 
 __all__ = ["TransferMixin"]
@@ -81,19 +81,20 @@ class TransferMixin:
         else:
             self._emit(Respond(t[2], error=TransferFailed("leadership lost before the transfer")))
 
-    def _handle_timeout_now(self, m: TimeoutNowRequest) -> None:
+    def _handle_timeout_now(self, m: TimeoutNowRequest, reply_to=None) -> None:
         if m.term < self.vote.term:
             self._send(m.sender, TimeoutNowResponse(term=self.vote.term, sender=self.id),
-                       after_vote=True)
+                       after_vote=True, reply_to=reply_to)
             return
         if m.term > self.vote.term or self.leader_id != m.sender:
             self._become_follower(m.term, m.sender)
         if self.role == Role.LEADER or not self._can_campaign():
+            self._no_answer(reply_to, "this node cannot campaign")
             return
         self._become_candidate(transfer=True)
         # answered in the new term, so the old leader stops at once
         self._send(m.sender, TimeoutNowResponse(term=self.vote.term, sender=self.id),
-                   after_vote=True)
+                   after_vote=True, reply_to=reply_to)
 
     def _handle_timeout_now_response(self, m: TimeoutNowResponse) -> None:
         if m.term > self.vote.term:

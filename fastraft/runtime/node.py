@@ -8,8 +8,8 @@ executor without waiting:
 
 * durable writes -> ``LogWriter`` (in order, group commit);
 * state-machine work and read points -> ``Applier`` (in order, batched);
-* messages -> a ``PeerSender`` per peer, or, for responses, the request waiting on them
-  (``InboundReplies``);
+* messages -> a ``PeerSender`` per peer; responses (``SendMessage`` with a ``reply_to``) and
+  ``NoAnswer`` -> the request waiting on exactly that token (``InboundReplies``);
 * log and snapshot reads for replication -> a task each, reporting back as inputs;
 * answers -> the waiting caller; role and membership changes -> metrics, proposals, peers.
 
@@ -33,7 +33,8 @@ import trio
 from ..core import commands as C
 from ..core import Engine, LeaderTransferring, Role
 from ..errors import ForwardToLeader, RaftShutdown
-from ..net.protocol import RESPONSE_TYPE, Reply
+from ..net.protocol import RESPONSE_TYPE
+from ..reply import Reply
 from ..types import LogId
 from .applier import Applier
 from .inbound import InboundReplies
@@ -47,7 +48,6 @@ __all__ = ["RaftRuntime"]
 
 log = logging.getLogger("fastraft.runtime")
 
-_RESPONSE_TYPES = frozenset(RESPONSE_TYPE.values())
 _STATE = {Role.LEADER: ServerState.LEADER, Role.FOLLOWER: ServerState.FOLLOWER,
           Role.CANDIDATE: ServerState.CANDIDATE, Role.PRE_CANDIDATE: ServerState.CANDIDATE,
           Role.LEARNER: ServerState.LEARNER}
@@ -75,7 +75,7 @@ class RaftRuntime:
         self._reads: list[Reply] = []  # ensure_linearizable calls gathered for the next round
         self._read_groups: dict[int, list[Reply]] = {}  # ReadIndex request id -> its readers
         self.proposals = Proposals(max_pending_writes)
-        self.inbound = InboundReplies(max_age_s=max(request_timeout_s, 1.0))
+        self.inbound = InboundReplies()
         self.watch = MetricsWatch(self.metrics)
         self.closed = trio.Event()
         self.fatal: BaseException | None = None
@@ -94,7 +94,7 @@ class RaftRuntime:
         self._role = engine.role
         self._leader_id = engine.leader_id
         self._dispatch = {
-            C.SendMessage: self._send,
+            C.SendMessage: self._send, C.NoAnswer: self._no_answer,
             C.AppendLog: self.log_writer.submit, C.SaveVote: self.log_writer.submit,
             C.TruncateLog: self.log_writer.submit, C.PurgeLog: self.log_writer.submit,
             C.ApplyEntries: self.applier.submit, C.BuildSnapshot: self.applier.submit,
@@ -190,9 +190,9 @@ class RaftRuntime:
         return reply
 
     def _on_inbound(self, request, reply: Reply) -> None:
-        self.inbound.expect(request.sender, request, reply,
-                            trio.current_time())
-        self.engine.step(request)
+        token = self.inbound.expect(reply)
+        if token is not None:
+            self.engine.step(request, reply_to=token)
 
     def _on_peer_response(self, response) -> None:
         self.post(self.engine.step, response)
@@ -241,7 +241,6 @@ class RaftRuntime:
         dispatch = self._dispatch
         for cmd in eng.take_commands():
             dispatch[type(cmd)](cmd)
-        self.inbound.reap(now)
         self.watch.notify()
 
     def _propose(self) -> None:
@@ -271,11 +270,13 @@ class RaftRuntime:
     # -- command executors (engine task) ----------------------------------------------------
 
     def _send(self, cmd: C.SendMessage) -> None:
-        msg = cmd.msg
-        if type(msg) in _RESPONSE_TYPES:
-            self.inbound.answer(cmd.to, msg)  # nobody waiting: a lost message
+        if cmd.reply_to is not None:
+            self.inbound.answer(cmd.reply_to, cmd.msg)
         else:
-            self.peers.send(cmd.to, msg)
+            self.peers.send(cmd.to, cmd.msg)
+
+    def _no_answer(self, cmd: C.NoAnswer) -> None:
+        self.inbound.no_answer(cmd.reply_to, cmd.reason)
 
     def _respond(self, cmd: C.Respond) -> None:
         reply = self._admin.pop(cmd.request_id, None)

@@ -27,7 +27,8 @@ from ..errors import FastraftError
 from ..messages import (AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
                         InstallSnapshotResponse, Message, TimeoutNowRequest, TimeoutNowResponse,
                         VoteRequest, VoteResponse)
-from ..net.protocol import RaftNetwork, Reply
+from ..net.protocol import PipelinedHandler, RaftNetwork
+from ..reply import Reply
 from ..storage.protocols import LogStore, StateMachine
 from ..types import LogId, Node
 from .metrics import RaftMetrics, Wait
@@ -70,7 +71,7 @@ class Trigger:
         self._post(self._rt.engine.trigger_purge, upto)
 
 
-class Raft:
+class Raft(PipelinedHandler):
     """A running node. Made by ``open_raft``; valid until its block exits.
 
     Every call may raise ``RaftShutdown`` once the node stops (or the StorageError that
@@ -177,8 +178,8 @@ class Raft:
         return await self._rt.submit_request(request).result()
 
     async def handle_append_entries(self, req: AppendEntriesRequest) -> AppendEntriesResponse | None:
-        """A leader's AppendEntries: the response to send back, or None when this node
-        answers a later request from the same leader instead (it covers this one)."""
+        """A leader's AppendEntries: the response to send back, or None when this node does
+        not answer it (it arrived while a snapshot is installed, say)."""
         return await self._handle(req)
 
     async def handle_vote(self, req: VoteRequest) -> VoteResponse | None:

@@ -13,7 +13,8 @@ from fastraft.net import MemoryRouter, TcpNetwork, serve_raft_tcp
 from fastraft.runtime.inbound import InboundReplies
 from fastraft.runtime.peers import PeerSender
 from fastraft.runtime.proposals import Proposal, Proposals
-from fastraft.net.protocol import Reply
+from fastraft.net.protocol import PipelinedHandler
+from fastraft.reply import Reply
 
 
 class Voter:
@@ -84,29 +85,29 @@ def test_full_queue_drops_the_oldest():
     assert [m.term for m in sender._queue] == [2, 3, 4] and sender.dropped == 2
 
 
-def test_responses_answer_the_oldest_waiting_request_of_their_kind():
+def test_each_response_reaches_the_request_of_its_token():
+    """Answers go by token, in whatever order the engine gives them; no answer carries its
+    reason; beyond the bound a request is refused at once instead of evicting another."""
     async def main():
-        inbound = InboundReplies(max_per_key=3, max_age_s=1.0)
-        ae = [Reply() for _ in range(3)]
-        for r in ae:
-            inbound.expect(1, AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0), r, now=0.0)
-        vote = Reply()
-        inbound.expect(1, VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), vote, now=0.0)
-        ack = AppendEntriesResponse(term=2, sender=3, success=True, match_index=5)
-        assert inbound.answer(1, ack)
-        assert ae[0].value == ack and not ae[1].done and not vote.done
-        assert not inbound.answer(2, ack)  # nobody from node 2 waits: dropped
-        assert inbound.answer(1, VoteResponse(term=2, sender=3, granted=True)) and vote.done
+        inbound = InboundReplies(max_waiting=3)
+        replies = [Reply() for _ in range(3)]
+        tokens = [inbound.expect(r) for r in replies]
+        assert len(set(tokens)) == 3 and len(inbound) == 3
         overflow = Reply()
-        inbound.expect(1, AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0), overflow, now=0.5)
-        inbound.expect(1, AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0), Reply(), now=0.5)
-        assert ae[1].done and ae[1].value is None  # beyond max_per_key the oldest gets None
-        inbound.reap(now=1.2)  # waited longer than max_age_s: no answer
-        assert ae[2].done and ae[2].value is None and not overflow.done
-        assert len(inbound) == 2
+        assert inbound.expect(overflow) is None
+        assert overflow.done and overflow.value is None and "3 requests already wait" in overflow.reason
+        acks = [AppendEntriesResponse(term=2, sender=3, success=True, match_index=i, seq=i)
+                for i in range(3)]
+        inbound.answer(tokens[2], acks[2])  # the last request is answered first
+        assert replies[2].value is acks[2] and not replies[0].done and not replies[1].done
+        inbound.no_answer(tokens[0], "a snapshot is being installed")
+        assert replies[0].done and replies[0].value is None
+        assert replies[0].reason == "a snapshot is being installed"
+        inbound.answer(tokens[0], acks[0])  # already answered: nobody waits on that token
+        assert replies[0].value is None and not replies[1].done and len(inbound) == 1
         inbound.fail_all(RaftShutdown("bye"))
         with pytest.raises(RaftShutdown):
-            await overflow.result()
+            await replies[1].result()
         assert len(inbound) == 0
 
     trio.run(main)
@@ -230,7 +231,7 @@ def test_requests_started_directly_or_by_the_sender_task_keep_their_order():
     """``send`` starts a request itself when nothing waits before it, else queues it for the
     sender task; the peer must see them in the order they were sent either way (Raft §5.3:
     AppendEntries of a pipeline arrive in order)."""
-    class Recorder:
+    class Recorder(PipelinedHandler):
         def __init__(self):
             self.terms = []
 
