@@ -26,7 +26,6 @@ class MemoryLogStore(LogStore):
 
     def __init__(self) -> None:
         self._vote: Vote | None = None
-        self._committed: LogId | None = None
         self._last_purged: LogId | None = None
         self._entries: list = []
         self._first_index = 1
@@ -102,14 +101,6 @@ class MemoryLogStore(LogStore):
         del self._entries[:upto.index - self._first_index + 1]
         self._last_purged = upto
         self._first_index = upto.index + 1
-
-    async def save_committed(self, committed: LogId | None) -> None:
-        self._check_open()
-        self._committed = committed
-
-    async def read_committed(self) -> LogId | None:
-        self._check_open()
-        return self._committed
 
     async def aclose(self) -> None:
         self._closed = True

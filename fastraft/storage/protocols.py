@@ -14,8 +14,8 @@ longer than a memory copy.
 
 Who calls what, and when:
 
-* One writer at a time: the runtime issues mutations (save_vote, append, truncate, purge,
-  save_committed) from one place, in order. A store applies mutations in the order they were
+* One writer at a time: the runtime issues mutations (save_vote, append, truncate, purge)
+  from one place, in order. A store applies mutations in the order they were
   *issued*, even when it writes several of them in one transaction (group commit), and
   reports their completion in that order.
 * Reads may come from several tasks at once (replication to several followers), also while
@@ -173,15 +173,8 @@ class LogStore(abc.ABC):
         ``upto`` older than the current last purged id is ignored.
         """
 
-    # -- committed index (optional, openraft's save_committed) --------------------------
-
-    async def save_committed(self, committed: LogId | None) -> None:
-        """Persist the last known committed log id, so a restart can re-apply committed
-        entries at once. Optional: a store that does not keep it ignores the call."""
-
-    async def read_committed(self) -> LogId | None:
-        """The committed log id saved last, or None (also for stores that keep none)."""
-        return None
+    # The commit index is not part of the contract (openraft's optional save_committed):
+    # Raft keeps it volatile, see fastraft.storage.recovery.
 
     # -- lifecycle ----------------------------------------------------------------------
 
