@@ -25,7 +25,8 @@ from .errors import (
 )
 Entry = _entry.Entry
 
-from .types import EntryKind, LogId, Membership, Node, SnapshotMeta, StoredMembership, Vote
+from .types import (ClientWriteResponse, EntryKind, LogId, Membership, Node, SnapshotMeta,
+                    StoredMembership, Vote)
 
 # the engine (sans-I/O, no I/O imports)
 from .core import Config, Engine
@@ -58,6 +59,7 @@ __all__ = [
     "Entry",
     "EntryKind",
     "LogId",
+    "ClientWriteResponse",
     "Vote",
     "Node",
     "Membership",

@@ -24,6 +24,7 @@ __all__ = [
     "Membership",
     "StoredMembership",
     "SnapshotMeta",
+    "ClientWriteResponse",
 ]
 
 
@@ -200,3 +201,27 @@ class SnapshotMeta:
     last_log_id: LogId | None
     last_membership: StoredMembership
     snapshot_id: str
+
+
+class ClientWriteResponse:
+    """What a client write returns once its entry is applied (openraft's
+    ``ClientWriteResponse``): the entry's ``log_id``, the state machine's response ``data``,
+    and ``membership``, the configuration the entry installed if it was a membership entry
+    (never for ``client_write``, whose entries are NORMAL: None)."""
+
+    __slots__ = ("log_id", "data", "membership")
+
+    def __init__(self, log_id: LogId, data, membership: Membership | None = None) -> None:
+        self.log_id = log_id
+        self.data = data
+        self.membership = membership
+
+    def __eq__(self, other) -> bool:
+        return (type(other) is ClientWriteResponse and self.log_id == other.log_id
+                and self.data == other.data and self.membership == other.membership)
+
+    __hash__ = None  # type: ignore[assignment]  # data may be anything
+
+    def __repr__(self) -> str:
+        return (f"ClientWriteResponse(log_id={self.log_id!r}, data={self.data!r}, "
+                f"membership={self.membership!r})")

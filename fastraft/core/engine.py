@@ -339,11 +339,12 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
                 keep.append(h)
         self._held = keep
 
-    def _leader_node(self):
-        return self._membership.membership.nodes.get(self.leader_id) if self.leader_id else None
-
-    def _forward_error(self) -> ForwardToLeader:
-        return ForwardToLeader(self.leader_id or None, self._leader_node())
+    def forward_to_leader(self) -> ForwardToLeader:
+        """The refusal of a request only a leader serves: it names the leader this node knows
+        of (None if none) and its address. The one place such a refusal is built."""
+        leader = self.leader_id
+        node = self._membership.membership.nodes.get(leader) if leader else None
+        return ForwardToLeader(leader or None, node)
 
     def _refresh_role(self) -> None:
         """Followers and learners differ only by membership: recompute after it changes."""

@@ -85,7 +85,7 @@ class ReplicationMixin:
         at that index with the returned term (another term: the proposal was lost).
         """
         if self.role != Role.LEADER:
-            raise self._forward_error()
+            raise self.forward_to_leader()
         if self._transfer is not None:
             raise LeaderTransferring(self._transfer[0])
         if not payloads:

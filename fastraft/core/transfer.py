@@ -38,7 +38,7 @@ class TransferMixin:
         TransferFailed (not a voter, timed out after the maximum election timeout, replaced by
         another transfer), or ForwardToLeader on a non-leader."""
         if self.role != Role.LEADER:
-            self._emit(Respond(request_id, error=self._forward_error()))
+            self._emit(Respond(request_id, error=self.forward_to_leader()))
             return
         if target == self.id:
             self._emit(Respond(request_id, result=None))

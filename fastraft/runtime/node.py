@@ -318,7 +318,7 @@ class RaftRuntime:
         was_leader = self._role == Role.LEADER
         self._role, self._leader_id = cmd.role, cmd.leader_id
         if was_leader and cmd.role != Role.LEADER:
-            self.proposals.on_leadership_lost(self.engine.committed, self._forward_error())
+            self.proposals.on_leadership_lost(self.engine.committed, self.engine.forward_to_leader())
 
     def _on_membership_changed(self, cmd: C.MembershipChanged) -> None:
         self.peers.update(dict(cmd.membership.membership.nodes))
@@ -326,7 +326,7 @@ class RaftRuntime:
     # -- state-machine callbacks (applier task) ---------------------------------------------
 
     async def _on_applied(self, entries: list, responses: list) -> None:
-        settled = self.proposals.on_applied(entries, responses, self._forward_error())
+        settled = self.proposals.on_applied(entries, responses, self.engine.forward_to_leader())
         self.watch.notify()
         # Wake the writers a slice at a time: each woken writer runs (and usually writes
         # again) before the scheduler gets back to the engine task, so waking ten thousand
@@ -354,11 +354,6 @@ class RaftRuntime:
             last = self.applier.last_applied
             if last is None or last.index < lid.index:
                 self.applier.last_applied = lid
-
-    def _forward_error(self) -> ForwardToLeader:
-        leader = self._leader_id or None
-        node = self.engine.membership.membership.nodes.get(leader) if leader else None
-        return ForwardToLeader(leader, node)
 
     # -- metrics ----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from ..messages import (AppendEntriesRequest, AppendEntriesResponse, InstallSnap
 from ..net.protocol import PipelinedHandler, RaftNetwork
 from ..reply import Reply
 from ..storage.protocols import LogStore, StateMachine
-from ..types import LogId, Node
+from ..types import ClientWriteResponse, LogId, Node
 from .metrics import RaftMetrics, Wait
 from .node import RaftRuntime
 from .proposals import Proposal
@@ -85,9 +85,9 @@ class Raft(PipelinedHandler):
 
     # -- client writes ----------------------------------------------------------------------
 
-    async def client_write(self, payload: bytes):
-        """Append ``payload`` to the log and return the state machine's response to it once
-        it is committed and applied here.
+    async def client_write(self, payload: bytes) -> ClientWriteResponse:
+        """Append ``payload`` to the log and, once it is committed and applied here, return
+        its ``ClientWriteResponse``: the entry's log id and the state machine's response.
 
         Raises ForwardToLeader (this node does not lead; nothing was appended; resend to
         ``leader_id`` at ``leader_node``), LeaderTransferring (leadership is moving; retry),
@@ -100,9 +100,9 @@ class Raft(PipelinedHandler):
             payload = bytes(payload)
         return await self._write(Proposal([payload], many=False))
 
-    async def client_write_many(self, payloads: Iterable[bytes]) -> list:
-        """Append every payload (consecutive entries, in order) and return their responses,
-        in order, once all are applied. One call costs one proposal round however many
+    async def client_write_many(self, payloads: Iterable[bytes]) -> list[ClientWriteResponse]:
+        """Append every payload (consecutive entries, in order) and return their
+        ``ClientWriteResponse``s, in order, once all are applied. One call costs one proposal round however many
         payloads it carries: the way to batch. Errors as ``client_write``, for the whole call
         (a non-bytes payload fails this call only, with TypeError)."""
         batch = list(payloads)
@@ -111,14 +111,18 @@ class Raft(PipelinedHandler):
         return await self._write(Proposal(batch, many=True))
 
     async def _write(self, proposal: Proposal):
+        # Leadership is checked once, by the engine when the write is proposed: a follower
+        # refuses it there with ForwardToLeader, nothing appended.
         rt = self._rt
         rt.check_open()
-        if not rt.engine.is_leader:
-            raise rt._forward_error()
         await rt.proposals.wait_for_room(proposal.count)
         rt.check_open()
         rt.submit_write(proposal)
-        return await proposal.outcome()
+        data = await proposal.outcome()
+        term, first = proposal.term, proposal.first_index
+        if proposal.many:
+            return [ClientWriteResponse(LogId(term, first + i), d) for i, d in enumerate(data)]
+        return ClientWriteResponse(LogId(term, first), data)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 import pytest
 import trio
 
-from fastraft import Entry, ForwardToLeader, Node
+from fastraft import Entry, ForwardToLeader, LogId, Node
 from fastraft.errors import RaftShutdown
 from fastraft.messages import AppendEntriesRequest
 from fastraft.runtime import ServerState
@@ -20,9 +20,11 @@ def test_single_node_elects_itself_and_applies_writes():
             await raft.initialize({1: addr(1)})
             await raft.wait(5).state(ServerState.LEADER)
             resp = await raft.client_write(kv_set("a", "1"))
-            assert resp == {"value": "1"}
+            # the membership entry is 1/1, the leader's blank entry 2/2 (it leads term 2)
+            assert (resp.log_id, resp.data, resp.membership) == (LogId(2, 3), {"value": "1"}, None)
             many = await raft.client_write_many([kv_set("b", str(i)) for i in range(10)])
-            assert [r["value"] for r in many] == [str(i) for i in range(10)]
+            assert [r.data["value"] for r in many] == [str(i) for i in range(10)]
+            assert [r.log_id for r in many] == [LogId(2, i) for i in range(4, 14)]
             m = raft.metrics()
             assert m.last_applied.index == m.committed == m.last_log_index == 13  # membership, blank, 11
             assert c.sms[1].get("b") == "9"
