@@ -351,9 +351,7 @@ class RaftRuntime:
         lid = meta.last_log_id
         if lid is not None:
             self.proposals.on_snapshot_installed(lid.index)
-            last = self.applier.last_applied
-            if last is None or last.index < lid.index:
-                self.applier.last_applied = lid
+            self.applier.snapshot_adopted(lid)
 
     # -- metrics ----------------------------------------------------------------------------
 

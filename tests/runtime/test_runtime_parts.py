@@ -270,3 +270,24 @@ def test_requests_started_directly_or_by_the_sender_task_keep_their_order():
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_the_applier_owns_the_applied_index_and_a_snapshot_only_moves_it_forward():
+    """An adopted snapshot moves ``last_applied`` to its end, never back (Raft §7: a snapshot
+    older than what is applied changes nothing)."""
+    from fastraft.kv import MemoryKVStateMachine
+    from fastraft.runtime.applier import Applier
+    from fastraft.storage import MemoryLogStore
+    from fastraft.types import LogId
+
+    def unused(*args):
+        raise AssertionError("not called here")
+
+    a = Applier(MemoryKVStateMachine(), MemoryLogStore(), on_applied=unused,
+                on_read_ready=unused, on_snapshot_built=unused, on_snapshot_installed=unused,
+                on_failed=unused, max_apply_entries=16)
+    assert a.last_applied is None
+    a.snapshot_adopted(LogId(2, 10))
+    assert a.last_applied == LogId(2, 10)
+    a.snapshot_adopted(LogId(1, 5))
+    assert a.last_applied == LogId(2, 10)
