@@ -217,7 +217,7 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
         if self.role == Role.LEADER:
             d = min(self._heartbeat_at, self._check_quorum_at)
             if self._transfer is not None:
-                d = min(d, self._transfer[1])
+                d = min(d, self._transfer.deadline)
             return d
         if self._can_campaign():
             return self._election_deadline

@@ -87,7 +87,7 @@ class ReplicationMixin:
         if self.role != Role.LEADER:
             raise self.forward_to_leader()
         if self._transfer is not None:
-            raise LeaderTransferring(self._transfer[0])
+            raise LeaderTransferring(self._transfer.target)
         if not payloads:
             raise ValueError("propose needs at least one payload")
         if kind not in (EntryKind.NORMAL, EntryKind.BLANK):
