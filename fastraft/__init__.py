@@ -25,8 +25,8 @@ from .errors import (
 )
 Entry = _entry.Entry
 
-from .types import (ClientWriteResponse, EntryKind, LogId, Membership, Node, SnapshotMeta,
-                    StoredMembership, Vote)
+from .types import (ClientWriteResponse, ClientWriteResponses, EntryKind, LogId, Membership,
+                    Node, SnapshotMeta, StoredMembership, Vote)
 
 # the engine (sans-I/O, no I/O imports)
 from .core import Config, Engine
@@ -60,6 +60,7 @@ __all__ = [
     "EntryKind",
     "LogId",
     "ClientWriteResponse",
+    "ClientWriteResponses",
     "Vote",
     "Node",
     "Membership",

@@ -30,7 +30,7 @@ from ..messages import (AppendEntriesRequest, AppendEntriesResponse, InstallSnap
 from ..net.protocol import PipelinedHandler, RaftNetwork
 from ..reply import Reply
 from ..storage.protocols import LogStore, StateMachine
-from ..types import ClientWriteResponse, LogId, Node
+from ..types import ClientWriteResponse, ClientWriteResponses, LogId, Node
 from .metrics import RaftMetrics, Wait
 from .node import RaftRuntime
 from .proposals import Proposal
@@ -100,14 +100,14 @@ class Raft(PipelinedHandler):
             payload = bytes(payload)
         return await self._write(Proposal([payload], many=False))
 
-    async def client_write_many(self, payloads: Iterable[bytes]) -> list[ClientWriteResponse]:
+    async def client_write_many(self, payloads: Iterable[bytes]) -> ClientWriteResponses:
         """Append every payload (consecutive entries, in order) and return their
-        ``ClientWriteResponse``s, in order, once all are applied. One call costs one proposal round however many
+        ``ClientWriteResponse``s, in order, once all are applied (a read-only sequence). One call costs one proposal round however many
         payloads it carries: the way to batch. Errors as ``client_write``, for the whole call
         (a non-bytes payload fails this call only, with TypeError)."""
         batch = list(payloads)
         if not batch:
-            return []
+            return ClientWriteResponses(0, 0, [])
         return await self._write(Proposal(batch, many=True))
 
     async def _write(self, proposal: Proposal):
@@ -119,10 +119,9 @@ class Raft(PipelinedHandler):
         rt.check_open()
         rt.submit_write(proposal)
         data = await proposal.outcome()
-        term, first = proposal.term, proposal.first_index
         if proposal.many:
-            return [ClientWriteResponse(LogId(term, first + i), d) for i, d in enumerate(data)]
-        return ClientWriteResponse(LogId(term, first), data)
+            return ClientWriteResponses(proposal.term, proposal.first_index, data)
+        return ClientWriteResponse._at(proposal.term, proposal.first_index, data)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -291,3 +291,18 @@ def test_the_applier_owns_the_applied_index_and_a_snapshot_only_moves_it_forward
     assert a.last_applied == LogId(2, 10)
     a.snapshot_adopted(LogId(1, 5))
     assert a.last_applied == LogId(2, 10)
+
+
+def test_client_write_responses_name_each_entry_in_order():
+    """client_write_many's answer is a read-only sequence: response k is the entry at
+    first_index + k of the batch's term, with the k-th state-machine response."""
+    from fastraft import ClientWriteResponse, ClientWriteResponses, LogId
+
+    many = ClientWriteResponses(3, 10, ["a", "b", "c"])
+    assert len(many) == 3 and [r.data for r in many] == ["a", "b", "c"]
+    assert [r.log_id for r in many] == [LogId(3, 10), LogId(3, 11), LogId(3, 12)]
+    assert many[-1] == ClientWriteResponse(LogId(3, 12), "c") and many[-1].membership is None
+    assert many[1:] == [ClientWriteResponse(LogId(3, 11), "b"), ClientWriteResponse(LogId(3, 12), "c")]
+    assert many == list(many) and many != ClientWriteResponses(3, 11, ["a", "b", "c"])
+    with pytest.raises(IndexError):
+        many[3]
