@@ -33,7 +33,6 @@ from fastraft.messages import (
     InstallSnapshotResponse,
     Message,
     TimeoutNowRequest,
-    TimeoutNowResponse,
     VoteRequest,
     VoteResponse,
 )
@@ -72,6 +71,7 @@ class _Held:
         self.to = to
         self.msg = msg
         self.reply_to = reply_to
+
 
 _HANDLED = frozenset(MESSAGE_TYPES.values())
 

@@ -8,7 +8,7 @@ import trio.testing
 
 from fastraft import Entry, Node
 from fastraft.errors import ForwardToLeader, OutcomeUnknown, RaftShutdown
-from fastraft.messages import AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse
+from fastraft.messages import AppendEntriesResponse, VoteRequest, VoteResponse
 from fastraft.net import MemoryRouter, TcpNetwork, serve_raft_tcp
 from fastraft.runtime.inbound import InboundReplies
 from fastraft.runtime.peers import PeerSender
