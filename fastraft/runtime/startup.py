@@ -48,7 +48,7 @@ async def load_engine_state(log_store: LogStore, state_machine: StateMachine) ->
         vote=st.vote,
         purged=purged,
         log_runs=runs,
-        committed=st.last_applied.index if st.last_applied is not None else 0,
+        committed=st.committed.index if st.committed is not None else 0,
         applied=st.last_applied.index if st.last_applied is not None else 0,
         membership=ms.effective,
         prev_membership=ms.committed,

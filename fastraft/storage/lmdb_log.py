@@ -3,8 +3,8 @@
 It lives in the node's environment (``fastraft.storage.lmdb_env``), in two sub-databases
 laid out as ``fastraft.storage.lmdb_log_layout`` describes (format ``fastraft-log-2``):
 ``log`` holds the entries in blocks, one lmdb record per appended batch (keyed by its first
-index, one checksum each); ``log_meta`` holds the format version, the vote and the last purged
-log id (and, in stores written before, a committed log id no longer used). A store of another format, including the unreleased format 1
+index, one checksum each); ``log_meta`` holds the format version, the vote, the last purged
+and the committed log id. A store of another format, including the unreleased format 1
 (one record per entry), is refused at open; there is no migration.
 
 Writes go through a ``WritePipeline`` (group commit): every mutation issued while a synced
@@ -38,7 +38,7 @@ from .lmdb_env import LmdbEnv
 from .lmdb_log_layout import FORMAT_VERSION, LogLayout, encode_blocks
 from .lmdb_log_open import load_log
 from .protocols import LogState, LogStore, OnDurable
-from .validate import check_append, check_purge, check_range, check_truncate
+from .validate import check_append, check_purge, check_range, check_truncate, check_vote
 
 __all__ = ["LmdbLogStore", "FORMAT_VERSION"]
 
@@ -67,6 +67,11 @@ class LmdbLogStore(LogStore):
             f"lmdb log {env.path}", self._write_batch, self._on_committed)
         self._closed = False
         self._vote: Vote | None = None
+        self._committed: LogId | None = None
+        # What vote and committed id will be once every submitted write is committed: a
+        # write is checked against these (a vote never goes back), not against the disk.
+        self._staged_vote: Vote | None = None
+        self._staged_committed: LogId | None = None
         self._durable = LogState()
         self._staged = LogState()
         # The first block's key (a purge may lag behind, and the block holding the purge
@@ -112,7 +117,8 @@ class LmdbLogStore(LogStore):
 
     def _load(self, verify: bool) -> None:
         loaded = load_log(self._layout, verify, self._purge_batch)
-        self._vote = loaded.vote
+        self._vote, self._committed = loaded.vote, loaded.committed
+        self._staged_vote, self._staged_committed = loaded.vote, loaded.committed
         self._durable = self._staged = loaded.state
         self._physical_first = loaded.physical_first
         purged = loaded.state.last_purged_log_id
@@ -129,6 +135,10 @@ class LmdbLogStore(LogStore):
     async def read_vote(self) -> Vote | None:
         self._check_open()
         return self._vote
+
+    async def read_committed(self) -> LogId | None:
+        self._check_open()
+        return self._committed
 
     async def get_log_state(self) -> LogState:
         self._check_open()
@@ -173,16 +183,23 @@ class LmdbLogStore(LogStore):
 
     async def save_vote(self, vote: Vote) -> None:
         self._check_open()
-        if not isinstance(vote, Vote):
-            raise TypeError(f"save_vote takes a Vote, not {type(vote).__name__}")
         await self._pipeline.wait_for_room()
+        check_vote(self._staged_vote, vote)  # after the wait: nothing is checked stale
+        self._staged_vote = vote
         await self._pipeline.run(("vote", records.encode_vote(vote), vote, self._staged))
+
+    async def save_committed(self, committed: LogId | None) -> None:
+        self._check_open()
+        await self._pipeline.wait_for_room()
+        self._staged_committed = committed
+        await self._pipeline.run(
+            ("committed", records.encode_log_id(committed), committed, self._staged))
 
     async def truncate(self, since_index: int) -> None:
         self._check_open()
         await self._pipeline.wait_for_room()
         staged = self._staged
-        check_truncate(since_index, staged.last_purged_log_id)
+        check_truncate(since_index, staged.last_purged_log_id, self._staged_committed)
         if since_index >= staged.next_index:
             await self._pipeline.run(("noop", staged))
             return
@@ -212,8 +229,8 @@ class LmdbLogStore(LogStore):
 
     async def purge(self, upto: LogId) -> None:
         self._check_open()
-        check_purge(upto)
         await self._pipeline.wait_for_room()
+        check_purge(upto, self._staged_committed)
         staged = self._staged
         old = staged.last_purged_log_id
         if old is not None and upto.index <= old.index:
@@ -253,6 +270,9 @@ class LmdbLogStore(LogStore):
         if kind == "vote":
             txn.put(b"vote", op[1], db=self._meta_db)
             return None
+        if kind == "committed":
+            txn.put(b"committed", op[1], db=self._meta_db)
+            return None
         if kind == "truncate":
             self._layout.truncate(txn, op[1])
             return None
@@ -272,6 +292,8 @@ class LmdbLogStore(LogStore):
             kind = op[0]
             if kind == "vote":
                 self._vote = op[2]
+            elif kind == "committed":
+                self._committed = op[2]
             elif kind in ("purge", "purge_step"):
                 self._physical_first = max(self._physical_first, result.first_stored)
             self._durable = op[-1]

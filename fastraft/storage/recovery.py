@@ -6,15 +6,8 @@ once on top of the protocols so that every backend gets it right the same way.
 * ``read_membership_state``: the committed and the effective membership (Raft §6: a node
   uses the latest configuration in its log, committed or not).
 * ``recover_state``: the vote, the log's ends, the state machine's progress and the
-  memberships; reconciles a log that is behind its state machine (a snapshot was installed,
-  the log not yet purged).
-
-The commit index is not read back: the stores do not keep it. Raft keeps it volatile
-(Figure 2): a restarted node starts from what its state machine applied, and the leader's
-next AppendEntries (on a leader, its first commit in the new term, §5.4.2) tells it the
-rest. Keeping it durable would add a write on every commit advance for one benefit, applying
-committed entries a round trip earlier after a restart; openraft's ``save_committed`` is
-optional for that reason, and fastraft leaves it out of the storage contract.
+  memberships; re-applies entries known committed but not yet applied, and reconciles a log
+  that is behind its state machine (a snapshot was installed, the log not yet purged).
 """
 
 from __future__ import annotations
@@ -110,13 +103,14 @@ class RecoveredState:
     ``fastraft.core.state.InitialState`` from it (``membership.effective`` is the engine's
     membership, ``membership.committed`` the one before it).
 
-    Invariant: the log holds the entries in (last_purged_log_id.index, last_log_id.index];
-    everything up to last_applied is committed (it was applied).
+    Invariant: last_applied <= committed (when both exist); the log holds the entries in
+    (last_purged_log_id.index, last_log_id.index].
     """
 
     vote: Vote
     last_purged_log_id: LogId | None
     last_log_id: LogId | None
+    committed: LogId | None
     last_applied: LogId | None
     membership: MembershipState
 
@@ -124,28 +118,52 @@ class RecoveredState:
 async def recover_state(store: LogStore, sm: StateMachine) -> RecoveredState:
     """Read, and where needed repair, a node's durable state before it starts.
 
-    A log that does not continue the state machine (it ends before ``last_applied``, or
-    holds another term at that index: a snapshot was installed and the node crashed before
-    the log it replaces was discarded, Raft §7) is emptied and purged up to
-    ``last_applied``, so that the log and the state machine agree on where the log
-    continues. Its entries after ``last_applied`` conflict with committed ones (Log
-    Matching, Raft §5.3), so none of them can be committed.
+    1. Entries up to the saved committed id but after ``last_applied`` are applied now, in
+       chunks: they are committed, so applying them early is safe and lets reads see them.
+    2. A log that does not continue the state machine (it ends before ``last_applied``, or
+       holds another term at that index: a snapshot was installed and the node crashed
+       before the log it replaces was discarded, Raft §7) is emptied and purged up to
+       ``last_applied``, so that the log and the state machine agree on where the log
+       continues. Its entries after ``last_applied`` conflict with committed ones (Log
+       Matching, Raft §5.3), so none of them can be committed.
+    Raises StorageError if a committed entry to re-apply is missing from the log.
     """
     vote = await store.read_vote() or Vote()
+    committed = await store.read_committed()
     last_applied, _ = await sm.applied_state()
+
+    if committed is not None and (last_applied is None or committed.index > last_applied.index):
+        next_index = 1 if last_applied is None else last_applied.index + 1
+        while next_index <= committed.index:
+            hi = min(committed.index + 1, next_index + SCAN_CHUNK_ENTRIES)
+            chunk = await store.read_entries(next_index, hi)
+            if not chunk or chunk[0].index != next_index or len(chunk) != hi - next_index:
+                raise StorageError(
+                    f"committed entries [{next_index}, {hi}) are missing from the log: the log "
+                    f"store saved committed id {committed} but does not hold them")
+            await sm.apply(chunk)
+            next_index = hi
+        last_applied, _ = await sm.applied_state()
 
     state = await store.get_log_state()
     last_purged, last_log = state.last_purged_log_id, state.last_log_id
     if last_applied is not None and not await _log_continues(store, state, last_applied):
-        first = 1 if last_purged is None else last_purged.index + 1
-        if last_log is not None and last_log.index >= first:
-            await store.truncate(first)
+        # Crash-safe order: cut what follows last_applied first (a crash after it leaves a
+        # log that still does not continue, so the next start repairs again), then record
+        # that last_applied is committed (a store refuses a purge past its committed id),
+        # then purge everything up to last_applied in one step.
+        if last_log is not None and last_log.index > last_applied.index:
+            await store.truncate(last_applied.index + 1)
+        if committed is not None and committed.index < last_applied.index:
+            await store.save_committed(last_applied)
         await store.purge(last_applied)
         state = await store.get_log_state()
         last_purged, last_log = state.last_purged_log_id, state.last_log_id
 
+    if committed is None or (last_applied is not None and committed < last_applied):
+        committed = last_applied
     membership = await read_membership_state(store, sm)
-    return RecoveredState(vote, last_purged, last_log, last_applied, membership)
+    return RecoveredState(vote, last_purged, last_log, committed, last_applied, membership)
 
 
 async def _log_continues(store: LogStore, state, last_applied: LogId) -> bool:

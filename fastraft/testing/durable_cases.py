@@ -11,13 +11,15 @@ from .storage_suite import SuiteContext, durable_case
 
 @durable_case
 async def durable_log_survives_reopen(ctx: SuiteContext) -> None:
-    """Vote, entries, truncation and purge read back after a reopen."""
+    """Vote, entries, truncation, purge and committed id read back after a reopen."""
     log = ctx.log
     await log.save_vote(Vote(3, 2, committed=True))
     await log.append([blank(1, i) for i in range(1, 8)])
     await log.append([member(2, 8, 1, 2), normal(2, 9, ctx.payload(9)), blank(2, 10)])
     await log.purge(LogId(1, 3))
     await log.truncate(10)
+    await log.save_committed(LogId(2, 8))
+    keeps_committed = await log.read_committed() is not None
     before = await log.read_entries(0, 100)
     await ctx.reopen()
     log = ctx.log
@@ -26,6 +28,8 @@ async def durable_log_survives_reopen(ctx: SuiteContext) -> None:
            "log state after reopen")
     expect(await log.read_entries(0, 100), before, "entries after reopen")
     expect(ids(before), [(1, i) for i in range(4, 8)] + [(2, 8), (2, 9)], "entries kept")
+    if keeps_committed:
+        expect(await log.read_committed(), LogId(2, 8), "committed id after reopen")
     await log.append([blank(3, 10)])
     expect((await log.get_log_state()).last_log_id, LogId(3, 10), "append after reopen")
 

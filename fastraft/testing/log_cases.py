@@ -233,3 +233,15 @@ async def purge_older_is_ignored(ctx: SuiteContext) -> None:
     expect(len(await ctx.log.read_entries(0, 100)), 5, "entries after older purge")
 
 
+@case
+async def committed_save_and_read(ctx: SuiteContext) -> None:
+    """save_committed/read_committed: the last saved reads back, or the store keeps none
+    (always None), as openraft allows."""
+    first = await ctx.log.read_committed()
+    expect(first, None, "committed id of a new store")
+    await ctx.log.save_committed(LogId(1, 4))
+    got = await ctx.log.read_committed()
+    if got is not None:
+        expect(got, LogId(1, 4), "committed id after save_committed")
+        await ctx.log.save_committed(LogId(2, 9))
+        expect(await ctx.log.read_committed(), LogId(2, 9), "committed id after a second save")

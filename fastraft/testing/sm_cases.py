@@ -23,8 +23,8 @@ _EMPTY = StoredMembership()
 async def initial_state_without_data(ctx: SuiteContext) -> None:
     """New stores start from nothing: default vote, empty log, nothing applied."""
     got = await recover_state(ctx.log, ctx.sm)
-    expect((got.vote, got.last_purged_log_id, got.last_log_id, got.last_applied),
-           (Vote(), None, None, None), "initial state of new stores")
+    expect((got.vote, got.last_purged_log_id, got.last_log_id, got.committed, got.last_applied),
+           (Vote(), None, None, None, None), "initial state of new stores")
     expect((got.membership.committed, got.membership.effective), (_EMPTY, _EMPTY),
            "initial memberships of new stores")
 
@@ -39,6 +39,7 @@ async def initial_state_with_data(ctx: SuiteContext) -> None:
     expect(got.vote, Vote(1, 1), "vote")
     expect(got.last_log_id, LogId(3, 3), "last log id")
     expect(got.last_applied, LogId(1, 1), "last applied")
+    expect(got.committed, LogId(1, 1), "committed (at least what was applied)")
 
 
 @case
@@ -77,6 +78,25 @@ async def initial_state_log_behind_sm(ctx: SuiteContext) -> None:
     state = await ctx.log.get_log_state()
     expect((state.last_purged_log_id, state.last_log_id), (LogId(3, 4), LogId(3, 4)),
            "the log store itself")
+
+
+@case
+async def initial_state_reapplies_committed(ctx: SuiteContext) -> None:
+    """Entries known committed but not applied are applied at start (if the store keeps the
+    committed id)."""
+    await ctx.log.save_vote(Vote(1, 1))
+    await ctx.log.append([blank(1, i) for i in range(1, 6)])
+    await ctx.log.purge(LogId(1, 1))
+    await ctx.sm.apply([blank(1, 1), blank(1, 2)])
+    await ctx.log.save_committed(LogId(1, 4))
+    keeps = await ctx.log.read_committed() is not None
+    got = await recover_state(ctx.log, ctx.sm)
+    want = LogId(1, 4) if keeps else LogId(1, 2)
+    expect(got.last_applied, want, "last applied after start")
+    expect((await ctx.sm.applied_state())[0], want, "the state machine's last applied")
+
+
+# -- memberships (openraft last_membership_in_log*, get_membership_*) ----------------------------
 
 
 @case

@@ -92,11 +92,12 @@ def test_data_without_a_format_is_refused(tmp_path):
     trio.run(main)
 
 
-@pytest.mark.parametrize("key", [b"vote", b"last_purged"])
+@pytest.mark.parametrize("key", [b"vote", b"last_purged", b"committed"])
 def test_corrupt_meta_record_is_refused(tmp_path, key):
     async def main():
         store = await filled(tmp_path)
         await store.purge(LogId(1, 2))
+        await store.save_committed(LogId(1, 5))
         await store.aclose()
 
         def flip(txn, log, meta):

@@ -14,6 +14,38 @@ from fastraft.testing.helpers import blank, stored
 from fastraft.types import SnapshotMeta
 
 
+def test_missing_committed_entries_stop_the_start():
+    async def main():
+        log, sm = MemoryLogStore(), MemoryKVStateMachine()
+        await log.append([blank(1, i) for i in range(1, 4)])
+        await log.save_committed(LogId(1, 3))
+        await log.purge(LogId(1, 2))  # a purge the state machine has not caught up with
+        with pytest.raises(StorageError, match="missing"):
+            await recover_state(log, sm)
+
+    trio.run(main)
+
+
+def test_reapply_runs_in_bounded_chunks():
+    async def main():
+        log, sm = MemoryLogStore(), MemoryKVStateMachine()
+        await log.append([blank(1, i) for i in range(1, 1301)])
+        await log.save_committed(LogId(1, 1300))
+        batches = []
+        real_apply = sm.apply
+
+        async def counting_apply(entries):
+            batches.append(len(entries))
+            return await real_apply(entries)
+
+        sm.apply = counting_apply
+        got = await recover_state(log, sm)
+        assert got.last_applied == LogId(1, 1300) and got.committed == LogId(1, 1300)
+        assert batches == [512, 512, 276]
+
+    trio.run(main)
+
+
 def test_a_log_that_does_not_continue_the_state_machine_is_discarded():
     """Raft §7: the state machine is at (4, 3) (a snapshot of term 4 was installed) and the
     crash came before the old log was discarded. That log holds term 3 at index 3 and goes
