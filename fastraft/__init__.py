@@ -7,27 +7,34 @@ A deterministic sans-I/O engine (fastraft.core) on an accelerated Cython core
 from .accel import accelerated
 from .accel import entry as _entry
 from .errors import (
+    Busy,
     CodecError,
     ConfigError,
     FastraftError,
     ForwardToLeader,
+    LeaderTransferring,
+    MembershipError,
+    NetworkError,
     OutcomeUnknown,
     RaftShutdown,
+    RemoteError,
+    RequestTimeout,
     StorageError,
+    TransferFailed,
+    Unreachable,
 )
 Entry = _entry.Entry
 
-from .types import EntryKind, LogId, Membership, Node, SnapshotMeta, StoredMembership, Vote
+from .types import (ClientWriteResponse, ClientWriteResponses, EntryKind, LogId, Membership,
+                    Node, SnapshotMeta, StoredMembership, Vote)
 
-# the engine (sans-I/O, no I/O imports) and the refusals it answers requests with
+# the engine (sans-I/O, no I/O imports)
 from .core import Config, Engine
-from .core.errors import Busy, LeaderTransferring, MembershipError, TransferFailed
 
 # Networks, storage and the trio node load on first use (PEP 562), so that importing the
 # engine (fastraft.core) loads no I/O module: no trio, no lmdb, no socket.
 _LAZY = {
-    "MemoryRouter": "net", "NetworkError": "net", "RaftClient": "net", "RaftNetwork": "net",
-    "RemoteError": "net", "RequestTimeout": "net", "TcpNetwork": "net", "Unreachable": "net",
+    "MemoryRouter": "net", "RaftClient": "net", "RaftNetwork": "net", "TcpNetwork": "net",
     "serve_raft_tcp": "net",
     "Raft": "runtime", "RaftMetrics": "runtime", "ServerState": "runtime",
     "WaitTimeout": "runtime", "open_raft": "runtime",
@@ -52,6 +59,8 @@ __all__ = [
     "Entry",
     "EntryKind",
     "LogId",
+    "ClientWriteResponse",
+    "ClientWriteResponses",
     "Vote",
     "Node",
     "Membership",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -24,6 +25,8 @@ __all__ = [
     "Membership",
     "StoredMembership",
     "SnapshotMeta",
+    "ClientWriteResponse",
+    "ClientWriteResponses",
 ]
 
 
@@ -200,3 +203,88 @@ class SnapshotMeta:
     last_log_id: LogId | None
     last_membership: StoredMembership
     snapshot_id: str
+
+
+class ClientWriteResponse:
+    """What a client write returns once its entry is applied (openraft's
+    ``ClientWriteResponse``): the entry's ``log_id``, the state machine's response ``data``,
+    and ``membership``, the configuration the entry installed if it was a membership entry
+    (never for ``client_write``, whose entries are NORMAL: None).
+
+    It keeps the term and index and builds the ``LogId`` when asked: a write at full speed
+    should not pay for an object its caller may never read."""
+
+    __slots__ = ("_term", "_index", "data", "membership")
+
+    def __init__(self, log_id: LogId, data, membership: Membership | None = None) -> None:
+        self._term = log_id.term
+        self._index = log_id.index
+        self.data = data
+        self.membership = membership
+
+    @classmethod
+    def _at(cls, term: int, index: int, data) -> "ClientWriteResponse":
+        r = _new_response(cls)
+        r._term, r._index, r.data, r.membership = term, index, data, None
+        return r
+
+    @property
+    def log_id(self) -> LogId:
+        return LogId(self._term, self._index)
+
+    def __eq__(self, other) -> bool:
+        return (type(other) is ClientWriteResponse and self._term == other._term
+                and self._index == other._index and self.data == other.data
+                and self.membership == other.membership)
+
+    __hash__ = None  # type: ignore[assignment]  # data may be anything
+
+    def __repr__(self) -> str:
+        return (f"ClientWriteResponse(log_id={self.log_id!r}, data={self.data!r}, "
+                f"membership={self.membership!r})")
+
+
+_new_response = object.__new__
+
+
+class ClientWriteResponses(Sequence):
+    """What ``client_write_many`` returns: the ``ClientWriteResponse`` of each payload, in
+    order, as a read-only sequence over the consecutive entries [first_index, first_index +
+    len) of ``term``. Each response is built when read, so a batch of thousands costs one
+    object until its caller looks."""
+
+    __slots__ = ("_term", "_first", "_data")
+
+    def __init__(self, term: int, first_index: int, data: list) -> None:
+        self._term = term
+        self._first = first_index
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self._data)))]
+        n = len(self._data)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("response index out of range")
+        return ClientWriteResponse._at(self._term, self._first + i, self._data[i])
+
+    def __iter__(self):
+        at, term, first = ClientWriteResponse._at, self._term, self._first
+        for i, d in enumerate(self._data):
+            yield at(term, first + i, d)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, ClientWriteResponses):
+            return (self._term, self._first, self._data) == (other._term, other._first,
+                                                             other._data)
+        return isinstance(other, (list, tuple)) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ClientWriteResponses({list(self)!r})"

@@ -26,8 +26,11 @@ Inputs (methods of ``Engine``):
 
 Outputs: ``take_commands() -> list[Command]`` (see ``fastraft.core.commands`` for each command
 and for the runtime's obligations). Requests with a ``request_id`` are answered by exactly one
-``Respond`` (or ``ReadReady``) command.
+``Respond`` (or ``ReadReady``) command; peers' requests stepped with a ``reply_to`` token by
+exactly one ``SendMessage`` or ``NoAnswer`` carrying it.
 """
+
+from fastraft.errors import Busy, LeaderTransferring, MembershipError, TransferFailed
 
 from .commands import (
     AppendLog,
@@ -36,6 +39,7 @@ from .commands import (
     Command,
     InstallSnapshot,
     MembershipChanged,
+    NoAnswer,
     PurgeLog,
     ReadLog,
     ReadReady,
@@ -50,7 +54,6 @@ from .commands import (
 from . import commands as _commands
 from .config import Config
 from .engine import Engine
-from .errors import Busy, LeaderTransferring, MembershipError, TransferFailed
 from .state import InitialState, Role, scan_term_runs
 
 __all__ = [

@@ -11,7 +11,11 @@ The runtime's obligations, which are all the ordering it must get right:
    ``on_log_flushed(last_log_id)`` once an ``AppendLog`` (and every log write before it) is
    durable, ``on_snapshot_built`` / ``on_snapshot_installed``, ``on_entries_read``,
    ``on_snapshot_chunk_read``. Reporting several completions with only the latest is allowed.
-3. Send every ``SendMessage`` as soon as convenient: the engine emits a message only when every
+3. Send every ``SendMessage`` as soon as convenient; one with a ``reply_to`` token answers the
+   request stepped with that token (``Engine.step(msg, reply_to=token)``): hand it to that
+   request's waiter, not to the network. Every request stepped with a token gets exactly one
+   ``SendMessage`` or ``NoAnswer`` carrying that token, in time (a response waiting for a
+   durable write keeps its token until it leaves). The engine emits a message only when every
    durable write it depends on has been reported (a vote reply after its ``SaveVote``, a
    follower's acknowledgement after its entries are flushed). The one write a message may
    overtake is the leader's own ``AppendLog``: a leader replicates in parallel with its own
@@ -37,6 +41,7 @@ __all__ = [
     "TruncateLog",
     "PurgeLog",
     "SendMessage",
+    "NoAnswer",
     "ApplyEntries",
     "BuildSnapshot",
     "SaveSnapshotChunk",
@@ -94,10 +99,27 @@ class PurgeLog(Command):
 
 @dataclass(frozen=True, slots=True)
 class SendMessage(Command):
-    """Send ``msg`` to node ``to``. Best effort: the protocol retries what is lost."""
+    """Send ``msg`` to node ``to``. Best effort: the protocol retries what is lost.
+
+    ``reply_to`` is None for a message of the engine's own (a request, or an answer to a
+    request stepped without a token); otherwise ``msg`` is the response to the request that
+    was stepped with ``reply_to``, and goes to exactly that request's waiter (openraft's
+    ``Command::Respond``)."""
 
     to: int
     msg: Message
+    reply_to: Hashable | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NoAnswer(Command):
+    """The request stepped with ``reply_to`` gets no response, for ``reason`` (dropped while a
+    snapshot is installed, malformed, from a term that moved on before its answer was
+    durable...): release its waiter now instead of letting it wait for a timeout. Raft
+    tolerates the lost answer (the sender retries, §5.3)."""
+
+    reply_to: Hashable
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

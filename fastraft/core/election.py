@@ -139,19 +139,22 @@ class ElectionMixin:
         return (self.leader_id != 0
                 and self._now - self._leader_contact_at < self.config.election_timeout_min_s)
 
-    def _handle_vote_request(self, msg: VoteRequest) -> None:
+    def _handle_vote_request(self, msg: VoteRequest, reply_to=None) -> None:
         if (msg.term > self.vote.term and not self._transfer_bypass_allowed(msg)
                 and self._in_leader_lease()):
-            return  # silently: a healthy leader is known; the candidate times out again
+            # a healthy leader is known: no answer, the candidate times out again
+            self._no_answer(reply_to, "a leader is known (thesis §4.2.3): vote request ignored")
+            return
         if msg.pre_vote:
             grant = msg.term > self.vote.term and self._log_up_to_date(msg)
             # a pre-vote changes nothing here, so the answer depends on no durable state
             self._send(msg.sender, VoteResponse(term=msg.term if grant else self.vote.term,
-                                                sender=self.id, granted=grant, pre_vote=True))
+                                                sender=self.id, granted=grant, pre_vote=True),
+                       reply_to=reply_to)
             return
         if msg.term < self.vote.term:
             self._send(msg.sender, VoteResponse(term=self.vote.term, sender=self.id, granted=False),
-                       after_vote=True)
+                       after_vote=True, reply_to=reply_to)
             return
         if msg.term > self.vote.term:
             self._become_follower(msg.term, 0)
@@ -161,7 +164,7 @@ class ElectionMixin:
                 self._set_vote(Vote(msg.term, msg.sender))
             self._reset_election_timer()
         self._send(msg.sender, VoteResponse(term=self.vote.term, sender=self.id, granted=grant),
-                   after_vote=True)
+                   after_vote=True, reply_to=reply_to)
 
     def _handle_vote_response(self, msg: VoteResponse) -> None:
         if msg.pre_vote:

@@ -15,6 +15,8 @@ durable-before-send gate.
 
 Invariant: a message that depends on durable state (a vote, entries acknowledged) is emitted
 only after ``on_vote_saved`` / ``on_log_flushed`` reported that state.
+Invariant: a request stepped with a ``reply_to`` token gets exactly one ``SendMessage`` or
+``NoAnswer`` carrying that token (now, or once what its answer waits for is durable).
 Invariant: committed never decreases; applied <= min(committed, flushed) <= last log index
 (applied may exceed the log after a snapshot install, which purges the log to it).
 """
@@ -32,14 +34,13 @@ from fastraft.messages import (
     InstallSnapshotResponse,
     Message,
     TimeoutNowRequest,
-    TimeoutNowResponse,
     VoteRequest,
     VoteResponse,
 )
 from fastraft.types import LogId, StoredMembership, Vote
 
 from ._prims import LogIndex, ProgressTracker
-from .commands import Command, SaveVote, SendMessage, StateChanged
+from .commands import Command, NoAnswer, SaveVote, SendMessage, StateChanged
 from .config import Config
 from .election import ElectionMixin
 from .guard import GuardMixin, check_initial_state
@@ -52,9 +53,27 @@ from .transfer import TransferMixin
 
 __all__ = ["Engine"]
 
-# Messages waiting for durable state: beyond this many, the oldest are dropped (the protocol
-# retries lost messages; a runtime that never reports its writes must not grow us unbounded).
+# Messages waiting for durable state: beyond this many, a new one is not held but refused
+# (NoAnswer; the protocol retries lost messages), so a runtime that never reports its writes
+# cannot grow us unbounded. Requests in flight are bounded by the sender's window long before.
 _MAX_HELD = 4096
+_REQUESTS = frozenset((AppendEntriesRequest, VoteRequest, InstallSnapshotRequest,
+                       TimeoutNowRequest))
+
+
+class _Held:
+    """A message waiting for the vote ``need`` (None: none) to be saved and the log to be
+    durable up to ``after_flush``; ``reply_to`` is the token of the request it answers."""
+
+    __slots__ = ("need", "after_flush", "to", "msg", "reply_to")
+
+    def __init__(self, need, after_flush, to, msg, reply_to) -> None:
+        self.need = need
+        self.after_flush = after_flush
+        self.to = to
+        self.msg = msg
+        self.reply_to = reply_to
+
 
 _HANDLED = frozenset(MESSAGE_TYPES.values())
 
@@ -99,7 +118,8 @@ class Engine(GuardMixin, ElectionMixin, ReplicationMixin, MembershipMixin, Snaps
         self._out: list[Command] = []
         self.vote = state.vote
         self._saved_vote = state.vote
-        self._held: list[tuple[Vote | None, int, int, Message]] = []
+        self._held: list[_Held] = []
+        self._unanswered = None  # the token of the request being stepped, until answered
         self.role = Role.LEARNER
         self.leader_id = 0
         self._leader_contact_at = float("-inf")
@@ -201,37 +221,56 @@ class Engine(GuardMixin, ElectionMixin, ReplicationMixin, MembershipMixin, Snaps
         if self.role == Role.LEADER:
             d = min(self._heartbeat_at, self._check_quorum_at)
             if self._transfer is not None:
-                d = min(d, self._transfer[1])
+                d = min(d, self._transfer.deadline)
             return d
         if self._can_campaign():
             return self._election_deadline
         return float("inf")
 
-    def step(self, msg: Message) -> None:
-        """Handle a message from a peer (request or response). A message naming this node as
-        its sender, or naming node 0, is ignored; a non-message raises TypeError."""
+    def step(self, msg: Message, reply_to=None) -> None:
+        """Handle a message from a peer (request or response); a non-message raises TypeError.
+
+        ``reply_to`` (any hashable but None) is the token of a request whose sender waits for
+        its answer: the answer is emitted as ``SendMessage(..., reply_to=reply_to)``, or, if
+        the engine will not answer, as ``NoAnswer(reply_to, reason)`` (see the commands'
+        contract). Without a token, answers are plain messages to the sender. A message
+        naming this node as its sender, or naming node 0, is ignored (and not answered)."""
         t = type(msg)
         if t not in _HANDLED:
             raise TypeError(f"not a Raft message: {t.__name__}")
         sender = msg.sender
-        if sender == self.id or sender <= 0 or not self._admit(msg, sender):
-            return  # guard.py: malformed, or from a stranger
+        if sender == self.id or sender <= 0:
+            if reply_to is not None:
+                self._emit(NoAnswer(reply_to, f"sender {sender} is not a peer of node {self.id}"))
+            return
+        if not self._admit(msg, sender):
+            # guard.py: malformed, or from a stranger; answered at once so that forged sender
+            # ids leave nothing waiting behind
+            if reply_to is not None:
+                self._emit(NoAnswer(reply_to, f"message from {sender} refused by node {self.id}"
+                                    " (malformed, or not a member: core/guard.py)"))
+            return
+        if reply_to is not None and t in _REQUESTS:
+            self._unanswered = reply_to
         if t is AppendEntriesRequest:
-            self._handle_append_entries(msg)
+            self._handle_append_entries(msg, reply_to)
         elif t is AppendEntriesResponse:
             self._handle_append_entries_response(msg)
         elif t is VoteRequest:
-            self._handle_vote_request(msg)
+            self._handle_vote_request(msg, reply_to)
         elif t is VoteResponse:
             self._handle_vote_response(msg)
         elif t is InstallSnapshotRequest:
-            self._handle_install_snapshot(msg)
+            self._handle_install_snapshot(msg, reply_to)
         elif t is InstallSnapshotResponse:
             self._handle_install_snapshot_response(msg)
         elif t is TimeoutNowRequest:
-            self._handle_timeout_now(msg)
+            self._handle_timeout_now(msg, reply_to)
         else:
             self._handle_timeout_now_response(msg)
+        if self._unanswered is not None:
+            # every handler answers or names its reason; this only guards a future one
+            self._no_answer(self._unanswered, "the engine has no answer to it")
         self._notify()
 
     def on_vote_saved(self, vote: Vote) -> None:
@@ -254,7 +293,14 @@ class Engine(GuardMixin, ElectionMixin, ReplicationMixin, MembershipMixin, Snaps
         if vote.term > self.vote.term:
             # acknowledgements for an older term would claim entries a newer leader may
             # overwrite: they must never leave
-            self._held = [h for h in self._held if h[3].term >= vote.term]
+            keep = []
+            for h in self._held:
+                if h.msg.term >= vote.term:
+                    keep.append(h)
+                elif h.reply_to is not None:
+                    self._emit(NoAnswer(h.reply_to, f"its answer in term {h.msg.term} was "
+                                                    f"not yet durable when term {vote.term} began"))
+            self._held = keep
         self.vote = vote
         self._emit(SaveVote(vote))
 
@@ -264,40 +310,52 @@ class Engine(GuardMixin, ElectionMixin, ReplicationMixin, MembershipMixin, Snaps
         # a candidate also covers the term alone (the runtime may report only the latest save)
         return s.term > need.term or (s.term == need.term and need.node_id in (0, s.node_id))
 
-    def _send(self, to: int, msg: Message, after_vote: bool = False, after_flush: int = 0) -> None:
+    def _send(self, to: int, msg: Message, after_vote: bool = False, after_flush: int = 0,
+              reply_to=None) -> None:
         """Emit ``msg`` now, or hold it until the vote as of now is saved (``after_vote``) and the
-        log is durable up to ``after_flush``."""
+        log is durable up to ``after_flush``. ``reply_to``: the token of the request ``msg``
+        answers (None: a message of our own, or an answer nobody waits on)."""
+        if reply_to is not None and reply_to == self._unanswered:
+            self._unanswered = None
         need = self.vote if after_vote else None
         if (need is None or self._vote_durable(need)) and self.flushed >= after_flush:
-            self._out.append(SendMessage(to, msg))
+            self._out.append(SendMessage(to, msg, reply_to))
             return
         # Every request gets a response of its own, even when a later acknowledgement would
-        # cover it: networks that pair answers with requests (net/protocol.py, the runtime's
-        # InboundReplies) would otherwise leave the covered request waiting until it expires,
-        # and pair later answers with requests the sender has already given up on.
-        held = self._held
-        if len(held) >= _MAX_HELD:
-            del held[0]
-        held.append((need, after_flush, to, msg))
+        # cover it: its sender waits for exactly that answer.
+        if len(self._held) >= _MAX_HELD:
+            if reply_to is not None:
+                self._emit(NoAnswer(reply_to, f"{_MAX_HELD} answers already wait for durable "
+                                              f"state"))
+            return
+        self._held.append(_Held(need, after_flush, to, msg, reply_to))
+
+    def _no_answer(self, reply_to, reason: str) -> None:
+        """The request stepped with ``reply_to`` (None: nobody waits) gets no answer."""
+        if reply_to is not None:
+            if reply_to == self._unanswered:
+                self._unanswered = None
+            self._emit(NoAnswer(reply_to, reason))
 
     def _release_held(self) -> None:
         if not self._held:
             return
         keep = []
         flushed = self.flushed
-        for item in self._held:
-            need, after_flush, to, msg = item
-            if (need is None or self._vote_durable(need)) and flushed >= after_flush:
-                self._out.append(SendMessage(to, msg))
+        for h in self._held:
+            need = h.need
+            if (need is None or self._vote_durable(need)) and flushed >= h.after_flush:
+                self._out.append(SendMessage(h.to, h.msg, h.reply_to))
             else:
-                keep.append(item)
+                keep.append(h)
         self._held = keep
 
-    def _leader_node(self):
-        return self._membership.membership.nodes.get(self.leader_id) if self.leader_id else None
-
-    def _forward_error(self) -> ForwardToLeader:
-        return ForwardToLeader(self.leader_id or None, self._leader_node())
+    def forward_to_leader(self) -> ForwardToLeader:
+        """The refusal of a request only a leader serves: it names the leader this node knows
+        of (None if none) and its address. The one place such a refusal is built."""
+        leader = self.leader_id
+        node = self._membership.membership.nodes.get(leader) if leader else None
+        return ForwardToLeader(leader or None, node)
 
     def _refresh_role(self) -> None:
         """Followers and learners differ only by membership: recompute after it changes."""

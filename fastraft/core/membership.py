@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from typing import Hashable, Mapping
 
-from fastraft.errors import OutcomeUnknown
+from fastraft.errors import Busy, MembershipError, OutcomeUnknown
 from fastraft.types import EntryKind, LogId, Membership, Node, StoredMembership, Vote
 
 from .commands import AppendLog, MembershipChanged, Respond
-from .errors import Busy, MembershipError
 from .state import Role
 
 __all__ = ["MembershipMixin"]
@@ -160,7 +159,7 @@ class MembershipMixin:
 
     def _ready_for_change(self, request_id: Hashable) -> bool:
         if self.role != Role.LEADER:
-            self._emit(Respond(request_id, error=self._forward_error()))
+            self._emit(Respond(request_id, error=self.forward_to_leader()))
             return False
         if (self._change is not None or _index(self._membership) > self.committed
                 or self._membership.membership.is_joint):

@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Hashable
 
+from fastraft.errors import Busy
+
 from .commands import ReadReady, Respond
-from .errors import Busy
 from .state import Role
 
 __all__ = ["ReadsMixin"]
@@ -44,7 +45,7 @@ class ReadsMixin:
         leadership, Busy beyond ``max_pending_reads``). One request may stand for a batch of
         client reads: each call costs one heartbeat round."""
         if self.role != Role.LEADER:
-            self._emit(Respond(request_id, error=self._forward_error()))
+            self._emit(Respond(request_id, error=self.forward_to_leader()))
             return
         if len(self._reads) >= self.config.max_pending_reads:
             self._emit(Respond(request_id, error=Busy(
@@ -115,7 +116,7 @@ class ReadsMixin:
             self._emit(ReadReady(request_id, read_index))
 
     def _fail_reads(self) -> None:
-        err = self._forward_error()
+        err = self.forward_to_leader()
         while self._reads:
             self._emit(Respond(self._reads.popleft()[2], error=err))
         self._lease_until = float("-inf")

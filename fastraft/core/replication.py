@@ -15,14 +15,13 @@ Invariant: entries at or below the commit index are never truncated.
 
 from __future__ import annotations
 
-from fastraft.errors import CodecError
+from fastraft.errors import CodecError, LeaderTransferring
 from fastraft.messages import AppendEntriesRequest, AppendEntriesResponse
 from fastraft.types import EntryKind, LogId, Membership
 
 from ._prims import ENTRY_OVERHEAD_BYTES
 from ._prims import progress as _progress
 from .commands import AppendLog, ApplyEntries, ReadLog, TruncateLog
-from .errors import LeaderTransferring
 from .state import Role
 
 __all__ = ["ReplicationMixin"]
@@ -86,9 +85,9 @@ class ReplicationMixin:
         at that index with the returned term (another term: the proposal was lost).
         """
         if self.role != Role.LEADER:
-            raise self._forward_error()
+            raise self.forward_to_leader()
         if self._transfer is not None:
-            raise LeaderTransferring(self._transfer[0])
+            raise LeaderTransferring(self._transfer.target)
         if not payloads:
             raise ValueError("propose needs at least one payload")
         if kind not in (EntryKind.NORMAL, EntryKind.BLANK):
@@ -211,12 +210,12 @@ class ReplicationMixin:
 
     # -- the follower side -----------------------------------------------------------------------
 
-    def _handle_append_entries(self, m: AppendEntriesRequest) -> None:
+    def _handle_append_entries(self, m: AppendEntriesRequest, reply_to=None) -> None:
         log = self.log
         if m.term < self.vote.term:
             self._send(m.sender, AppendEntriesResponse(
                 term=self.vote.term, sender=self.id, success=False,
-                match_index=m.prev_log_index, seq=m.seq), after_vote=True)
+                match_index=m.prev_log_index, seq=m.seq), after_vote=True, reply_to=reply_to)
             return
         if m.term > self.vote.term or self.role not in (Role.FOLLOWER, Role.LEARNER) \
                 or self.leader_id != m.sender:
@@ -224,7 +223,9 @@ class ReplicationMixin:
         self._leader_contact_at = self._now
         self._reset_election_timer()
         if self._snapshot_installing():
-            return  # the log is about to be replaced; the leader resends
+            # the log is about to be replaced; the leader resends
+            self._no_answer(reply_to, "a snapshot is being installed")
+            return
         if not log.matches(m.prev_log_index, m.prev_log_term):
             if m.prev_log_index > log.last_index:
                 hint_term, hint_index = 0, log.last_index + 1
@@ -233,10 +234,13 @@ class ReplicationMixin:
                 hint_index = log.first_index_of_term(hint_term) or log.first_index
             self._send(m.sender, AppendEntriesResponse(
                 term=self.vote.term, sender=self.id, success=False, match_index=m.prev_log_index,
-                hint_term=hint_term, hint_index=hint_index, seq=m.seq), after_vote=True)
+                hint_term=hint_term, hint_index=hint_index, seq=m.seq),
+                after_vote=True, reply_to=reply_to)
             return
         ents = m.entries
         if ents and not self._accept_entries(m, ents):
+            self._no_answer(reply_to, "malformed entries, or entries that would rewrite "
+                                      "committed ones")
             return
         last_new = m.prev_log_index + len(ents)
         commit = min(m.leader_commit, last_new)
@@ -244,7 +248,7 @@ class ReplicationMixin:
             self._advance_commit(commit)
         self._send(m.sender, AppendEntriesResponse(
             term=self.vote.term, sender=self.id, success=True, match_index=last_new, seq=m.seq),
-            after_vote=True, after_flush=last_new)
+            after_vote=True, after_flush=last_new, reply_to=reply_to)
 
     def _accept_entries(self, m: AppendEntriesRequest, ents: list) -> bool:
         """Merge a leader's entries into the log (Raft §5.3 receiver steps 3-4). False if the

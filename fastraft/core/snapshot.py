@@ -40,13 +40,14 @@ class _Send:
 class _Receive:
     """A follower's reception of a snapshot from its leader."""
 
-    __slots__ = ("snapshot_id", "leader_id", "offset", "meta")
+    __slots__ = ("snapshot_id", "leader_id", "offset", "meta", "reply_to")
 
     def __init__(self, snapshot_id: str, leader_id: int):
         self.snapshot_id = snapshot_id
         self.leader_id = leader_id
         self.offset = 0
         self.meta: SnapshotMeta | None = None  # set once complete: installing
+        self.reply_to = None  # the last chunk's token: answered once the install is durable
 
 
 class SnapshotMixin:
@@ -195,14 +196,15 @@ class SnapshotMixin:
         return self._snap_recv is not None and self._snap_recv.meta is not None
 
     def _reply_snapshot(self, to: int, snapshot_id: str, next_offset: int, done: bool,
-                        after_flush: int = 0) -> None:
+                        reply_to, after_flush: int = 0) -> None:
         self._send(to, InstallSnapshotResponse(term=self.vote.term, sender=self.id,
                                                snapshot_id=snapshot_id, next_offset=next_offset,
-                                               done=done), after_vote=True, after_flush=after_flush)
+                                               done=done),
+                   after_vote=True, after_flush=after_flush, reply_to=reply_to)
 
-    def _handle_install_snapshot(self, m: InstallSnapshotRequest) -> None:
+    def _handle_install_snapshot(self, m: InstallSnapshotRequest, reply_to=None) -> None:
         if m.term < self.vote.term:
-            self._reply_snapshot(m.sender, m.snapshot_id, 0, False)
+            self._reply_snapshot(m.sender, m.snapshot_id, 0, False, reply_to)
             return
         if m.term > self.vote.term or self.role not in (Role.FOLLOWER, Role.LEARNER) \
                 or self.leader_id != m.sender:
@@ -210,24 +212,26 @@ class SnapshotMixin:
         self._leader_contact_at = self._now
         self._reset_election_timer()
         if self._snapshot_installing():
+            self._no_answer(reply_to, "a snapshot is being installed")
             return
         if m.last_log_index <= self.committed:
             # everything it covers is committed here already (Raft §7: retain the log); "done"
             # makes the leader count these entries as matched, so it waits until they are
             # durable here (a crash before the flush would lose what the leader thinks we hold)
-            self._reply_snapshot(m.sender, m.snapshot_id, m.offset + len(m.data), True,
+            self._reply_snapshot(m.sender, m.snapshot_id, m.offset + len(m.data), True, reply_to,
                                  after_flush=m.last_log_index)
             return
         if m.last_log_term == 0 or m.last_log_term > m.term:
-            return  # not a snapshot a leader of this term can hold
+            self._no_answer(reply_to, "not a snapshot a leader of this term can hold")
+            return
         rx = self._snap_recv
         if m.offset == 0:
             rx = self._snap_recv = _Receive(m.snapshot_id, m.sender)
         elif rx is None or rx.snapshot_id != m.snapshot_id:
-            self._reply_snapshot(m.sender, m.snapshot_id, 0, False)
+            self._reply_snapshot(m.sender, m.snapshot_id, 0, False, reply_to)
             return
         if m.offset != rx.offset:
-            self._reply_snapshot(m.sender, m.snapshot_id, rx.offset, False)
+            self._reply_snapshot(m.sender, m.snapshot_id, rx.offset, False, reply_to)
             return
         membership = None
         if m.done:
@@ -235,13 +239,17 @@ class SnapshotMixin:
                 membership = Membership.from_bytes(m.membership)
             except CodecError:
                 self._snap_recv = None
+                self._no_answer(reply_to, "the snapshot's membership does not decode")
                 return
         rx.leader_id = m.sender
         self._emit(SaveSnapshotChunk(m.snapshot_id, m.offset, m.data))
         rx.offset += len(m.data)
         if not m.done:
-            self._reply_snapshot(m.sender, m.snapshot_id, rx.offset, False)
+            self._reply_snapshot(m.sender, m.snapshot_id, rx.offset, False, reply_to)
             return
+        rx.reply_to = reply_to
+        if reply_to is not None and reply_to == self._unanswered:
+            self._unanswered = None  # answered by on_snapshot_installed
         mlid = LogId(m.membership_term, m.membership_index) if m.membership_index else None
         rx.meta = SnapshotMeta(LogId(m.last_log_term, m.last_log_index),
                                StoredMembership(mlid, membership), m.snapshot_id)
@@ -282,7 +290,7 @@ class SnapshotMixin:
         self.snapshot = meta
         self._snapshot_index = max(self._snapshot_index, idx)
         self._on_commit_membership()
-        self._reply_snapshot(rx.leader_id, meta.snapshot_id, rx.offset, True)
+        self._reply_snapshot(rx.leader_id, meta.snapshot_id, rx.offset, True, rx.reply_to)
         self._release_held()
         self._maybe_apply()
         self._notify()

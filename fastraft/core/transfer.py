@@ -13,24 +13,37 @@ from __future__ import annotations
 
 from typing import Hashable
 
+from fastraft.errors import TransferFailed
 from fastraft.messages import TimeoutNowRequest, TimeoutNowResponse
 
 from .commands import Respond
-from .errors import TransferFailed
 from .state import Role
 
 __all__ = ["TransferMixin"]
 
 
+class _Transfer:
+    """A pending transfer to ``target``, asked by ``request_id`` in ``term``; it fails at
+    ``deadline``; ``timeout_now_sent`` once the target was told to campaign."""
+
+    __slots__ = ("target", "deadline", "request_id", "timeout_now_sent", "term")
+
+    def __init__(self, target: int, deadline: float, request_id: Hashable, term: int) -> None:
+        self.target = target
+        self.deadline = deadline
+        self.request_id = request_id
+        self.timeout_now_sent = False
+        self.term = term
+
+
 class TransferMixin:
     def _init_transfer(self) -> None:
-        # [target, deadline, request_id, timeout_now_sent, term]
-        self._transfer: list | None = None
+        self._transfer: _Transfer | None = None
 
     @property
     def transfer_target(self) -> int:
         """The node leadership is being handed to, 0 if none."""
-        return self._transfer[0] if self._transfer is not None else 0
+        return self._transfer.target if self._transfer is not None else 0
 
     def transfer_leader(self, request_id: Hashable, target: int) -> None:
         """Admin (leader): hand leadership to the voter ``target``. Answers
@@ -38,7 +51,7 @@ class TransferMixin:
         TransferFailed (not a voter, timed out after the maximum election timeout, replaced by
         another transfer), or ForwardToLeader on a non-leader."""
         if self.role != Role.LEADER:
-            self._emit(Respond(request_id, error=self._forward_error()))
+            self._emit(Respond(request_id, error=self.forward_to_leader()))
             return
         if target == self.id:
             self._emit(Respond(request_id, result=None))
@@ -48,52 +61,54 @@ class TransferMixin:
             return
         old = self._transfer
         if old is not None:
-            self._emit(Respond(old[2], error=TransferFailed(
+            self._emit(Respond(old.request_id, error=TransferFailed(
                 f"replaced by a transfer to node {target}")))
-        self._transfer = [target, self._now + self.config.election_timeout_max_s, request_id,
-                          False, self.vote.term]
+        self._transfer = _Transfer(target, self._now + self.config.election_timeout_max_s,
+                                   request_id, self.vote.term)
         self._maybe_send_append(target)
         self._maybe_send_timeout_now(target)
 
     def _maybe_send_timeout_now(self, peer: int) -> None:
         t = self._transfer
-        if (t is None or t[0] != peer or t[3] or self.role != Role.LEADER
+        if (t is None or t.target != peer or t.timeout_now_sent or self.role != Role.LEADER
                 or not self.progress.is_tracked(peer)):
             return
         if self.progress.match_index(peer) >= self.log.last_index:
-            t[3] = True
+            t.timeout_now_sent = True
             self._send(peer, TimeoutNowRequest(term=self.vote.term, sender=self.id))
 
     def _maybe_expire_transfer(self) -> None:
         t = self._transfer
-        if t is not None and self._now >= t[1]:
+        if t is not None and self._now >= t.deadline:
             self._transfer = None
-            self._emit(Respond(t[2], error=TransferFailed(
-                f"node {t[0]} did not take over within the election timeout")))
+            self._emit(Respond(t.request_id, error=TransferFailed(
+                f"node {t.target} did not take over within the election timeout")))
 
     def _end_transfer_on_step_down(self) -> None:
         t = self._transfer
         if t is None:
             return
         self._transfer = None
-        if self.vote.term > t[4]:
-            self._emit(Respond(t[2], result=None))
+        if self.vote.term > t.term:
+            self._emit(Respond(t.request_id, result=None))
         else:
-            self._emit(Respond(t[2], error=TransferFailed("leadership lost before the transfer")))
+            self._emit(Respond(t.request_id,
+                               error=TransferFailed("leadership lost before the transfer")))
 
-    def _handle_timeout_now(self, m: TimeoutNowRequest) -> None:
+    def _handle_timeout_now(self, m: TimeoutNowRequest, reply_to=None) -> None:
         if m.term < self.vote.term:
             self._send(m.sender, TimeoutNowResponse(term=self.vote.term, sender=self.id),
-                       after_vote=True)
+                       after_vote=True, reply_to=reply_to)
             return
         if m.term > self.vote.term or self.leader_id != m.sender:
             self._become_follower(m.term, m.sender)
         if self.role == Role.LEADER or not self._can_campaign():
+            self._no_answer(reply_to, "this node cannot campaign")
             return
         self._become_candidate(transfer=True)
         # answered in the new term, so the old leader stops at once
         self._send(m.sender, TimeoutNowResponse(term=self.vote.term, sender=self.id),
-                   after_vote=True)
+                   after_vote=True, reply_to=reply_to)
 
     def _handle_timeout_now_response(self, m: TimeoutNowResponse) -> None:
         if m.term > self.vote.term:

@@ -51,7 +51,6 @@ from .api import BadRequest, check_addr
 from .app import KVApp
 from .http_network import HttpNetwork
 from .lmdb_state_machine import LmdbKVStateMachine
-from .log_id_answers import LogIdAnswers
 from .service import KVService, NodeInfo
 from .state_machine import MemoryKVStateMachine
 
@@ -200,11 +199,10 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
     raise_fd_limit(log)
     fd, http_addr = _bind_http_socket(options.addr)
     try:
-        log_store, inner_sm = await _open_stores(options)
+        log_store, sm = await _open_stores(options)
     except BaseException:
         os.close(fd)
         raise
-    sm = LogIdAnswers(inner_sm)
     network = TcpNetwork(tls=options.peer_tls) if options.network == "tcp" else HttpNetwork()
     try:
         async with open_raft(options.node_id, options.config, log_store=log_store,

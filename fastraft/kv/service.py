@@ -85,16 +85,16 @@ class KVService:
     # -- application API ----------------------------------------------------------------------
 
     async def write(self, command) -> dict:
-        """Append ``command`` and return ``{"log_id", "data"}`` once it is applied here.
-        The state machine must be wrapped in ``LogIdAnswers`` (responses name their entry)."""
+        """Append ``command`` and return ``{"log_id", "data"}`` once it is applied here."""
         payload = encode_command(command)
         # client_write itself refuses on a follower (ForwardToLeader) before appending
         with trio.move_on_after(self.write_timeout_s):
-            term, index, data = await self.raft.client_write(payload)
-            # this node appended the entry as leader of ``term``
-            return {"log_id": {"leader_id": {"term": term, "node_id": self.info.node_id},
-                               "index": index},
-                    "data": data}
+            written = await self.raft.client_write(payload)
+            # this node appended the entry as leader of its term
+            log_id = written.log_id
+            return {"log_id": {"leader_id": {"term": log_id.term, "node_id": self.info.node_id},
+                               "index": log_id.index},
+                    "data": written.data}
         raise OutcomeUnknown(f"the write was not answered within {self.write_timeout_s} s; "
                              "it may still commit")
 

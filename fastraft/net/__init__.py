@@ -8,16 +8,14 @@
 """
 
 from .memory import MemoryClient, MemoryNetwork, MemoryRouter, RouterStats
+from ..errors import NetworkError, RemoteError, RequestTimeout, Unreachable
+from ..reply import Reply
 from .protocol import (
     RESPONSE_TYPE,
-    NetworkError,
+    PipelinedHandler,
     RaftClient,
     RaftHandler,
     RaftNetwork,
-    RemoteError,
-    Reply,
-    RequestTimeout,
-    Unreachable,
     dispatch,
     submit,
 )
@@ -29,6 +27,7 @@ __all__ = [
     "RequestTimeout",
     "RemoteError",
     "RaftHandler",
+    "PipelinedHandler",
     "RaftNetwork",
     "RaftClient",
     "Reply",

@@ -23,17 +23,17 @@ Contract of a client:
 * ``aclose()`` releases every socket and task the client holds; after it, requests raise
   ``Unreachable``.
 
-Why a request may have no answer: a node's engine passes messages, it does not answer calls.
-A follower that receives three pipelined AppendEntries while its disk syncs acknowledges all
-three with one response (the last; it covers the others), and a request the node ignores
-(from a stale leader whose message no longer fits, say) gets none. ``handle_*`` then returns
-None, and a network carries that back as "no answer" (TCP: an EMPTY envelope); the sender
-simply drops it.
+Why a request may have no answer: the engine answers each request on its own, but some it
+decides not to answer (an AppendEntries that arrives while a snapshot is installed, a vote
+request while a leader is known, a malformed batch). ``handle_*`` then returns None at once,
+and a network carries that back as "no answer" (TCP: an EMPTY envelope); the sender simply
+drops it. In process, the node's ``Reply`` also says why (``Reply.reason``).
 
-Errors say what the caller may do next: ``Unreachable`` (the peer cannot be reached now: retry
-later, the request was not delivered), ``RequestTimeout`` (no answer in time: the request may
-or may not have been delivered), ``RemoteError`` (the peer received it and could not serve it).
-Raft tolerates all three the same way: a lost message is retried by the protocol (Raft §5.3).
+Errors (defined in ``fastraft.errors``) say what the caller may do next: ``Unreachable`` (the
+peer cannot be reached now: retry later, the request was not delivered), ``RequestTimeout``
+(no answer in time: the request may or may not have been delivered), ``RemoteError`` (the peer
+received it and could not serve it). Raft tolerates all three the same way: a lost message is
+retried by the protocol (Raft §5.3).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import trio
 
-from ..errors import FastraftError
+from ..errors import NetworkError, RemoteError, RequestTimeout, Unreachable
 from ..messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -54,6 +54,7 @@ from ..messages import (
     VoteRequest,
     VoteResponse,
 )
+from ..reply import Reply
 from ..types import Node
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "RequestTimeout",
     "RemoteError",
     "RaftHandler",
+    "PipelinedHandler",
     "RaftNetwork",
     "RaftClient",
     "Reply",
@@ -69,23 +71,6 @@ __all__ = [
     "dispatch",
     "submit",
 ]
-
-
-class NetworkError(FastraftError):
-    """A request to a peer did not get its response."""
-
-
-class Unreachable(NetworkError):
-    """The peer could not be reached (refused, reset, closed, partitioned); not delivered."""
-
-
-class RequestTimeout(NetworkError):
-    """No response within the request's timeout; the peer may or may not have received it."""
-
-
-class RemoteError(NetworkError):
-    """The peer received the request and answered that it could not serve it (for example it
-    is shutting down)."""
 
 
 #: The response class each request class expects.
@@ -128,73 +113,6 @@ async def dispatch(handler: RaftHandler, request: Message) -> Message | None:
     raise TypeError(f"{t.__name__} is not a request message")
 
 
-class Reply:
-    """A response still to come: resolved once, with a message (or None: no answer) or with an
-    exception.
-
-    Several tasks may wait on it (``result``), each getting the same outcome; or one callback
-    (``on_done``) runs when it resolves, so that a sender with many requests in flight need
-    not wait on them one by one. ``cancel`` says nobody waits any longer.
-    """
-
-    __slots__ = ("_event", "_value", "_error", "_callback")
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-        self._value: Message | None = None
-        self._error: BaseException | None = None
-        self._callback = None
-
-    @property
-    def done(self) -> bool:
-        return self._event.is_set()
-
-    @property
-    def value(self) -> Message | None:
-        """The response once resolved without error (None before, or for no answer)."""
-        return self._value
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
-
-    def set_result(self, value: Message | None) -> None:
-        """Resolve with ``value``; does nothing if already resolved."""
-        if not self._event.is_set():
-            self._value = value
-            self._resolved()
-
-    def set_error(self, error: BaseException) -> None:
-        """Resolve with ``error`` (raised by ``result``); does nothing if already resolved."""
-        if not self._event.is_set():
-            self._error = error
-            self._resolved()
-
-    def _resolved(self) -> None:
-        self._event.set()
-        callback, self._callback = self._callback, None
-        if callback is not None:
-            callback(self)
-
-    def on_done(self, callback) -> None:
-        """Call ``callback(reply)`` once resolved (at once if it already is); one callback."""
-        if self._event.is_set():
-            callback(self)
-        else:
-            self._callback = callback
-
-    def cancel(self) -> None:
-        """Nobody waits for this response any longer (its deadline passed)."""
-        self.set_error(RequestTimeout("the request's deadline passed"))
-
-    async def result(self) -> Message | None:
-        """Wait for the outcome: return the message (or None) or raise the error."""
-        await self._event.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
-
-
 class _DeferredReply(Reply):
     """A reply whose request is only sent when someone waits for it (for clients that
     implement only ``send``, and handlers that implement only ``handle_*``)."""
@@ -220,17 +138,27 @@ class _DeferredReply(Reply):
         return await super().result()
 
 
+class PipelinedHandler:
+    """A ``RaftHandler`` that takes a request without waiting for its answer (``fastraft.Raft``
+    is one): ``submit_request`` queues the request, so that requests submitted one after
+    another reach the node in that order, and returns the ``Reply`` to wait on."""
+
+    __slots__ = ()
+
+    async def submit_request(self, request: Message) -> Reply:
+        raise NotImplementedError
+
+
 async def submit(handler: RaftHandler, request: Message) -> Reply:
     """Hand ``request`` to ``handler`` so that requests submitted one after another reach the
     node in that order, and return the reply to wait on.
 
-    A handler that has ``submit_request`` (a ``fastraft.Raft`` has) queues the request before
-    this returns, which lets a server pipeline: read the next request while the node still
-    works on this one. Any other handler is called when the reply is awaited.
+    A ``PipelinedHandler`` queues the request before this returns, which lets a server
+    pipeline: read the next request while the node still works on this one. Any other handler
+    is called when the reply is awaited.
     """
-    fast = getattr(handler, "submit_request", None)
-    if fast is not None:
-        return await fast(request)
+    if isinstance(handler, PipelinedHandler):
+        return await handler.submit_request(request)
     return _DeferredReply(lambda req: dispatch(handler, req), request)
 
 

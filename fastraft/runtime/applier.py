@@ -18,6 +18,12 @@ node must stop (its applied state can no longer be trusted).
 
 Invariant: entries reach the state machine in log order, each once; a read point is released
 only after every apply queued before it completed.
+
+The applied index has one owner, this class: ``last_applied`` is the last entry the state
+machine has applied (or the snapshot it installed, once the engine adopted it), written here
+only; metrics read it. The engine's ``applied`` is a different thing, the end of the
+``ApplyEntries`` it has emitted (what it has asked for), and the state machine's own
+``applied_state`` is read only at start-up, to build the engine's initial state.
 """
 
 from __future__ import annotations
@@ -59,7 +65,8 @@ class Applier:
         self._queue: deque = deque()  # bounded by the engine's own emissions per input
         self._wake = trio.Event()
         self._receiving: tuple[str, BinaryIO] | None = None
-        self.last_applied: LogId | None = None  #: the last entry applied (or snapshot installed)
+        #: The last entry applied (or snapshot adopted); written only by this class.
+        self.last_applied: LogId | None = None
 
     def submit(self, cmd) -> None:
         """Take one state-machine command (or a ReadReady), in emission order."""
@@ -158,6 +165,13 @@ class Applier:
         # last_applied moves when the engine adopts the snapshot (on_snapshot_installed), so
         # metrics never show the state ahead of the engine's view of it
         self._on_snapshot_installed(meta)
+
+    def snapshot_adopted(self, last_log_id: LogId) -> None:
+        """The engine adopted an installed snapshot ending at ``last_log_id``: the state
+        machine's state is now that snapshot's (if it is ahead of what was applied)."""
+        last = self.last_applied
+        if last is None or last.index < last_log_id.index:
+            self.last_applied = last_log_id
 
     def _discard_receiving(self) -> None:
         rx, self._receiving = self._receiving, None

@@ -8,8 +8,8 @@ executor without waiting:
 
 * durable writes -> ``LogWriter`` (in order, group commit);
 * state-machine work and read points -> ``Applier`` (in order, batched);
-* messages -> a ``PeerSender`` per peer, or, for responses, the request waiting on them
-  (``InboundReplies``);
+* messages -> a ``PeerSender`` per peer; responses (``SendMessage`` with a ``reply_to``) and
+  ``NoAnswer`` -> the request waiting on exactly that token (``InboundReplies``);
 * log and snapshot reads for replication -> a task each, reporting back as inputs;
 * answers -> the waiting caller; role and membership changes -> metrics, proposals, peers.
 
@@ -33,7 +33,8 @@ import trio
 from ..core import commands as C
 from ..core import Engine, LeaderTransferring, Role
 from ..errors import ForwardToLeader, RaftShutdown
-from ..net.protocol import RESPONSE_TYPE, Reply
+from ..net.protocol import RESPONSE_TYPE
+from ..reply import Reply
 from ..types import LogId
 from .applier import Applier
 from .guard_log import GuardLog
@@ -48,7 +49,6 @@ __all__ = ["RaftRuntime"]
 
 log = logging.getLogger("fastraft.runtime")
 
-_RESPONSE_TYPES = frozenset(RESPONSE_TYPE.values())
 _STATE = {Role.LEADER: ServerState.LEADER, Role.FOLLOWER: ServerState.FOLLOWER,
           Role.CANDIDATE: ServerState.CANDIDATE, Role.PRE_CANDIDATE: ServerState.CANDIDATE,
           Role.LEARNER: ServerState.LEARNER}
@@ -76,7 +76,7 @@ class RaftRuntime:
         self._reads: list[Reply] = []  # ensure_linearizable calls gathered for the next round
         self._read_groups: dict[int, list[Reply]] = {}  # ReadIndex request id -> its readers
         self.proposals = Proposals(max_pending_writes)
-        self.inbound = InboundReplies(max_age_s=max(request_timeout_s, 1.0))
+        self.inbound = InboundReplies()
         self.watch = MetricsWatch(self.metrics)
         self.guard_log = GuardLog(engine.id)
         self.closed = trio.Event()
@@ -96,7 +96,7 @@ class RaftRuntime:
         self._role = engine.role
         self._leader_id = engine.leader_id
         self._dispatch = {
-            C.SendMessage: self._send,
+            C.SendMessage: self._send, C.NoAnswer: self._no_answer,
             C.AppendLog: self.log_writer.submit, C.SaveVote: self.log_writer.submit,
             C.TruncateLog: self.log_writer.submit, C.PurgeLog: self.log_writer.submit,
             C.ApplyEntries: self.applier.submit, C.BuildSnapshot: self.applier.submit,
@@ -192,16 +192,11 @@ class RaftRuntime:
         return reply
 
     def _on_inbound(self, request, reply: Reply) -> None:
-        eng = self.engine
-        dropped = eng.dropped_total
-        eng.step(request)  # its answers are dispatched at the end of the round, after this
-        if eng.dropped_total != dropped:
-            # dropped unhandled (core/guard.py): answered at once, so that forged sender ids
-            # leave nothing waiting behind
-            reply.set_result(None)
-            return
-        self.inbound.expect(request.sender, request, reply,
-                            trio.current_time())
+        token = self.inbound.expect(reply)
+        if token is not None:
+            # answered by the engine's Respond (SendMessage with reply_to) or NoAnswer, also
+            # when core/guard.py drops it, so forged sender ids leave nothing waiting behind
+            self.engine.step(request, reply_to=token)
 
     def _on_peer_response(self, response) -> None:
         self.post(self.engine.step, response)
@@ -251,7 +246,6 @@ class RaftRuntime:
         for cmd in eng.take_commands():
             dispatch[type(cmd)](cmd)
         self.guard_log.after_round(eng)
-        self.inbound.reap(now)
         self.watch.notify()
 
     def _propose(self) -> None:
@@ -281,11 +275,13 @@ class RaftRuntime:
     # -- command executors (engine task) ----------------------------------------------------
 
     def _send(self, cmd: C.SendMessage) -> None:
-        msg = cmd.msg
-        if type(msg) in _RESPONSE_TYPES:
-            self.inbound.answer(cmd.to, msg)  # nobody waiting: a lost message
+        if cmd.reply_to is not None:
+            self.inbound.answer(cmd.reply_to, cmd.msg)
         else:
-            self.peers.send(cmd.to, msg)
+            self.peers.send(cmd.to, cmd.msg)
+
+    def _no_answer(self, cmd: C.NoAnswer) -> None:
+        self.inbound.no_answer(cmd.reply_to, cmd.reason)
 
     def _respond(self, cmd: C.Respond) -> None:
         reply = self._admin.pop(cmd.request_id, None)
@@ -327,7 +323,7 @@ class RaftRuntime:
         was_leader = self._role == Role.LEADER
         self._role, self._leader_id = cmd.role, cmd.leader_id
         if was_leader and cmd.role != Role.LEADER:
-            self.proposals.on_leadership_lost(self.engine.committed, self._forward_error())
+            self.proposals.on_leadership_lost(self.engine.committed, self.engine.forward_to_leader())
 
     def _on_membership_changed(self, cmd: C.MembershipChanged) -> None:
         self.peers.update(dict(cmd.membership.membership.nodes))
@@ -335,7 +331,7 @@ class RaftRuntime:
     # -- state-machine callbacks (applier task) ---------------------------------------------
 
     async def _on_applied(self, entries: list, responses: list) -> None:
-        settled = self.proposals.on_applied(entries, responses, self._forward_error())
+        settled = self.proposals.on_applied(entries, responses, self.engine.forward_to_leader())
         self.watch.notify()
         # Wake the writers a slice at a time: each woken writer runs (and usually writes
         # again) before the scheduler gets back to the engine task, so waking ten thousand
@@ -360,14 +356,7 @@ class RaftRuntime:
         lid = meta.last_log_id
         if lid is not None:
             self.proposals.on_snapshot_installed(lid.index)
-            last = self.applier.last_applied
-            if last is None or last.index < lid.index:
-                self.applier.last_applied = lid
-
-    def _forward_error(self) -> ForwardToLeader:
-        leader = self._leader_id or None
-        node = self.engine.membership.membership.nodes.get(leader) if leader else None
-        return ForwardToLeader(leader, node)
+            self.applier.snapshot_adopted(lid)
 
     # -- metrics ----------------------------------------------------------------------------
 

@@ -30,7 +30,9 @@ from typing import Callable
 import trio
 
 from ..messages import InstallSnapshotRequest, Message
-from ..net.protocol import NetworkError, RaftNetwork, Reply
+from ..errors import NetworkError
+from ..net.protocol import RaftNetwork
+from ..reply import Reply
 from ..types import Node
 
 __all__ = ["PeerSender", "PeerSet"]

@@ -27,9 +27,10 @@ from ..errors import FastraftError
 from ..messages import (AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
                         InstallSnapshotResponse, Message, TimeoutNowRequest, TimeoutNowResponse,
                         VoteRequest, VoteResponse)
-from ..net.protocol import RaftNetwork, Reply
+from ..net.protocol import PipelinedHandler, RaftNetwork
+from ..reply import Reply
 from ..storage.protocols import LogStore, StateMachine
-from ..types import LogId, Node
+from ..types import ClientWriteResponse, ClientWriteResponses, LogId, Node
 from .metrics import RaftMetrics, Wait
 from .node import RaftRuntime
 from .proposals import Proposal
@@ -70,7 +71,7 @@ class Trigger:
         self._post(self._rt.engine.trigger_purge, upto)
 
 
-class Raft:
+class Raft(PipelinedHandler):
     """A running node. Made by ``open_raft``; valid until its block exits.
 
     Every call may raise ``RaftShutdown`` once the node stops (or the StorageError that
@@ -84,9 +85,9 @@ class Raft:
 
     # -- client writes ----------------------------------------------------------------------
 
-    async def client_write(self, payload: bytes):
-        """Append ``payload`` to the log and return the state machine's response to it once
-        it is committed and applied here.
+    async def client_write(self, payload: bytes) -> ClientWriteResponse:
+        """Append ``payload`` to the log and, once it is committed and applied here, return
+        its ``ClientWriteResponse``: the entry's log id and the state machine's response.
 
         Raises ForwardToLeader (this node does not lead; nothing was appended; resend to
         ``leader_id`` at ``leader_node``), LeaderTransferring (leadership is moving; retry),
@@ -99,25 +100,28 @@ class Raft:
             payload = bytes(payload)
         return await self._write(Proposal([payload], many=False))
 
-    async def client_write_many(self, payloads: Iterable[bytes]) -> list:
-        """Append every payload (consecutive entries, in order) and return their responses,
-        in order, once all are applied. One call costs one proposal round however many
+    async def client_write_many(self, payloads: Iterable[bytes]) -> ClientWriteResponses:
+        """Append every payload (consecutive entries, in order) and return their
+        ``ClientWriteResponse``s, in order, once all are applied (a read-only sequence). One call costs one proposal round however many
         payloads it carries: the way to batch. Errors as ``client_write``, for the whole call
         (a non-bytes payload fails this call only, with TypeError)."""
         batch = list(payloads)
         if not batch:
-            return []
+            return ClientWriteResponses(0, 0, [])
         return await self._write(Proposal(batch, many=True))
 
     async def _write(self, proposal: Proposal):
+        # Leadership is checked once, by the engine when the write is proposed: a follower
+        # refuses it there with ForwardToLeader, nothing appended.
         rt = self._rt
         rt.check_open()
-        if not rt.engine.is_leader:
-            raise rt._forward_error()
         await rt.proposals.wait_for_room(proposal.count)
         rt.check_open()
         rt.submit_write(proposal)
-        return await proposal.outcome()
+        data = await proposal.outcome()
+        if proposal.many:
+            return ClientWriteResponses(proposal.term, proposal.first_index, data)
+        return ClientWriteResponse._at(proposal.term, proposal.first_index, data)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -177,8 +181,8 @@ class Raft:
         return await self._rt.submit_request(request).result()
 
     async def handle_append_entries(self, req: AppendEntriesRequest) -> AppendEntriesResponse | None:
-        """A leader's AppendEntries: the response to send back, or None when this node
-        answers a later request from the same leader instead (it covers this one)."""
+        """A leader's AppendEntries: the response to send back, or None when this node does
+        not answer it (it arrived while a snapshot is installed, say)."""
         return await self._handle(req)
 
     async def handle_vote(self, req: VoteRequest) -> VoteResponse | None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TextIO
 
 from fastraft import messages as m
-from fastraft.core import (AppendLog, ApplyEntries, InstallSnapshot, PurgeLog, ReadLog, ReadReady,
-                           ReadSnapshotChunk, Respond, SaveSnapshotChunk, SaveVote, SendMessage,
-                           StateChanged, TruncateLog, MembershipChanged)
+from fastraft.core import (AppendLog, ApplyEntries, InstallSnapshot, MembershipChanged, NoAnswer,
+                           PurgeLog, ReadLog, ReadReady, ReadSnapshotChunk, Respond,
+                           SaveSnapshotChunk, SaveVote, SendMessage, StateChanged, TruncateLog)
 
 __all__ = ["Trace", "render_message", "render_command"]
 
@@ -97,6 +97,8 @@ def render_command(c) -> str:
     t = type(c)
     if t is SendMessage:
         return f"send->{c.to} {render_message(c.msg)}"
+    if t is NoAnswer:
+        return f"NoAnswer {c.reply_to}: {c.reason}"
     if t is AppendLog:
         return f"AppendLog {_entries(c.entries)}"
     if t is SaveVote:

@@ -157,3 +157,27 @@ def test_repr_and_views():
     assert "follower" in repr(e) and e.membership.membership == membership()
     # started with the same membership as current and previous: that one is the committed view
     assert e.committed_membership == e.membership
+
+
+def test_every_request_stepped_with_a_token_gets_exactly_one_answer_within_the_bound():
+    """Answers waiting for durable state are bounded: past the bound a new request is
+    refused at once ("no answer", with the reason) instead of evicting one already waiting;
+    once the entries are durable every held answer leaves with its own token, in order."""
+    from fastraft.core import NoAnswer, SendMessage
+    from fastraft.core.engine import _MAX_HELD
+    from fastraft import Entry
+
+    e = engine(2, terms=(1, 1, 1))
+    req = AppendEntriesRequest(term=1, sender=1, prev_log_term=1, prev_log_index=3,
+                               leader_commit=0, entries=[Entry(1, 4, 1, b"x")])
+    for token in range(_MAX_HELD + 1):
+        e.step(req, reply_to=token)
+    out = e.take_commands()
+    refused = [c for c in out if type(c) is NoAnswer]
+    assert [(c.reply_to, c.reason) for c in refused] == [
+        (_MAX_HELD, f"{_MAX_HELD} answers already wait for durable state")]
+    assert not [c for c in out if type(c) is SendMessage]  # entry 4 is not durable yet
+    e.on_log_flushed(LogId(1, 4))
+    answers = [c for c in e.take_commands() if type(c) is SendMessage]
+    assert [c.reply_to for c in answers] == list(range(_MAX_HELD))
+    assert all(c.msg.success and c.msg.match_index == 4 and c.to == 1 for c in answers)

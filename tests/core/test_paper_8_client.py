@@ -3,7 +3,7 @@
 import pytest
 
 from fastraft.core import Busy, ReadReady, Respond, Role
-from fastraft.core.errors import LeaderTransferring
+from fastraft.errors import LeaderTransferring
 from fastraft.errors import ForwardToLeader
 from fastraft.messages import AppendEntriesRequest, AppendEntriesResponse
 from fastraft.types import LogId

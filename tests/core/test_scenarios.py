@@ -197,3 +197,48 @@ def test_trace_leader_transfer():
         > saved 3/2
         send 2 VoteResponse(term=3, sender=1, granted=True, pre_vote=False)
     """)
+
+
+def test_trace_requests_with_reply_tokens_are_answered_each_by_its_own_token():
+    """Requests stepped with a reply token are answered by commands carrying that token, in
+    the order their answers become possible, not the order they came in: an acknowledgement
+    of entries waits for their flush (Raft §5.3) while a later heartbeat and a rejected probe
+    are answered at once. A request the engine will not answer (a heartbeat while a snapshot
+    is installed) gets "no answer" with the reason at once; an answer still waiting for
+    durable state when a newer term begins never leaves (it would claim entries a newer
+    leader may overwrite) and its request gets "no answer" instead."""
+    play(engine(2, terms=(1, 1, 1)), f"""
+        > recv@a AppendEntriesRequest(term=2, sender=1, prev_log_term=1, prev_log_index=3, leader_commit=0, seq=1, entries=[E(2, 4, 1, b'x')])
+        save vote 2/-
+        append [2/4:x] up to 2/4
+        state follower term=2 leader=1
+        > saved 2/-
+        > recv@b AppendEntriesRequest(term=2, sender=1, prev_log_term=1, prev_log_index=3, leader_commit=0, seq=2, entries=[])
+        answer b to 1 AppendEntriesResponse(term=2, sender=2, success=True, match_index=3, hint_term=0, hint_index=0, seq=2)
+        > recv@c AppendEntriesRequest(term=2, sender=1, prev_log_term=2, prev_log_index=9, leader_commit=0, seq=3, entries=[])
+        answer c to 1 AppendEntriesResponse(term=2, sender=2, success=False, match_index=9, hint_term=0, hint_index=5, seq=3)
+        > flushed 2/4
+        answer a to 1 AppendEntriesResponse(term=2, sender=2, success=True, match_index=4, hint_term=0, hint_index=0, seq=1)
+        > recv@d AppendEntriesRequest(term=2, sender=1, prev_log_term=2, prev_log_index=4, leader_commit=0, seq=4, entries=[E(2, 5, 1, b'y')])
+        append [2/5:y] up to 2/5
+        > recv@e VoteRequest(term=3, sender=3, last_log_term=2, last_log_index=5, pre_vote=False, leader_transfer=True)
+        no answer d: its answer in term 2 was not yet durable when term 3 began
+        save vote 3/-
+        save vote 3/3
+        state follower term=3 leader=0
+        > saved 3/3
+        answer e to 3 VoteResponse(term=3, sender=2, granted=True, pre_vote=False)
+        > recv@f InstallSnapshotRequest(term=3, sender=3, snapshot_id='s', last_log_term=3, last_log_index=8, membership_term=1, membership_index=1, membership={MEMBERS}, offset=0, data=b'abc', done=True)
+        save chunk s at 0: b'abc'
+        install snapshot s up to 3/8
+        state follower term=3 leader=3
+        > recv@g AppendEntriesRequest(term=3, sender=3, prev_log_term=3, prev_log_index=8, leader_commit=0, seq=1, entries=[])
+        no answer g: a snapshot is being installed
+        > recv@h VoteRequest(term=3, sender=2, last_log_term=0, last_log_index=0, pre_vote=False, leader_transfer=False)
+        no answer h: sender 2 is not a peer of node 2
+        > call e.on_snapshot_installed(e._snap_recv.meta)
+        truncate from 1
+        purge up to 3/8
+        membership 1/1 {{1,2,3}} committed 1/1
+        answer f to 3 InstallSnapshotResponse(term=3, sender=2, snapshot_id=s, next_offset=3, done=True)
+    """)

@@ -7,6 +7,7 @@ Inputs::
     > saved 2/1                   on_vote_saved(Vote(2, 1))
     > flushed 2/3                 on_log_flushed(LogId(2, 3))
     > recv <message>              step(message), a Python expression over the message classes
+    > recv@t1 <message>           step(message, reply_to="t1"): a request whose sender waits
     > propose a b                 propose([b"a", b"b"])
     > read r1                     read_index("r1")
     > call <expression>           any other input, e.g. call e.trigger_elect()
@@ -25,8 +26,8 @@ import textwrap
 from fastraft import messages
 from fastraft.core import (AppendLog, ApplyEntries, BuildSnapshot, InstallSnapshot,
                            MembershipChanged, PurgeLog, ReadLog, ReadReady, ReadSnapshotChunk,
-                           Respond, SaveSnapshotChunk, SaveVote, SendMessage, StateChanged,
-                           TruncateLog)
+                           NoAnswer, Respond, SaveSnapshotChunk, SaveVote, SendMessage,
+                           StateChanged, TruncateLog)
 from fastraft.types import LogId, Node, Vote
 
 from .helpers import Entry, membership
@@ -67,7 +68,11 @@ def render(c) -> str:
     if t is PurgeLog:
         return f"purge up to {_lid(c.upto)}"
     if t is SendMessage:
+        if c.reply_to is not None:
+            return f"answer {c.reply_to} to {c.to} {_msg(c.msg)}"
         return f"send {c.to} {_msg(c.msg)}"
+    if t is NoAnswer:
+        return f"no answer {c.reply_to}: {c.reason}"
     if t is ApplyEntries:
         return f"apply [{c.lo}, {c.hi})" + ("" if c.entries is not None else " from storage")
     if t is StateChanged:
@@ -105,10 +110,10 @@ def _apply_input(e, line: str) -> None:
     elif verb == "flushed":
         t, i = rest.split("/")
         e.on_log_flushed(LogId(int(t), int(i)))
-    elif verb == "recv":
+    elif verb == "recv" or verb.startswith("recv@"):
         ns = {n: getattr(messages, n) for n in messages.__all__}
         ns.update(E=Entry, members=membership)
-        e.step(eval(rest, ns))
+        e.step(eval(rest, ns), reply_to=verb[5:] or None)
     elif verb == "propose":
         e.propose([p.encode() for p in rest.split()])
     elif verb == "read":

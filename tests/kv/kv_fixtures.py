@@ -18,7 +18,6 @@ import trio.testing
 
 from fastraft.core import Config
 from fastraft.kv.app import KVApp
-from fastraft.kv.log_id_answers import LogIdAnswers
 from fastraft.kv.service import KVService, NodeInfo
 from fastraft.kv.state_machine import MemoryKVStateMachine
 from fastraft.net import MemoryRouter
@@ -69,7 +68,7 @@ class KVTestCluster:
 
         async def node(task_status):
             async with open_raft(i, self.config, log_store=MemoryLogStore(),
-                                 state_machine=LogIdAnswers(inner),
+                                 state_machine=inner,
                                  network=self.router.network(i), seed=self.seed * 100 + i) as raft:
                 self.router.register(i, raft)
                 info = NodeInfo(i, addr(i), raft_addr(i), "tcp")

@@ -11,7 +11,7 @@ from fastraft.messages import (
     TimeoutNowResponse,
     VoteResponse,
 )
-from fastraft.net import Reply
+from fastraft.net import PipelinedHandler, Reply
 
 
 class EchoHandler:
@@ -57,8 +57,8 @@ class EchoHandler:
         return await self._answer(req, lambda: TimeoutNowResponse(term=req.term, sender=self.node_id))
 
 
-class OrderedEchoHandler(EchoHandler):
-    """An EchoHandler that also offers ``submit_request``: it records each request at once,
+class OrderedEchoHandler(EchoHandler, PipelinedHandler):
+    """An EchoHandler that is also a PipelinedHandler: it records each request at once,
     in submission order, and answers it later (as a fastraft node does)."""
 
     def __init__(self, nursery, **kw):

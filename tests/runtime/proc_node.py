@@ -47,7 +47,7 @@ async def handle(raft, sm, msg):
         try:
             with trio.fail_after(5):
                 resp = await raft.client_write(encode_command(Set(msg["key"], msg["value"])))
-            return {"ok": resp}
+            return {"ok": resp.data, "log_id": [resp.log_id.term, resp.log_id.index]}
         except Exception as e:  # the test decides what an error means
             return {"error": type(e).__name__, "leader": getattr(e, "leader_id", None)}
     if cmd == "get":

@@ -3,8 +3,9 @@
 import pytest
 import trio
 
-from fastraft import ForwardToLeader, Node
+from fastraft import Entry, ForwardToLeader, LogId, Node
 from fastraft.errors import RaftShutdown
+from fastraft.messages import AppendEntriesRequest
 from fastraft.runtime import ServerState
 from fastraft.storage import LogStore, MemoryLogStore
 from cluster_fixtures import MemCluster, addr, kv_set, run
@@ -19,9 +20,11 @@ def test_single_node_elects_itself_and_applies_writes():
             await raft.initialize({1: addr(1)})
             await raft.wait(5).state(ServerState.LEADER)
             resp = await raft.client_write(kv_set("a", "1"))
-            assert resp == {"value": "1"}
+            # the membership entry is 1/1, the leader's blank entry 2/2 (it leads term 2)
+            assert (resp.log_id, resp.data, resp.membership) == (LogId(2, 3), {"value": "1"}, None)
             many = await raft.client_write_many([kv_set("b", str(i)) for i in range(10)])
-            assert [r["value"] for r in many] == [str(i) for i in range(10)]
+            assert [r.data["value"] for r in many] == [str(i) for i in range(10)]
+            assert [r.log_id for r in many] == [LogId(2, i) for i in range(4, 14)]
             m = raft.metrics()
             assert m.last_applied.index == m.committed == m.last_log_index == 13  # membership, blank, 11
             assert c.sms[1].get("b") == "9"
@@ -124,6 +127,51 @@ def test_pipelined_replication_answers_every_request():
             assert sorted(senders) == sorted(i for i in (1, 2, 3) if i != lid)
             assert sum(s.sent for s in senders.values()) > 40
             assert [s.failed for s in senders.values()] == [0, 0]
+            await c.stop_all()
+
+    run(main)
+
+
+class GatedLogStore(MemoryLogStore):
+    """An in-memory log whose appends wait until the test opens ``gate``."""
+
+    append_nowait = LogStore.append_nowait  # no fast path: the runtime awaits each append
+    gate: trio.Event
+
+    async def append(self, entries):
+        await self.gate.wait()
+        await super().append(entries)
+
+
+def test_answers_given_out_of_order_reach_exactly_their_own_requests():
+    """Three pipelined AppendEntries from a leader: the first carries entries, so its answer
+    waits for their flush (Raft §5.3: acknowledge only what is durable); the second (a
+    heartbeat) and the third (a probe past the log, rejected) are answered at once. Every
+    answer must reach its own request: the engine answers by reply token, not by order."""
+    async def main():
+        GatedLogStore.gate = trio.Event()
+        async with trio.open_nursery() as nursery:
+            c = MemCluster(nursery, log_store_factory=GatedLogStore)
+            raft = await c.start(2)
+            entries = [Entry(1, i, 1, kv_set("k", str(i))) for i in (1, 2, 3)]
+            requests = [
+                AppendEntriesRequest(term=1, sender=1, prev_log_term=0, prev_log_index=0,
+                                     leader_commit=0, seq=1, entries=entries),
+                AppendEntriesRequest(term=1, sender=1, prev_log_term=0, prev_log_index=0,
+                                     leader_commit=0, seq=2),
+                AppendEntriesRequest(term=1, sender=1, prev_log_term=1, prev_log_index=9,
+                                     leader_commit=0, seq=3),
+            ]
+            replies = [await raft.submit_request(r) for r in requests]
+            with trio.fail_after(10):  # generous: a misrouted answer leaves a reply waiting
+                heartbeat, probe = await replies[1].result(), await replies[2].result()
+            assert not replies[0].done  # its entries are not durable yet
+            assert (heartbeat.seq, heartbeat.success, heartbeat.match_index) == (2, True, 0)
+            assert (probe.seq, probe.success, probe.match_index) == (3, False, 9)
+            GatedLogStore.gate.set()
+            with trio.fail_after(10):
+                first = await replies[0].result()
+            assert (first.seq, first.success, first.match_index) == (1, True, 3)
             await c.stop_all()
 
     run(main)

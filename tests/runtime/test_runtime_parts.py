@@ -8,12 +8,13 @@ import trio.testing
 
 from fastraft import Entry, Node
 from fastraft.errors import ForwardToLeader, OutcomeUnknown, RaftShutdown
-from fastraft.messages import AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse
+from fastraft.messages import AppendEntriesResponse, VoteRequest, VoteResponse
 from fastraft.net import MemoryRouter, TcpNetwork, serve_raft_tcp
 from fastraft.runtime.inbound import InboundReplies
 from fastraft.runtime.peers import PeerSender
 from fastraft.runtime.proposals import Proposal, Proposals
-from fastraft.net.protocol import Reply
+from fastraft.net.protocol import PipelinedHandler
+from fastraft.reply import Reply
 
 
 class Voter:
@@ -84,29 +85,29 @@ def test_full_queue_drops_the_oldest():
     assert [m.term for m in sender._queue] == [2, 3, 4] and sender.dropped == 2
 
 
-def test_responses_answer_the_oldest_waiting_request_of_their_kind():
+def test_each_response_reaches_the_request_of_its_token():
+    """Answers go by token, in whatever order the engine gives them; no answer carries its
+    reason; beyond the bound a request is refused at once instead of evicting another."""
     async def main():
-        inbound = InboundReplies(max_per_key=3, max_age_s=1.0)
-        ae = [Reply() for _ in range(3)]
-        for r in ae:
-            inbound.expect(1, AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0), r, now=0.0)
-        vote = Reply()
-        inbound.expect(1, VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), vote, now=0.0)
-        ack = AppendEntriesResponse(term=2, sender=3, success=True, match_index=5)
-        assert inbound.answer(1, ack)
-        assert ae[0].value == ack and not ae[1].done and not vote.done
-        assert not inbound.answer(2, ack)  # nobody from node 2 waits: dropped
-        assert inbound.answer(1, VoteResponse(term=2, sender=3, granted=True)) and vote.done
+        inbound = InboundReplies(max_waiting=3)
+        replies = [Reply() for _ in range(3)]
+        tokens = [inbound.expect(r) for r in replies]
+        assert len(set(tokens)) == 3 and len(inbound) == 3
         overflow = Reply()
-        inbound.expect(1, AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0), overflow, now=0.5)
-        inbound.expect(1, AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0), Reply(), now=0.5)
-        assert ae[1].done and ae[1].value is None  # beyond max_per_key the oldest gets None
-        inbound.reap(now=1.2)  # waited longer than max_age_s: no answer
-        assert ae[2].done and ae[2].value is None and not overflow.done
-        assert len(inbound) == 2
+        assert inbound.expect(overflow) is None
+        assert overflow.done and overflow.value is None and "3 requests already wait" in overflow.reason
+        acks = [AppendEntriesResponse(term=2, sender=3, success=True, match_index=i, seq=i)
+                for i in range(3)]
+        inbound.answer(tokens[2], acks[2])  # the last request is answered first
+        assert replies[2].value is acks[2] and not replies[0].done and not replies[1].done
+        inbound.no_answer(tokens[0], "a snapshot is being installed")
+        assert replies[0].done and replies[0].value is None
+        assert replies[0].reason == "a snapshot is being installed"
+        inbound.answer(tokens[0], acks[0])  # already answered: nobody waits on that token
+        assert replies[0].value is None and not replies[1].done and len(inbound) == 1
         inbound.fail_all(RaftShutdown("bye"))
         with pytest.raises(RaftShutdown):
-            await overflow.result()
+            await replies[1].result()
         assert len(inbound) == 0
 
     trio.run(main)
@@ -230,7 +231,7 @@ def test_requests_started_directly_or_by_the_sender_task_keep_their_order():
     """``send`` starts a request itself when nothing waits before it, else queues it for the
     sender task; the peer must see them in the order they were sent either way (Raft §5.3:
     AppendEntries of a pipeline arrive in order)."""
-    class Recorder:
+    class Recorder(PipelinedHandler):
         def __init__(self):
             self.terms = []
 
@@ -269,3 +270,39 @@ def test_requests_started_directly_or_by_the_sender_task_keep_their_order():
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_the_applier_owns_the_applied_index_and_a_snapshot_only_moves_it_forward():
+    """An adopted snapshot moves ``last_applied`` to its end, never back (Raft §7: a snapshot
+    older than what is applied changes nothing)."""
+    from fastraft.kv import MemoryKVStateMachine
+    from fastraft.runtime.applier import Applier
+    from fastraft.storage import MemoryLogStore
+    from fastraft.types import LogId
+
+    def unused(*args):
+        raise AssertionError("not called here")
+
+    a = Applier(MemoryKVStateMachine(), MemoryLogStore(), on_applied=unused,
+                on_read_ready=unused, on_snapshot_built=unused, on_snapshot_installed=unused,
+                on_failed=unused, max_apply_entries=16)
+    assert a.last_applied is None
+    a.snapshot_adopted(LogId(2, 10))
+    assert a.last_applied == LogId(2, 10)
+    a.snapshot_adopted(LogId(1, 5))
+    assert a.last_applied == LogId(2, 10)
+
+
+def test_client_write_responses_name_each_entry_in_order():
+    """client_write_many's answer is a read-only sequence: response k is the entry at
+    first_index + k of the batch's term, with the k-th state-machine response."""
+    from fastraft import ClientWriteResponse, ClientWriteResponses, LogId
+
+    many = ClientWriteResponses(3, 10, ["a", "b", "c"])
+    assert len(many) == 3 and [r.data for r in many] == ["a", "b", "c"]
+    assert [r.log_id for r in many] == [LogId(3, 10), LogId(3, 11), LogId(3, 12)]
+    assert many[-1] == ClientWriteResponse(LogId(3, 12), "c") and many[-1].membership is None
+    assert many[1:] == [ClientWriteResponse(LogId(3, 11), "b"), ClientWriteResponse(LogId(3, 12), "c")]
+    assert many == list(many) and many != ClientWriteResponses(3, 11, ["a", "b", "c"])
+    with pytest.raises(IndexError):
+        many[3]

@@ -21,12 +21,12 @@ _original = {name: getattr(Engine, name) for name in
               "_on_election_timeout")}
 
 
-def grant_two_votes_in_one_term(self, msg):
+def grant_two_votes_in_one_term(self, msg, reply_to=None):
     """Bug: a voter forgets whom it voted for in this term, so it votes again."""
     if (not msg.pre_vote and msg.term == self.vote.term and self.role != Role.LEADER
             and self.vote.node_id not in (0, msg.sender)):
         self.vote = Vote(self.vote.term, 0)
-    return _original["_handle_vote_request"](self, msg)
+    return _original["_handle_vote_request"](self, msg, reply_to)
 
 
 def commit_earlier_term_by_counting(self):
@@ -37,18 +37,18 @@ def commit_earlier_term_by_counting(self):
         self._advance_commit(c)
 
 
-def reply_before_vote_is_saved(self, to, msg, after_vote=False, after_flush=0):
+def reply_before_vote_is_saved(self, to, msg, after_vote=False, after_flush=0, reply_to=None):
     """Bug: a vote reply leaves before the vote it grants is durable."""
     if type(msg) is VoteResponse:
         after_vote = False
-    return _original["_send"](self, to, msg, after_vote, after_flush)
+    return _original["_send"](self, to, msg, after_vote, after_flush, reply_to)
 
 
-def acknowledge_before_flush(self, to, msg, after_vote=False, after_flush=0):
+def acknowledge_before_flush(self, to, msg, after_vote=False, after_flush=0, reply_to=None):
     """Bug: a follower acknowledges entries before they are durable."""
     if type(msg) is AppendEntriesResponse:
         after_flush = 0
-    return _original["_send"](self, to, msg, after_vote, after_flush)
+    return _original["_send"](self, to, msg, after_vote, after_flush, reply_to)
 
 
 def apply_before_commit(self):
