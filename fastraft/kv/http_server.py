@@ -263,17 +263,21 @@ class _Server:
             nursery.start_soon(self.serve_connection, stream)
 
     async def serve_connection(self, stream) -> None:
-        self.connections += 1
         try:
-            if self.connections > self.limits.max_connections:
+            if self.connections >= self.limits.max_connections:  # refused ones do not count
                 await self._send_and_close(stream, _render(_error_response(
                     503, f"more than {self.limits.max_connections} connections"), close=True))
                 return
-            await self._converse(stream)
+            self.connections += 1
+            try:
+                await self._converse(stream)
+            finally:
+                self.connections -= 1
         except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
             log.debug("connection lost: %s", e)
+        except Exception:  # a bug here must cost one connection, not the server
+            log.exception("connection failed")
         finally:
-            self.connections -= 1
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await stream.aclose()
 
@@ -296,8 +300,9 @@ class _Server:
         while True:  # one receive per turn; ends on close, error or timeout
             while msg.ready:  # answer every complete request, in order
                 request, keep_alive = msg.ready.popleft()
-                close = not keep_alive or self.stopping
-                await stream.send_all(await self._answer(request, close))
+                response = await self._answer(request)
+                close = not keep_alive or self.stopping  # stopping may begin meanwhile
+                await stream.send_all(_render(response, close, request.method == "HEAD"))
                 if close:
                     return
             if self.stopping and not msg.in_message:
@@ -324,9 +329,13 @@ class _Server:
                 return
             try:
                 msg.parser.feed_data(data)
-            except _Refuse as e:
-                log.debug("refused a request: %d %s", e.status, e)
-                await self._send_and_close(stream, self._flush(msg, e.status, str(e)))
+            except httptools.HttpParserCallbackError as e:  # a callback raised
+                refusal = e.__context__ if isinstance(e.__context__, _Refuse) else None
+                if refusal is None:
+                    raise
+                log.debug("refused a request: %d %s", refusal.status, refusal)
+                await self._send_and_close(stream, self._flush(
+                    msg, refusal.status, str(refusal)))
                 return
             except httptools.HttpParserUpgrade:
                 await self._send_and_close(stream, self._flush(
@@ -347,13 +356,12 @@ class _Server:
         msg.ready.clear()
         return _render(_error_response(status, reason), close=True)
 
-    async def _answer(self, request: Request, close: bool) -> bytes:
+    async def _answer(self, request: Request) -> Response:
         try:
-            response = await self.handler(request)
+            return await self.handler(request)
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
-            response = _error_response(500, "internal error")
-        return _render(response, close, head_only=request.method == "HEAD")
+            return _error_response(500, "internal error")
 
 
 async def serve_http(handler: Handler, listeners: Sequence, *, limits: Limits = Limits(),
