@@ -314,3 +314,36 @@ def test_the_asgi_adapter_serves_the_kv_api_under_hypercorn():
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_the_readme_mounts_kvapp_under_hypercorn_as_written():
+    """README.md, "The KV API under another ASGI server": its example serves /node."""
+    import re
+    from pathlib import Path
+
+    from fastraft.testing import free_ports
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [code] = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "KVApp" in b]
+    http_port, raft_port = free_ports(2)
+    code = code.replace("21001", str(http_port)).replace("22001", str(raft_port))
+    assert code.rstrip().endswith("trio.run(main)")
+    namespace: dict = {}
+    exec(compile(code.rstrip()[:-len("trio.run(main)")], "README", "exec"), namespace)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(namespace["main"])
+            async with httpx.AsyncClient(trust_env=False) as client:
+                with trio.fail_after(DEADLINE_S):
+                    while True:  # until the example listens; bounded by fail_after
+                        try:
+                            r = await client.get(f"http://127.0.0.1:{http_port}/node")
+                            break
+                        except httpx.ConnectError:
+                            await trio.sleep(0.05)
+            assert r.json()["Ok"] == {"id": 1, "addr": f"127.0.0.1:{http_port}",
+                                      "raft_addr": f"127.0.0.1:{raft_port}", "network": "tcp"}
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
