@@ -24,6 +24,8 @@ Limits (``Limits``, each with a safe default):
 * a body past the path's limit: 413 and close, from Content-Length before any of it is read,
   and for chunked bodies (accepted, decoded by the parser) as soon as the count passes it;
 * more than ``max_connections`` open connections: the extra one gets 503 and is closed;
+* more than ``max_pipelined`` complete requests received ahead of their answers: 429, close
+  (one receive of 64 KiB could otherwise queue thousands of tiny requests);
 * a request's headers not complete ``header_timeout_s`` after its first byte (slowloris),
   or its body not complete ``body_timeout_s`` after its headers: 408 and close;
 * no new request within ``idle_timeout_s`` of the last answer: closed without a word;
@@ -61,13 +63,14 @@ class Limits:
     max_header_bytes: int = 16384
     max_body_bytes: int = 1 << 20
     max_connections: int = 1000
+    max_pipelined: int = 128
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     idle_timeout_s: float = 60.0
     stop_grace_s: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("max_header_bytes", "max_body_bytes", "max_connections"):
+        for name in ("max_header_bytes", "max_body_bytes", "max_connections", "max_pipelined"):
             if type(getattr(self, name)) is not int or getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive integer")
         for name in ("header_timeout_s", "body_timeout_s", "idle_timeout_s", "stop_grace_s"):
@@ -166,6 +169,9 @@ class _Message:
         self.body_chunks.append(chunk)
 
     def on_message_complete(self) -> None:
+        if len(self.ready) >= self.limits.max_pipelined:
+            raise _Refuse(429, f"more than {self.limits.max_pipelined} requests pipelined "
+                               "ahead of their answers")
         path = self._path()
         url = self.url
         q = url.find(b"?")

@@ -116,6 +116,16 @@ async def test_pipelined_requests_are_answered_in_order(port, _):
     await stream.aclose()
 
 
+@serving(Limits(max_pipelined=4))
+async def test_requests_pipelined_past_the_bound_get_429_and_a_close(port, _):
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(post("/a") * 4)
+    assert [s for s, _, _ in await receive_answers(stream, 4)] == [200] * 4
+    await stream.send_all(post("/a") * 5)
+    [(status, headers, _)] = await receive_answers(stream, 1, closed=True)
+    assert status == 429 and headers["connection"] == "close"
+
+
 @serving(Limits(max_header_bytes=1024))
 async def test_a_head_over_the_limit_gets_431_and_a_close(port, _):
     stream = await trio.open_tcp_stream("127.0.0.1", port)
