@@ -4,10 +4,11 @@ Raft RPC entry points (``fastraft.kv.http_network``). ``fastraft.kv.http_server`
 directly; ``KVApp`` is a thin ASGI adapter over the same handler, so that any ASGI server
 (hypercorn, uvicorn) can serve a node's API too.
 
-Why two call shapes: the ASGI shape (a scope dict, receive and send awaitables, two send
-messages per answer) cost about a third of the server's own CPU per request on the fixed
-answer benchmark (``benchmarks/kv/http_ceiling.py``: fastraft vs fastraft-asgi), far more than
-the 10% a node can spare, so the node's server takes requests as ``Request`` objects.
+Why two call shapes: behind the ASGI shape (a scope dict, receive and send awaitables, two
+send messages per answer) the node's server answered a fixed reply 16% slower at 64 clients
+(12,900 against 15,300 requests/s, 51 against 45 µs of CPU each; medians of 3 of
+``benchmarks/kv/run_vs_etcd.py``'s ceiling rows), past the 10% a node can spare, so the
+node's server takes ``Request`` objects and ASGI is an adapter for other servers.
 
 Routes::
 
