@@ -39,6 +39,7 @@ requests in flight finish for up to ``Limits.stop_grace_s`` (each answered with
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -117,7 +118,7 @@ class _Message:
     def __init__(self, limits: Limits, body_limit) -> None:
         self.limits = limits
         self.body_limit = body_limit
-        self.ready: deque = deque()  # (Request, keep_alive, expects 100-continue)
+        self.ready: deque = deque()  # (Request, keep-alive after it), in arrival order
         self.in_message = False
         self.head_done = False
         self.deadline = None
@@ -229,8 +230,6 @@ def _render(response: Response, close: bool, head_only: bool = False) -> bytes:
 
 
 def _error_response(status: int, reason: str) -> Response:
-    import json
-
     return Response(status, json.dumps({"Err": {"BadRequest": {"reason": reason}}}).encode())
 
 
