@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="raft RPCs over the built-in TCP network (default) or over HTTP on --addr")
     s.add_argument("--store", choices=("memory", "lmdb"), default="memory")
     s.add_argument("--data", help="data directory (lmdb store)")
+    s.add_argument("--force-new-store", action="store_true",
+                   help="start even if this node's data directory lost its stores (unsafe)")
     # etcd's defaults, not the engine's (50 / 150-300 ms): a node shares its machine with
     # other processes, and a busy moment must not cost the cluster its leader
     s.add_argument("--heartbeat-ms", type=int, default=100)
@@ -117,7 +119,7 @@ def _serve(args) -> int:
     lo, hi = args.election_timeout_ms
     options = NodeOptions(
         node_id=args.id, addr=args.addr, raft_addr=args.raft_addr, network=args.network,
-        store=args.store, data_dir=args.data,
+        store=args.store, data_dir=args.data, force_new_store=args.force_new_store,
         config=Config(heartbeat_interval_ms=args.heartbeat_ms, election_timeout_min_ms=lo,
                       election_timeout_max_ms=hi,
                       snapshot_policy_logs_since_last=args.snapshot_every)).check()

@@ -15,7 +15,8 @@ in ``addr`` or ``raft_addr`` picks a free one; the ``NodeInfo`` reported through
 Stores: ``memory`` (the guide's memstore: nothing survives the process) or ``lmdb`` (the log
 in ``data_dir/log``, the state machine in ``data_dir/state``; a restarted node recovers its
 log, vote and state from them). A data directory remembers the id of the node that made it
-and refuses to serve another id.
+and refuses to serve another id, and refuses to start empty once its stores are lost
+(``fastraft.kv.data_dir``; ``force_new_store`` overrides).
 
 Raft network: ``tcp`` (the built-in pipelined TCP network on ``raft_addr``, the default) or
 ``http`` (``fastraft.kv.http_network``: Raft RPCs on the HTTP address, ``raft_addr`` unused).
@@ -23,7 +24,6 @@ Raft network: ``tcp`` (the built-in pipelined TCP network on ``raft_addr``, the 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -37,6 +37,7 @@ from ..errors import ConfigError
 from ..net.tcp import TcpNetwork, serve_raft_tcp
 from ..runtime import open_raft
 from ..storage import LmdbLogStore, MemoryLogStore
+from . import data_dir
 from .api import BadRequest, check_addr
 from .app import KVHandler
 from .http_server import Limits, serve_http
@@ -52,7 +53,6 @@ log = logging.getLogger("fastraft.kv.server")
 
 STORES = ("memory", "lmdb")
 NETWORKS = ("tcp", "http")
-_ID_FILE = "fastraft-kv-node.json"
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class NodeOptions:
     read_timeout_s: float = 10.0
     request_timeout_s: float = 1.0
     http_limits: Limits = field(default_factory=Limits)
+    #: Start even if this node's claimed data directory lost its log or state store (the
+    #: node then starts empty: see ``fastraft.kv.data_dir``).
+    force_new_store: bool = False
 
     def check(self) -> "NodeOptions":
         if type(self.node_id) is not int or self.node_id <= 0:
@@ -111,27 +114,6 @@ async def bind_http_listener(addr: str, backlog: int = 1024) -> tuple[trio.Socke
     return trio.SocketListener(sock), f"{shown}:{bound}"
 
 
-def _claim_data_dir(path: str, node_id: int) -> None:
-    """Record ``node_id`` as the owner of ``path``; ConfigError if another node made it."""
-    os.makedirs(path, exist_ok=True)
-    id_file = os.path.join(path, _ID_FILE)
-    try:
-        with open(id_file) as f:
-            owner = json.load(f).get("id")
-    except FileNotFoundError:
-        tmp = id_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"id": node_id}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, id_file)
-        return
-    except (ValueError, AttributeError, OSError) as e:
-        raise ConfigError(f"{id_file} is unreadable: {e}") from None
-    if owner != node_id:
-        raise ConfigError(f"{path} holds the data of node {owner}, not node {node_id}")
-
-
 async def _open_stores(options: NodeOptions):
     """(log store, state machine), each in its own lmdb environment under the data directory.
 
@@ -141,10 +123,15 @@ async def _open_stores(options: NodeOptions):
     """
     if options.store == "memory":
         return MemoryLogStore(), MemoryKVStateMachine()
-    await trio.to_thread.run_sync(_claim_data_dir, options.data_dir, options.node_id)
-    log_store = await LmdbLogStore.open(os.path.join(options.data_dir, "log"))
+    path = options.data_dir
+    await trio.to_thread.run_sync(os.makedirs, path, 0o777, True)
+    claimed = await trio.to_thread.run_sync(
+        data_dir.check_claimed, path, options.node_id, options.force_new_store)
+    log_store = await LmdbLogStore.open(os.path.join(path, "log"))
     try:
-        sm = await LmdbKVStateMachine.open(os.path.join(options.data_dir, "state"))
+        sm = await LmdbKVStateMachine.open(os.path.join(path, "state"))
+        if not claimed:  # only now that both stores exist on disk
+            await trio.to_thread.run_sync(data_dir.claim, path, options.node_id)
     except BaseException:
         with trio.CancelScope(shield=True):
             await log_store.aclose()
