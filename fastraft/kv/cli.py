@@ -61,7 +61,17 @@ def _parser() -> argparse.ArgumentParser:
                    metavar=("MIN", "MAX"))
     s.add_argument("--snapshot-every", type=int, default=5000,
                    help="build a snapshot every this many applied entries (0: never)")
+    # security: mutual TLS between nodes (certificates from `fastraft-kv certs` or your CA)
+    sec = s.add_argument_group("security")
+    sec.add_argument("--cluster-id", help="the cluster id the peer certificates name")
+    sec.add_argument("--peer-cacert", help="CA of the cluster's node certificates (PEM)")
+    sec.add_argument("--peer-cert", help="this node's certificate (PEM)")
+    sec.add_argument("--peer-key", help="this node's key (PEM)")
+    sec.add_argument("--insecure", action="store_true",
+                     help="allow addresses other than loopback where nothing authenticates")
 
+    from .certs import add_parser as add_certs_parser
+    add_certs_parser(sub)
     sub.add_parser("init", help="initialize the cluster at the first --cluster address").add_argument(
         "members", nargs="*", metavar="ID=ADDR",
         help="initial members (default: that node alone); ADDR may be ADDR/RAFT_ADDR")
@@ -98,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "certs":
+            from .certs import run as run_certs
+            return run_certs(args)
         return trio.run(_client_command, args)
     except ImportError as e:
         print(f"fastraft-kv: {e.name or e} is missing; install the extra: "
@@ -114,12 +127,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args) -> int:
+    from ..net.tls import TlsConfig
     from .server import NodeOptions, run_node
 
     lo, hi = args.election_timeout_ms
+    tls_args = (args.cluster_id, args.peer_cacert, args.peer_cert, args.peer_key)
+    if any(tls_args) and not all(tls_args):
+        print("fastraft-kv: peer TLS needs --cluster-id, --peer-cacert, --peer-cert and "
+              "--peer-key together", file=sys.stderr)
+        return 2
     options = NodeOptions(
         node_id=args.id, addr=args.addr, raft_addr=args.raft_addr, network=args.network,
         store=args.store, data_dir=args.data, force_new_store=args.force_new_store,
+        insecure=args.insecure,
+        peer_tls=TlsConfig(args.cluster_id, args.id, *tls_args[1:]) if all(tls_args) else None,
         config=Config(heartbeat_interval_ms=args.heartbeat_ms, election_timeout_min_ms=lo,
                       election_timeout_max_ms=hi,
                       snapshot_policy_logs_since_last=args.snapshot_every)).check()

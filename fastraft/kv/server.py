@@ -20,10 +20,18 @@ and refuses to serve another id, and refuses to start empty once its stores are 
 
 Raft network: ``tcp`` (the built-in pipelined TCP network on ``raft_addr``, the default) or
 ``http`` (``fastraft.kv.http_network``: Raft RPCs on the HTTP address, ``raft_addr`` unused).
+
+Security: ``peer_tls`` (``fastraft.net.tls.TlsConfig``) makes the tcp network mutual TLS between
+nodes of one cluster; ``raft_limits`` bounds its listener (``fastraft.net.limits``). Unless
+``insecure``, an address that is not loopback is refused where nothing authenticates its
+callers: the Raft address without ``peer_tls``, and the HTTP address (plain HTTP for now), since
+whoever reaches them can write, vote and change the membership. A node raises its soft limit on
+open files at start; the Raft listener takes at most a quarter of it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -34,7 +42,9 @@ import trio
 
 from ..core import Config
 from ..errors import ConfigError
+from ..net.limits import ListenerLimits, raise_fd_limit
 from ..net.tcp import TcpNetwork, serve_raft_tcp
+from ..net.tls import TlsConfig
 from ..runtime import open_raft
 from ..storage import LmdbLogStore, MemoryLogStore
 from . import data_dir
@@ -73,6 +83,9 @@ class NodeOptions:
     #: Start even if this node's claimed data directory lost its log or state store (the
     #: node then starts empty: see ``fastraft.kv.data_dir``).
     force_new_store: bool = False
+    peer_tls: TlsConfig | None = None
+    raft_limits: ListenerLimits | None = None
+    insecure: bool = False
 
     def check(self) -> "NodeOptions":
         if type(self.node_id) is not int or self.node_id <= 0:
@@ -92,7 +105,36 @@ class NodeOptions:
         if self.store == "lmdb" and not self.data_dir:
             raise ConfigError("the lmdb store needs a data directory (--data)")
         self.config.validate()
+        if self.peer_tls is not None:
+            if self.network != "tcp":
+                raise ConfigError("peer TLS is for the tcp raft network (the http one gets HTTPS "
+                                  "with the HTTPS API)")
+            if self.peer_tls.node_id != self.node_id:
+                raise ConfigError(f"the peer TLS settings are for node {self.peer_tls.node_id}, "
+                                  f"not node {self.node_id}")
+        if not self.insecure:
+            exposed = [("HTTP address", self.addr, "the HTTP API has no TLS yet", "")]
+            if self.network == "tcp" and self.peer_tls is None:
+                exposed.append(("raft address", self.raft_addr, "no peer TLS is configured",
+                                "configure peer TLS (--cluster-id, --peer-cacert, --peer-cert, "
+                                "--peer-key), "))
+            for what, addr, why, fix in exposed:
+                if not _is_loopback(addr):
+                    raise ConfigError(
+                        f"refusing the {what} {addr}: {why}, so anyone who reaches it could "
+                        f"write, vote and change the membership. {fix.capitalize()}serve it "
+                        f"on 127.0.0.1, or pass --insecure on a network you trust")
         return self
+
+
+def _is_loopback(addr: str) -> bool:
+    host = addr.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost: it may resolve anywhere
 
 
 async def bind_http_listener(addr: str, backlog: int = 1024) -> tuple[trio.SocketListener, str]:
@@ -142,6 +184,7 @@ async def _open_stores(options: NodeOptions):
 async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run the node described by ``options`` until cancelled (see the module docstring)."""
     options.check()
+    raise_fd_limit(log)
     listener, http_addr = await bind_http_listener(options.addr)
     try:
         log_store, inner_sm = await _open_stores(options)
@@ -149,14 +192,16 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
         await listener.aclose()
         raise
     sm = LogIdAnswers(inner_sm)
-    network = TcpNetwork() if options.network == "tcp" else HttpNetwork()
+    network = TcpNetwork(tls=options.peer_tls) if options.network == "tcp" else HttpNetwork()
     async with open_raft(options.node_id, options.config, log_store=log_store,
                          state_machine=sm, network=network,
                          request_timeout_s=options.request_timeout_s) as raft:
         async with trio.open_nursery() as nursery:
             if options.network == "tcp":
                 host, port = _split(options.raft_addr)
-                listeners = await nursery.start(serve_raft_tcp, raft, host, port)
+                listeners = await nursery.start(partial(
+                    serve_raft_tcp, raft, host, port, tls=options.peer_tls,
+                    limits=options.raft_limits))
                 raft_addr = f"{host}:{listeners[0].socket.getsockname()[1]}"
             else:
                 raft_addr = http_addr
