@@ -11,7 +11,7 @@ for fastraft): its commands, its state machines, and the HTTP node, client and C
 
 Both state machines answer ``get(key)`` for local reads and behave identically entry for
 entry; their snapshots share one format (``snapshot_format``), so either installs the
-other's. The HTTP parts need the ``kv`` extra (``pip install 'fastraft[kv]'``: hypercorn,
+other's. The HTTP parts need the ``kv`` extra (``pip install 'fastraft[kv]'``: httptools,
 httpx); importing this package does not, and ``KVClient``, ``run_node`` and ``NodeOptions``
 are loaded on first use.
 """

@@ -147,7 +147,7 @@ async def _demo(base_dir: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         import httpx  # noqa: F401
-        import hypercorn  # noqa: F401
+        import httptools  # noqa: F401
     except ImportError as e:
         print(f"fastraft demo needs the kv extra ({e.name} is missing): "
               "pip install 'fastraft[kv]'", file=sys.stderr)

@@ -1,5 +1,5 @@
 """One KV node, put together (the guide's chapter 4): its stores, its Raft network, the Raft
-node, and the HTTP API served by hypercorn's trio worker.
+node, and the HTTP API served by ``fastraft.kv.http_server`` (limits: ``NodeOptions.http_limits``).
 
     options = NodeOptions(node_id=1, addr="127.0.0.1:21001", raft_addr="127.0.0.1:22001",
                           store="lmdb", data_dir="./n1")
@@ -7,7 +7,8 @@ node, and the HTTP API served by hypercorn's trio worker.
         info = await nursery.start(run_node, options)   # serving once this returns
 
 ``run_node`` runs until cancelled or until the Raft node stops (a storage failure); leaving
-closes the HTTP server, the Raft listener, the node and its stores, in that order. A port of 0
+stops the HTTP server (requests in flight may finish within ``Limits.stop_grace_s``), then
+closes the Raft listener, the node and its stores, in that order. A port of 0
 in ``addr`` or ``raft_addr`` picks a free one; the ``NodeInfo`` reported through
 ``task_status`` has the real addresses.
 
@@ -48,7 +49,8 @@ from ..runtime import open_raft
 from ..storage import LmdbLogStore, MemoryLogStore
 from . import data_dir
 from .api import BadRequest, check_addr
-from .app import KVApp
+from .app import KVHandler
+from .http_server import Limits, serve_http
 from .http_network import HttpNetwork
 from .lmdb_state_machine import LmdbKVStateMachine
 from .service import KVService, NodeInfo
@@ -76,6 +78,7 @@ class NodeOptions:
     write_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
     request_timeout_s: float = 1.0
+    http_limits: Limits = field(default_factory=Limits)
     #: Start even if this node's claimed data directory lost its log or state store (the
     #: node then starts empty: see ``fastraft.kv.data_dir``).
     force_new_store: bool = False
@@ -133,23 +136,23 @@ def _is_loopback(addr: str) -> bool:
         return False  # a name other than localhost: it may resolve anywhere
 
 
-def _bind_http_socket(addr: str) -> tuple[int, str]:
-    """A bound TCP socket for ``addr`` (port 0: any free port): (file descriptor handed to
-    hypercorn, the address it is bound to)."""
+async def bind_http_listener(addr: str, backlog: int = 1024) -> tuple[trio.SocketListener, str]:
+    """A listening TCP socket for ``addr`` (port 0: any free port), as a trio listener, and
+    the address it is bound to."""
     host, port = addr.rsplit(":", 1)
     host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted ones
-        sock.bind((host, int(port)))
+        await sock.bind((host, int(port)))
+        sock.listen(backlog)
         bound = sock.getsockname()[1]
     except BaseException:
         sock.close()
         raise
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    return sock.detach(), f"{shown}:{bound}"
+    return trio.SocketListener(sock), f"{shown}:{bound}"
 
 
 async def _open_stores(options: NodeOptions):
@@ -177,67 +180,44 @@ async def _open_stores(options: NodeOptions):
     return log_store, sm
 
 
-def _hypercorn_config(fd: int):
-    from hypercorn.config import Config as HypercornConfig  # the kv extra
-
-    hc = HypercornConfig()
-    hc.bind = [f"fd://{fd}"]
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("fastraft.kv.http")
-    hc.keep_alive_timeout = 30
-    # a load generator keeps each connection for a whole run: do not cut it every 1,000 requests
-    hc.keep_alive_max_requests = 1 << 30
-    hc.graceful_timeout = 2
-    return hc
-
-
 async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run the node described by ``options`` until cancelled (see the module docstring)."""
-    from hypercorn.trio import serve as serve_http  # the kv extra
-
     options.check()
     raise_fd_limit(log)
-    fd, http_addr = _bind_http_socket(options.addr)
+    listener, http_addr = await bind_http_listener(options.addr)
     try:
         log_store, sm = await _open_stores(options)
     except BaseException:
-        os.close(fd)
+        await listener.aclose()
         raise
     network = TcpNetwork(tls=options.peer_tls) if options.network == "tcp" else HttpNetwork()
-    try:
-        async with open_raft(options.node_id, options.config, log_store=log_store,
-                             state_machine=sm, network=network,
-                             request_timeout_s=options.request_timeout_s) as raft:
-            async with trio.open_nursery() as nursery:
-                if options.network == "tcp":
-                    host, port = _split(options.raft_addr)
-                    listeners = await nursery.start(partial(
-                        serve_raft_tcp, raft, host, port, tls=options.peer_tls,
-                        limits=options.raft_limits))
-                    raft_addr = f"{host}:{listeners[0].socket.getsockname()[1]}"
-                else:
-                    raft_addr = http_addr
-                info = NodeInfo(options.node_id, http_addr, raft_addr, options.network)
-                service = KVService(raft, sm, info, write_timeout_s=options.write_timeout_s,
-                                    read_timeout_s=options.read_timeout_s)
-                app = KVApp(service, raft_rpc=options.network == "http")
-                stop_http = trio.Event()
-                hc = _hypercorn_config(fd)
-                fd = -1  # hypercorn owns it now
-                await nursery.start(lambda task_status: serve_http(
-                    app, hc, shutdown_trigger=stop_http.wait, task_status=task_status))
-                log.info("node %d serving HTTP on %s, raft (%s) on %s", options.node_id,
-                         http_addr, options.network, raft_addr)
-                task_status.started(info)
-                try:
-                    await raft.wait_closed()  # the node stopped on its own: a storage failure
-                    log.error("node %d stopped; closing its HTTP server", options.node_id)
-                finally:
-                    stop_http.set()
-                    nursery.cancel_scope.cancel()
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    async with open_raft(options.node_id, options.config, log_store=log_store,
+                         state_machine=sm, network=network,
+                         request_timeout_s=options.request_timeout_s) as raft:
+        async with trio.open_nursery() as nursery:
+            if options.network == "tcp":
+                host, port = _split(options.raft_addr)
+                listeners = await nursery.start(partial(
+                    serve_raft_tcp, raft, host, port, tls=options.peer_tls,
+                    limits=options.raft_limits))
+                raft_addr = f"{host}:{listeners[0].socket.getsockname()[1]}"
+            else:
+                raft_addr = http_addr
+            info = NodeInfo(options.node_id, http_addr, raft_addr, options.network)
+            service = KVService(raft, sm, info, write_timeout_s=options.write_timeout_s,
+                                read_timeout_s=options.read_timeout_s)
+            handler = KVHandler(service, raft_rpc=options.network == "http",
+                                max_body_bytes=options.http_limits.max_body_bytes)
+            await nursery.start(partial(serve_http, handler, [listener],
+                                        limits=options.http_limits))
+            log.info("node %d serving HTTP on %s, raft (%s) on %s", options.node_id,
+                     http_addr, options.network, raft_addr)
+            task_status.started(info)
+            try:
+                await raft.wait_closed()  # the node stopped on its own: a storage failure
+                log.error("node %d stopped; closing its HTTP server", options.node_id)
+            finally:
+                nursery.cancel_scope.cancel()
 
 
 def _split(addr: str) -> tuple[str, int]:

@@ -25,6 +25,7 @@ from ..types import Node
 from .api import (BadRequest, Unavailable, api_addr_of, log_id_json, make_node, membership_json,
                   metrics_json)
 from .commands import encode_command
+from .read_rounds import ReadRounds
 
 __all__ = ["NodeInfo", "KVService", "fetch_node_info"]
 
@@ -81,6 +82,7 @@ class KVService:
         self.read_timeout_s = read_timeout_s
         self.admin_timeout_s = admin_timeout_s
         self._fetch_info = fetch_info
+        self._read_rounds = ReadRounds(raft.ensure_linearizable, read_timeout_s)
 
     # -- application API ----------------------------------------------------------------------
 
@@ -103,9 +105,10 @@ class KVService:
         return self.state_machine.get(key)
 
     async def consistent_read(self, key: str) -> str | None:
-        """A linearizable read (ReadIndex, thesis §6.4): leader only (ForwardToLeader)."""
+        """A linearizable read (ReadIndex, thesis §6.4): leader only (ForwardToLeader).
+        Reads that arrive together share one ReadIndex round (``ReadRounds``)."""
         with trio.move_on_after(self.read_timeout_s):
-            await self.raft.ensure_linearizable()
+            await self._read_rounds.wait()
             return self.state_machine.get(key)
         raise Unavailable(f"leadership not confirmed within {self.read_timeout_s} s; retry")
 
@@ -116,6 +119,11 @@ class KVService:
 
     def metrics(self) -> dict:
         return metrics_json(self.raft.metrics())
+
+    @property
+    def read_rounds(self) -> int:
+        """How many ReadIndex rounds this node's consistent reads have started."""
+        return self._read_rounds.started
 
     async def init(self, members: list[tuple[int, str, str | None]]) -> None:
         """Initialize the cluster with ``members`` (this node alone when empty)."""

@@ -133,7 +133,7 @@ def test_bad_input_gets_400_saying_why_and_changes_nothing():
                 assert status == 400, (path, body)
                 assert why in doc["Err"]["BadRequest"]["reason"], (path, body, doc)
             status, doc = await c.post(1, "/write", raw=b"x" * (MAX_BODY_BYTES + 1))
-            assert status == 400 and "at most" in doc["Err"]["BadRequest"]["reason"]
+            assert status == 413 and "at most" in doc["Err"]["BadRequest"]["reason"]
             r = await c.http[1].get("/write")
             assert r.status_code == 405 and r.headers["allow"] == "POST"
             r = await c.http[1].post("/metrics")

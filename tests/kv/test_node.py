@@ -1,4 +1,4 @@
-"""KV nodes as a server runs them (``run_node``: hypercorn on a real socket, Raft over TCP or
+"""KV nodes as a server runs them (``run_node``: its HTTP server on a real socket, Raft over TCP or
 HTTP on 127.0.0.1), in this process, driven by ``KVClient``."""
 
 import json
