@@ -99,11 +99,11 @@ def test_message_rate_counts_per_node_per_window():
 _original_send = Engine._send
 
 
-def _snapshot_done_before_flush(self, to, msg, after_vote=False, after_flush=0):
+def _snapshot_done_before_flush(self, to, msg, after_vote=False, after_flush=0, reply_to=None):
     """Bug: a follower answers a snapshot its log covers before those entries are durable."""
     if type(msg) is InstallSnapshotResponse:
         after_flush = 0
-    return _original_send(self, to, msg, after_vote, after_flush)
+    return _original_send(self, to, msg, after_vote, after_flush, reply_to)
 
 
 _original_response = Engine._handle_append_entries_response
