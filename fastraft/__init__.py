@@ -45,7 +45,18 @@ def __getattr__(name):
     return value
 
 
-__version__ = "0.1.0"
+def _version() -> str:
+    # The version is kept in one place, pyproject.toml; an installed fastraft knows it from its
+    # metadata. A source tree that was never installed has none.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fastraft")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__: str = _version()
 
 __all__ = [
     "accelerated",
