@@ -34,7 +34,10 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fastraft' has no attribute {name!r}")
@@ -47,16 +50,14 @@ def __getattr__(name):
 
 def _version() -> str:
     # The version is kept in one place, pyproject.toml; an installed fastraft knows it from its
-    # metadata. A source tree that was never installed has none.
+    # metadata (read on first use: importlib.metadata loads threading and sockets, which
+    # importing the engine must not). A source tree that was never installed has none.
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("fastraft")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-__version__: str = _version()
 
 __all__ = [
     "accelerated",
