@@ -195,13 +195,17 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
                 fd = -1  # hypercorn owns it now
                 await nursery.start(lambda task_status: serve_http(
                     app, hc, shutdown_trigger=stop_http.wait, task_status=task_status))
-                log.info("node %d serving HTTP on %s, raft (%s) on %s", options.node_id,
-                         http_addr, options.network, raft_addr)
+                log.info("node %d serving HTTP on %s, raft (%s) on %s, store %s%s",
+                         options.node_id, http_addr, options.network, raft_addr, options.store,
+                         f" in {options.data_dir}" if options.data_dir else "",
+                         extra={"node_id": options.node_id})
                 task_status.started(info)
                 try:
                     await raft.wait_closed()  # the node stopped on its own: a storage failure
                     log.error("node %d stopped; closing its HTTP server", options.node_id)
                 finally:
+                    log.info("node %d stopping: HTTP on %s, raft on %s", options.node_id,
+                             http_addr, raft_addr, extra={"node_id": options.node_id})
                     stop_http.set()
                     nursery.cancel_scope.cancel()
     finally:
