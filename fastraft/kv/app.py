@@ -8,6 +8,7 @@ Routes::
     POST /write  /read  /consistent_read            application API (JSON)
     POST /init  /add-learner  /change-membership    admin API (JSON)
     GET  /metrics  /node                            this node's metrics, and who it is
+    GET  /metrics/prometheus  /health               for operators (``fastraft.kv.ops``)
     POST /raft-vote  /raft-append  /raft-snapshot  /raft-timeout-now
                                                     Raft RPCs, codec frames (HTTP network only)
 
@@ -26,6 +27,7 @@ from .api import (MAX_BODY_BYTES, BadRequest, err_body, error_json, error_status
                   parse_add_learner, parse_change_membership, parse_init, parse_json, parse_key,
                   parse_write)
 from .http_network import RAFT_ROUTES, handle_raft_rpc
+from .ops import OpsRoutes
 from .service import KVService
 
 __all__ = ["KVApp"]
@@ -59,6 +61,7 @@ class KVApp:
             "/change-membership": self._change_membership,
         }
         self._get = {"/metrics": s.metrics, "/node": s.node_info}
+        self._ops = OpsRoutes(service)  # /health, /metrics/prometheus (fastraft.kv.ops)
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -77,6 +80,10 @@ class KVApp:
                 status, content, ctype = await handle_raft_rpc(
                     self.service.raft, path, body, self.max_rpc_bytes)
                 await _respond(send, status, content, ctype)
+                return
+            ops = self._ops.answer(method, path, scope)
+            if ops is not None:
+                await _respond(send, *ops)
                 return
             handler = self._post.get(path)
             if handler is not None:

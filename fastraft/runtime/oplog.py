@@ -67,6 +67,12 @@ class OperatorLog:
         self._rt = rt
         self._eng = rt.engine
         self._unreachable_after_s = unreachable_after_s
+        #: counters for metrics: entries this node appended as leader, entries it saw
+        #: committed, elections it started (as candidate, Raft §5.2) and won
+        self.proposals = 0
+        self.commits = 0
+        self.elections_started = 0
+        self.elections_won = 0
         self._seen_state()
         # peer id -> [answers counted, failures counted, when answers last grew, reported]
         self._peers: dict[int, list] = {}
@@ -81,6 +87,8 @@ class OperatorLog:
         self._committed = eng.committed_membership
         self._snapshot = eng.snapshot
         self._transfer_to = eng.transfer_target
+        self._last_index = eng.log.last_index
+        self._commit_index = eng.committed
         applied = self._rt.applier.last_applied
         self._applied = 0 if applied is None else applied.index
 
@@ -107,6 +115,10 @@ class OperatorLog:
     def after_round(self) -> None:
         """Compare the engine with what the previous round left; log what changed."""
         eng = self._eng
+        if eng.committed > self._commit_index:
+            self.commits += eng.committed - self._commit_index
+        if eng.role == Role.LEADER and eng.log.last_index > self._last_index:
+            self.proposals += eng.log.last_index - self._last_index
         if (eng.role != self._role or eng.leader_id != self._leader
                 or eng.term != self._term):
             self._on_role_change()
@@ -131,7 +143,10 @@ class OperatorLog:
     def _on_role_change(self) -> None:
         eng = self._eng
         was_leader = self._role == Role.LEADER
+        if eng.role == Role.CANDIDATE and (self._role != Role.CANDIDATE or eng.term > self._term):
+            self.elections_started += 1
         if eng.role == Role.LEADER and not was_leader:
+            self.elections_won += 1
             self._log(logging.INFO, "elected leader (was %s)", _ROLE[self._role])
         elif was_leader and eng.role != Role.LEADER:
             self._log(logging.INFO, "stepped down to %s: %s", _ROLE[eng.role], self._why_down())

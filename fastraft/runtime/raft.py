@@ -34,6 +34,7 @@ from .metrics import RaftMetrics, Wait
 from .node import RaftRuntime
 from .proposals import Proposal
 from .startup import load_engine_state
+from .stats import NodeStats, take_stats
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -157,6 +158,10 @@ class Raft:
     def metrics(self) -> RaftMetrics:
         """A snapshot of this node's state, taken now."""
         return self._rt.metrics()
+
+    def stats(self) -> NodeStats:
+        """Counters and latency histograms since the node opened (``NodeStats``)."""
+        return take_stats(self._rt)
 
     def wait(self, timeout_s: float) -> Wait:
         """Conditions to wait for on this node's metrics, each within ``timeout_s``."""
