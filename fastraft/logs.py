@@ -3,8 +3,8 @@
 fastraft logs through module loggers under ``fastraft`` and never configures logging itself
 when used as a library. The commands call ``configure(verbosity, fmt)``:
 
-* verbosity 0: INFO for ``fastraft.node`` (the operator's log, ``fastraft.runtime.oplog``) and
-  WARNING for everything else; 1 (``-v``): INFO everywhere; 2 (``-vv``): DEBUG, with the HTTP
+* verbosity 0: INFO for the operator's loggers (``OPERATOR_LOGGERS``: the node's transitions,
+  ``fastraft.runtime.oplog``, and the KV node's start and stop) and WARNING for the rest; 1 (``-v``): INFO everywhere; 2 (``-vv``): DEBUG, with the HTTP
   client's request lines;
 * ``fmt="text"``: ``time level logger message``; ``fmt="json"``: one JSON object per line with
   ``ts``, ``level``, ``logger``, ``msg`` and every structured field the record carries
@@ -18,9 +18,11 @@ import logging
 import sys
 from typing import IO
 
-__all__ = ["FORMATS", "JsonFormatter", "configure"]
+__all__ = ["FORMATS", "OPERATOR_LOGGERS", "JsonFormatter", "configure"]
 
 FORMATS = ("text", "json")
+#: Loggers whose INFO lines an operator reads at the default level.
+OPERATOR_LOGGERS = ("fastraft.node", "fastraft.kv.server", "fastraft.kv.cli")
 
 #: Attributes every LogRecord has: anything else on a record came in ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -58,7 +60,8 @@ def configure(verbosity: int = 0, fmt: str = "text", stream: IO[str] | None = No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("fastraft.node").setLevel(min(level, logging.INFO))
+    for name in OPERATOR_LOGGERS:
+        logging.getLogger(name).setLevel(min(level, logging.INFO))
     # the HTTP client logs every request at INFO: only at -vv
     logging.getLogger("httpx").setLevel(level if verbosity >= 2 else logging.WARNING)
     logging.getLogger("httpcore").setLevel(level if verbosity >= 2 else logging.WARNING)

@@ -6,7 +6,8 @@ hypercorn's trio worker.
 Routes::
 
     POST /write  /read  /consistent_read            application API (JSON)
-    POST /init  /add-learner  /change-membership    admin API (JSON)
+    POST /init  /add-learner  /change-membership  /remove-learner
+                                                    admin API (JSON)
     GET  /metrics  /node                            this node's metrics, and who it is
     GET  /metrics/prometheus  /health               for operators (``fastraft.kv.ops``)
     POST /raft-vote  /raft-append  /raft-snapshot  /raft-timeout-now
@@ -25,7 +26,7 @@ import logging
 from ..codec import DEFAULT_MAX_FRAME_BYTES
 from .api import (MAX_BODY_BYTES, BadRequest, err_body, error_json, error_status, ok_body,
                   parse_add_learner, parse_change_membership, parse_init, parse_json, parse_key,
-                  parse_write)
+                  parse_remove_learner, parse_write)
 from .http_network import RAFT_ROUTES, handle_raft_rpc
 from .ops import OpsRoutes
 from .service import KVService
@@ -59,6 +60,7 @@ class KVApp:
             "/init": self._init,
             "/add-learner": self._add_learner,
             "/change-membership": self._change_membership,
+            "/remove-learner": self._remove_learner,
         }
         self._get = {"/metrics": s.metrics, "/node": s.node_info}
         self._ops = OpsRoutes(service)  # /health, /metrics/prometheus (fastraft.kv.ops)
@@ -154,6 +156,13 @@ class KVApp:
         voters = parse_change_membership(parse_json(body))
         try:
             return 200, ok_body(await self.service.change_membership(voters))
+        except Exception as e:
+            return _error(e)
+
+    async def _remove_learner(self, body: bytes) -> tuple[int, bytes]:
+        node_ids = parse_remove_learner(parse_json(body))
+        try:
+            return 200, ok_body(await self.service.remove_learner(node_ids))
         except Exception as e:
             return _error(e)
 

@@ -148,6 +148,12 @@ class Raft:
         stay as learners with ``retain``, else leave."""
         return await self._admin(self._rt.engine.change_membership, frozenset(voters), retain)
 
+    async def remove_learners(self, node_ids: Iterable[int]) -> LogId:
+        """Leader: drop the learners ``node_ids`` from the membership (Raft §6); returns once
+        that committed. Voters are refused (MembershipError): ``change_membership`` removes
+        them."""
+        return await self._admin(self._rt.engine.remove_learners, frozenset(node_ids))
+
     async def transfer_leader(self, node_id: int) -> None:
         """Leader: hand leadership to the voter ``node_id`` (thesis §3.10); returns once it
         campaigned. TransferFailed if it did not take over in time."""
