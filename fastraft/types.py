@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NoReturn
 
 from .errors import CodecError
 
@@ -170,15 +170,15 @@ def _strict_int(v: object) -> int:
     return v
 
 
-class _FrozenDict(dict):
+class _FrozenDict(dict):  # type: ignore[type-arg]
     """A dict that refuses changes, so a Membership stays immutable and hashable."""
 
     __slots__ = ()
 
-    def _refuse(self, *a, **k):
+    def _refuse(self, *a: object, **k: object) -> NoReturn:
         raise TypeError("membership nodes are immutable")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(frozenset(self.items()))

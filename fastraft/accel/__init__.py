@@ -19,6 +19,10 @@ import importlib
 import os
 import warnings
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the chosen modules share the twins' API: type-check against the spec
+    from .pure import codec, entry, log_index, progress
 
 __all__ = ["MODULES", "accelerated", "pure_forced", "load", "fallback_message"]
 

@@ -38,7 +38,7 @@ Raft tolerates all three the same way: a lost message is retried by the protocol
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Awaitable, Callable, Protocol, TypeVar, cast, runtime_checkable
 
 import trio
 
@@ -117,13 +117,13 @@ async def dispatch(handler: RaftHandler, request: Message) -> Message | None:
     """Hand ``request`` to the matching ``handle_*`` entry point of ``handler`` and return its
     response (or None). Raises TypeError for a message that is not a request."""
     t = type(request)
-    if t is AppendEntriesRequest:
+    if isinstance(request, AppendEntriesRequest):
         return await handler.handle_append_entries(request)
-    if t is VoteRequest:
+    if isinstance(request, VoteRequest):
         return await handler.handle_vote(request)
-    if t is InstallSnapshotRequest:
+    if isinstance(request, InstallSnapshotRequest):
         return await handler.handle_install_snapshot(request)
-    if t is TimeoutNowRequest:
+    if isinstance(request, TimeoutNowRequest):
         return await handler.handle_timeout_now(request)
     raise TypeError(f"{t.__name__} is not a request message")
 
@@ -143,7 +143,7 @@ class Reply:
         self._event = trio.Event()
         self._value: Message | None = None
         self._error: BaseException | None = None
-        self._callback = None
+        self._callback: Callable[[Reply], None] | None = None
 
     @property
     def done(self) -> bool:
@@ -176,7 +176,7 @@ class Reply:
         if callback is not None:
             callback(self)
 
-    def on_done(self, callback) -> None:
+    def on_done(self, callback: Callable[["Reply"], None]) -> None:
         """Call ``callback(reply)`` once resolved (at once if it already is); one callback."""
         if self._event.is_set():
             callback(self)
@@ -192,7 +192,7 @@ class Reply:
         await self._event.wait()
         if self._error is not None:
             raise self._error
-        return self._value  # type: ignore[return-value]
+        return self._value
 
 
 class _DeferredReply(Reply):
@@ -201,7 +201,7 @@ class _DeferredReply(Reply):
 
     __slots__ = ("_call", "_arg", "_started")
 
-    def __init__(self, call, arg) -> None:
+    def __init__(self, call: Callable[[Message], Awaitable[Message | None]], arg: Message) -> None:
         super().__init__()
         self._call = call
         self._arg = arg
@@ -230,7 +230,7 @@ async def submit(handler: RaftHandler, request: Message) -> Reply:
     """
     fast = getattr(handler, "submit_request", None)
     if fast is not None:
-        return await fast(request)
+        return cast(Reply, await fast(request))
     return _DeferredReply(lambda req: dispatch(handler, req), request)
 
 

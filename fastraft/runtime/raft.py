@@ -18,7 +18,7 @@ import logging
 import random
 import sys
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, cast
 
 import trio
 
@@ -50,7 +50,7 @@ class Trigger:
     def __init__(self, runtime: RaftRuntime) -> None:
         self._rt = runtime
 
-    def _post(self, fn, *args) -> None:
+    def _post(self, fn: Callable[..., None], *args: object) -> None:
         self._rt.check_open()
         self._rt.post(fn, *args)
 
@@ -85,7 +85,7 @@ class Raft:
 
     # -- client writes ----------------------------------------------------------------------
 
-    async def client_write(self, payload: bytes):
+    async def client_write(self, payload: bytes) -> Any:
         """Append ``payload`` to the log and return the state machine's response to it once
         it is committed and applied here.
 
@@ -100,7 +100,7 @@ class Raft:
             payload = bytes(payload)
         return await self._write(Proposal([payload], many=False))
 
-    async def client_write_many(self, payloads: Iterable[bytes]) -> list:
+    async def client_write_many(self, payloads: Iterable[bytes]) -> list[Any]:
         """Append every payload (consecutive entries, in order) and return their responses,
         in order, once all are applied. One call costs one proposal round however many
         payloads it carries: the way to batch. Errors as ``client_write``, for the whole call
@@ -108,9 +108,9 @@ class Raft:
         batch = list(payloads)
         if not batch:
             return []
-        return await self._write(Proposal(batch, many=True))
+        return cast("list[Any]", await self._write(Proposal(batch, many=True)))
 
-    async def _write(self, proposal: Proposal):
+    async def _write(self, proposal: Proposal) -> Any:
         rt = self._rt
         rt.check_open()
         if not rt.engine.is_leader:
@@ -126,33 +126,33 @@ class Raft:
         """Wait until a read of this node's state machine is linearizable (ReadIndex, thesis
         §6.4): leadership confirmed by a quorum after this call, and everything committed
         before it applied here. Returns the read index. ForwardToLeader on a non-leader."""
-        return await self._rt.submit_read().result()
+        return cast(int, await self._rt.submit_read().result())
 
     # -- admin ------------------------------------------------------------------------------
 
-    async def _admin(self, call, *args):
+    async def _admin(self, call: Callable[..., None], *args: object) -> Any:
         return await self._rt.submit_admin(call, *args).result()
 
     async def initialize(self, nodes: Mapping[int, Node]) -> LogId:
         """Make this brand-new node the first member of a cluster of ``nodes`` (all voters).
         MembershipError if it is already initialized."""
-        return await self._admin(self._rt.engine.initialize, dict(nodes))
+        return cast(LogId, await self._admin(self._rt.engine.initialize, dict(nodes)))
 
     async def add_learner(self, node_id: int, node: Node, blocking: bool = True) -> LogId:
         """Leader: add ``node_id`` at ``node`` as a learner (or change a member's address);
         with ``blocking``, return only once it has caught up (thesis §4.2.1)."""
-        return await self._admin(self._rt.engine.add_learner, node_id, node, blocking)
+        return cast(LogId, await self._admin(self._rt.engine.add_learner, node_id, node, blocking))
 
     async def change_membership(self, voters: Iterable[int], retain: bool = False) -> LogId:
         """Leader: make ``voters`` the voter set, by joint consensus (Raft §6). Removed voters
         stay as learners with ``retain``, else leave."""
-        return await self._admin(self._rt.engine.change_membership, frozenset(voters), retain)
+        return cast(LogId, await self._admin(self._rt.engine.change_membership, frozenset(voters), retain))
 
     async def remove_learners(self, node_ids: Iterable[int]) -> LogId:
         """Leader: drop the learners ``node_ids`` from the membership (Raft §6); returns once
         that committed. Voters are refused (MembershipError): ``change_membership`` removes
         them."""
-        return await self._admin(self._rt.engine.remove_learners, frozenset(node_ids))
+        return cast(LogId, await self._admin(self._rt.engine.remove_learners, frozenset(node_ids)))
 
     async def transfer_leader(self, node_id: int) -> None:
         """Leader: hand leadership to the voter ``node_id`` (thesis §3.10); returns once it
@@ -184,22 +184,22 @@ class Raft:
         pipelining form of ``handle_*`` that ``serve_raft_tcp`` uses)."""
         return self._rt.submit_request(request)
 
-    async def _handle(self, request: Message):
+    async def _handle(self, request: Message) -> Any:
         return await self._rt.submit_request(request).result()
 
     async def handle_append_entries(self, req: AppendEntriesRequest) -> AppendEntriesResponse | None:
         """A leader's AppendEntries: the response to send back, or None when this node
         answers a later request from the same leader instead (it covers this one)."""
-        return await self._handle(req)
+        return cast("AppendEntriesResponse | None", await self._handle(req))
 
     async def handle_vote(self, req: VoteRequest) -> VoteResponse | None:
-        return await self._handle(req)
+        return cast("VoteResponse | None", await self._handle(req))
 
     async def handle_install_snapshot(self, req: InstallSnapshotRequest) -> InstallSnapshotResponse | None:
-        return await self._handle(req)
+        return cast("InstallSnapshotResponse | None", await self._handle(req))
 
     async def handle_timeout_now(self, req: TimeoutNowRequest) -> TimeoutNowResponse | None:
-        return await self._handle(req)
+        return cast("TimeoutNowResponse | None", await self._handle(req))
 
 
 @asynccontextmanager
@@ -254,7 +254,7 @@ async def open_raft(node_id: int, config: Config | None = None, *, log_store: Lo
         raise rt.fatal
 
 
-async def _close_quietly(*stores) -> None:
+async def _close_quietly(*stores: LogStore | StateMachine) -> None:
     for store in stores:
         try:
             await store.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 from ..latency import LatencyHistogram
 
@@ -27,7 +28,7 @@ class NodeStats:
     sync_latency: LatencyHistogram | None
 
 
-def take_stats(rt) -> NodeStats:
+def take_stats(rt: Any) -> NodeStats:
     """A ``NodeStats`` of the runtime ``rt``, taken now."""
     op = rt.oplog
     sync = getattr(rt.log_store, "sync_latency", None)
