@@ -113,6 +113,8 @@ def test_membership_change_proposed_and_committed_with_old_and_new_members(caplo
             last = c.rafts[lid].metrics().last_log_index
             for i in (1, 2, 3, 4):  # every node knows the final membership committed
                 await c.rafts[i].wait(10).applied_index(last)
+            await c.rafts[lid].trigger.snapshot()
+            await c.rafts[lid].wait(10).snapshot(last)
             await c.stop_all()
             return lid
 
@@ -128,3 +130,5 @@ def test_membership_change_proposed_and_committed_with_old_and_new_members(caplo
     committed = [r for r in _with(records, "membership committed")
                  if "voters [1, 2, 3, 4] learners []" in r.getMessage()]
     assert {r.node_id for r in committed} == {1, 2, 3, 4}
+    built = [r for r in _with(records, "snapshot built") if r.node_id == lid]
+    assert len(built) == 1 and "covering the log up to index" in built[0].getMessage()
