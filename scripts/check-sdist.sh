@@ -11,10 +11,11 @@ work="${1:-$(mktemp -d)}"
 mkdir -p "$work"
 python -m build --sdist --outdir "$work/dist" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 sdist=$(ls "$work"/dist/fastraft-*.tar.gz)
-if tar tzf "$sdist" | grep -E '\.(c|so)$'; then
+tar tzf "$sdist" >"$work/sdist-files.txt"
+if grep -E '\.(c|so)$' "$work/sdist-files.txt"; then
     echo "the sdist must carry no generated C and no binaries" >&2; exit 1
 fi
-tar tzf "$sdist" | grep -q 'ext/fastraft/accel/compiled/codec.pyx'
+grep -q 'ext/fastraft/accel/compiled/codec.pyx' "$work/sdist-files.txt"
 python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q "$sdist[test,kv]"
 mkdir -p "$work/src" && tar xzf "$sdist" -C "$work/src"
