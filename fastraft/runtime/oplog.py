@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import logging
 
-import trio
-
 from ..core import Role
 from ..types import StoredMembership
 
@@ -81,6 +79,7 @@ class OperatorLog:
     def _seen_state(self) -> None:
         eng = self._eng
         self._role = eng.role
+        self._vote = eng.vote
         self._term = eng.term
         self._leader = eng.leader_id
         self._membership = eng.membership
@@ -89,8 +88,7 @@ class OperatorLog:
         self._transfer_to = eng.transfer_target
         self._last_index = eng.log.last_index
         self._commit_index = eng.committed
-        applied = self._rt.applier.last_applied
-        self._applied = 0 if applied is None else applied.index
+        self._applied = self._rt.applier.last_applied  # after the previous round
 
     def _log(self, level: int, msg: str, *args) -> None:
         eng = self._eng
@@ -113,12 +111,36 @@ class OperatorLog:
             self._log(logging.ERROR, "stopped: %s: %s", type(error).__name__, error)
 
     def after_round(self) -> None:
-        """Compare the engine with what the previous round left; log what changed."""
+        """Compare the engine with what the previous round left; log what changed.
+
+        Called every round, so the common case (nothing but the indexes moved) is a handful
+        of attribute reads; anything else takes ``_transition``."""
         eng = self._eng
-        if eng.committed > self._commit_index:
-            self.commits += eng.committed - self._commit_index
-        if eng.role == Role.LEADER and eng.log.last_index > self._last_index:
-            self.proposals += eng.log.last_index - self._last_index
+        committed = eng.committed
+        if committed != self._commit_index:
+            if committed > self._commit_index:
+                self.commits += committed - self._commit_index
+            self._commit_index = committed
+        role = eng.role
+        if role == Role.LEADER:
+            last = eng.log.last_index
+            if last > self._last_index:
+                self.proposals += last - self._last_index
+            self._last_index = last
+        if (role != self._role or eng.vote is not self._vote or eng.leader_id != self._leader
+                or eng.membership is not self._membership
+                or eng.committed_membership is not self._committed
+                or eng.snapshot is not self._snapshot
+                or eng.transfer_target != self._transfer_to):
+            self._transition()
+        self._applied = self._rt.applier.last_applied
+        now = eng.now
+        if now >= self._next_peer_check:
+            self._next_peer_check = now + self._unreachable_after_s / 4
+            self._check_peers(now)
+
+    def _transition(self) -> None:
+        eng = self._eng
         if (eng.role != self._role or eng.leader_id != self._leader
                 or eng.term != self._term):
             self._on_role_change()
@@ -130,13 +152,10 @@ class OperatorLog:
         if eng.snapshot is not self._snapshot and eng.snapshot is not None:
             lid = eng.snapshot.last_log_id
             index = 0 if lid is None else lid.index
-            how = "installed from the leader" if index > self._applied else "built"
+            applied = 0 if self._applied is None else self._applied.index
+            how = "installed from the leader" if index > applied else "built"
             self._log(logging.INFO, "snapshot %s, covering the log up to index %d", how, index)
         self._seen_state()
-        now = trio.current_time()
-        if now >= self._next_peer_check:
-            self._next_peer_check = now + self._unreachable_after_s / 4
-            self._check_peers(now)
 
     # -- transitions ------------------------------------------------------------------------
 
