@@ -91,8 +91,9 @@ def describe(error: BaseException) -> tuple[int, str]:
         return EXIT_INTERRUPTED, "interrupted"
     if isinstance(e, UsageError):
         return EXIT_USAGE, str(e)
-    if isinstance(e, ImportError) and e.name in ("hypercorn", "httpx", "prometheus_client", "h11"):
-        return EXIT_ERROR, (f"{e.name} is missing: install the kv extra "
+    package = (getattr(e, "name", None) or "").split(".")[0]
+    if isinstance(e, ImportError) and package in ("hypercorn", "httpx", "prometheus_client"):
+        return EXIT_ERROR, (f"{package} is missing: install the kv extra "
                             "(pip install 'fastraft[kv]')")
     if isinstance(e, FastraftError):
         return EXIT_ERROR, f"{type(e).__name__}: {e}"

@@ -123,3 +123,14 @@ def test_remove_learner_and_its_refusal_for_voters(node, tmp_path):
     finally:
         learner.kill()
         learner.wait(BOUND_S)
+
+
+def test_missing_kv_extra_is_one_line():
+    code = ("import sys; sys.modules['hypercorn'] = None\n"
+            "from fastraft.kv.cli import main\n"
+            "sys.exit(main(['serve', '--id', '1', '--addr', '127.0.0.1:0',"
+            " '--raft-addr', '127.0.0.1:0']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=BOUND_S, stdin=subprocess.DEVNULL)
+    line = one_line(done.stderr)
+    assert done.returncode == 1 and "hypercorn is missing" in line and "fastraft[kv]" in line
