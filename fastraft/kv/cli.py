@@ -41,6 +41,9 @@ __all__ = ["main", "build_parser", "metrics_table", "members_table", "parse_clus
 PROG = "fastraft-kv"
 DEFAULT_CLUSTER = "127.0.0.1:21001"
 DEFAULT_TIMEOUT_S = 10.0
+#: How long after --timeout a command still running is cancelled (the client's own deadline
+#: is --timeout: its error, which says what it last saw, is the one to report).
+HARD_STOP_GRACE_S = 1.0
 
 
 def parse_cluster(text: str) -> list[str]:
@@ -220,8 +223,10 @@ def _serve(args) -> int:
 
 
 async def _client_command(args) -> int:
-    """Every client command, bounded as a whole by --timeout (admin ones included)."""
-    with trio.move_on_after(args.timeout) as scope:
+    """Every client command, bounded as a whole by --timeout (admin ones included): the
+    client stops retrying at --timeout, and whatever still runs is cancelled
+    ``HARD_STOP_GRACE_S`` later."""
+    with trio.move_on_after(args.timeout + HARD_STOP_GRACE_S) as scope:
         return await _run_client_command(args)
     assert scope.cancelled_caught
     raise ClientTimeout(f"{args.command}: no answer within --timeout {args.timeout:g} s from "
@@ -260,14 +265,14 @@ async def _run_client_command(args) -> int:
     from .client import KVClient
 
     addrs = args.addrs
-    # the client's own deadline ends a little before --timeout, so that its error (which says
-    # what it last saw) is the one reported; --timeout itself catches anything else
-    timeout = max(0.05, args.timeout * 0.95 - 0.05)
+    # the client gives up at --timeout and says what it last saw; the hard stop a moment
+    # later (_client_command) is for anything that would not end on its own
+    timeout = args.timeout
     async with KVClient(addrs, deadline_s=timeout, admin_timeout_s=timeout,
                         request_timeout_s=min(5.0, timeout)) as client:
         cmd = args.command
         if cmd in ("put", "delete", "cas") or (cmd == "get" and not args.local):
-            await _require_initialized(client, addrs, min(2.0, timeout / 2))
+            await _require_initialized(client, addrs, min(1.0, timeout / 4))
         if cmd == "init":
             members = [_member(m) for m in args.members] or None
             await client.init(members)
