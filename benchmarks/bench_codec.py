@@ -59,7 +59,7 @@ def test_message_append_entries(bench, flavour, n_entries):
     from fastraft.messages import AppendEntriesRequest
 
     codec = flavour["codec"]
-    msg = AppendEntriesRequest(term=7, leader_id=1, prev_log_term=7, prev_log_index=999,
+    msg = AppendEntriesRequest(term=7, sender=1, prev_log_term=7, prev_log_index=999,
                                leader_commit=990, seq=42, entries=_entries(flavour, n_entries))
 
     def round_trip():
@@ -75,7 +75,7 @@ def test_message_vote_request(bench, flavour):
     from fastraft.messages import VoteRequest
 
     codec = flavour["codec"]
-    msg = VoteRequest(term=8, candidate_id=2, last_log_term=7, last_log_index=1000)
+    msg = VoteRequest(term=8, sender=2, last_log_term=7, last_log_index=1000)
 
     def round_trip():
         return codec.decode_message(codec.encode_message(msg))

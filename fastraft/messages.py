@@ -1,20 +1,22 @@
 """Raft messages: what engines exchange, one frozen class per kind (Raft Figure 2, §6, §7,
 thesis §3.10, §6.4, §9.6).
 
-Every message names its sender (``candidate_id``, ``leader_id``, ``voter_id`` or
-``follower_id``) and the sender's ``term``. Responses travel back as messages too: the engine
-does not care whether the network pairs them with requests (RPC over TCP) or not (simulator).
+Every message names its ``sender`` (the node id it comes from, as etcd's ``Message.From``)
+and the sender's ``term``; the engine reads both before anything else. Responses travel back
+as messages too. Messages are built with keywords only (``VoteResponse(term=3, sender=2,
+granted=True)``), so a reader sees what each value is.
 
-Each class declares ``TAG`` (its u8 on the wire, never reused) and ``FIELDS``: (name, kind)
-pairs in wire order, with kinds ``u64``, ``bool``, ``bytes``, ``str`` and ``entries`` (a list
-of ``fastraft.Entry``). The codec is driven by these tables, so a new field or message is
-encoded without a codec change; bump ``fastraft.codec.WIRE_VERSION`` when the wire changes.
-Field order in ``FIELDS`` is the constructor's order.
+Each class declares ``TAG`` (its u8 on the wire, never reused). Its wire layout is its
+dataclass fields in declaration order, each field's kind given by its annotation (see
+``wire_fields``): ``int`` is a u64, ``bool`` one byte, ``bytes`` and ``str`` a u32 length then
+the bytes, ``list`` a batch of ``fastraft.Entry``. The codec derives its tables from these
+fields, so a new field or message is encoded without a codec change; bump
+``fastraft.codec.WIRE_VERSION`` when the wire changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 __all__ = [
     "Message",
@@ -27,18 +29,21 @@ __all__ = [
     "TimeoutNowRequest",
     "TimeoutNowResponse",
     "MESSAGE_TYPES",
+    "wire_fields",
 ]
 
 
 class Message:
-    """Base of all messages. ``TAG`` and ``FIELDS`` are set by each subclass."""
+    """Base of all messages. ``TAG`` is set by each subclass; every subclass is a frozen,
+    slotted, keyword-only dataclass with ``term`` and ``sender`` fields."""
 
     __slots__ = ()
     TAG: int = 0
-    FIELDS: tuple[tuple[str, str], ...] = ()
+    term: int
+    sender: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VoteRequest(Message):
     """RequestVote (Raft §5.2), or a pre-vote (thesis §9.6) when ``pre_vote``: a pre-vote asks
     "would you vote for me in ``term``?" without anyone changing their term or vote.
@@ -46,41 +51,35 @@ class VoteRequest(Message):
     even while they still hear from a leader."""
 
     TAG = 1
-    FIELDS = (("term", "u64"), ("candidate_id", "u64"), ("last_log_term", "u64"),
-              ("last_log_index", "u64"), ("pre_vote", "bool"), ("leader_transfer", "bool"))
     term: int
-    candidate_id: int
+    sender: int
     last_log_term: int
     last_log_index: int
     pre_vote: bool = False
     leader_transfer: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VoteResponse(Message):
     """Reply to a VoteRequest. ``term`` is the voter's current term (for a granted pre-vote,
     the term the candidate asked about)."""
 
     TAG = 2
-    FIELDS = (("term", "u64"), ("voter_id", "u64"), ("granted", "bool"), ("pre_vote", "bool"))
     term: int
-    voter_id: int
+    sender: int
     granted: bool
     pre_vote: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AppendEntriesRequest(Message):
     """AppendEntries (Raft §5.3): ``entries`` follow (prev_log_term, prev_log_index); an empty
     list is a heartbeat. ``seq`` numbers the leader's rounds so that acknowledgements can
     confirm leadership for ReadIndex (thesis §6.4) and check-quorum."""
 
     TAG = 3
-    FIELDS = (("term", "u64"), ("leader_id", "u64"), ("prev_log_term", "u64"),
-              ("prev_log_index", "u64"), ("leader_commit", "u64"), ("seq", "u64"),
-              ("entries", "entries"))
     term: int
-    leader_id: int
+    sender: int
     prev_log_term: int
     prev_log_index: int
     leader_commit: int
@@ -88,7 +87,7 @@ class AppendEntriesRequest(Message):
     entries: list = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AppendEntriesResponse(Message):
     """Reply to AppendEntries. On success ``match_index`` is the last index known to match the
     leader's log. On rejection ``match_index`` is the rejected prev_log_index and
@@ -96,10 +95,8 @@ class AppendEntriesResponse(Message):
     (Raft §5.3, the optimisation at the end of the section)."""
 
     TAG = 4
-    FIELDS = (("term", "u64"), ("follower_id", "u64"), ("success", "bool"),
-              ("match_index", "u64"), ("hint_term", "u64"), ("hint_index", "u64"), ("seq", "u64"))
     term: int
-    follower_id: int
+    sender: int
     success: bool
     match_index: int
     hint_term: int = 0
@@ -107,7 +104,7 @@ class AppendEntriesResponse(Message):
     seq: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InstallSnapshotRequest(Message):
     """One chunk of InstallSnapshot (Raft §7): ``data`` is the snapshot's bytes at ``offset``;
     ``done`` marks the last chunk. The snapshot covers the log up to
@@ -115,12 +112,8 @@ class InstallSnapshotRequest(Message):
     ``Membership.to_bytes``) carried by the entry at (membership_term, membership_index)."""
 
     TAG = 5
-    FIELDS = (("term", "u64"), ("leader_id", "u64"), ("snapshot_id", "str"),
-              ("last_log_term", "u64"), ("last_log_index", "u64"),
-              ("membership_term", "u64"), ("membership_index", "u64"), ("membership", "bytes"),
-              ("offset", "u64"), ("data", "bytes"), ("done", "bool"))
     term: int
-    leader_id: int
+    sender: int
     snapshot_id: str
     last_log_term: int
     last_log_index: int
@@ -132,39 +125,35 @@ class InstallSnapshotRequest(Message):
     done: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InstallSnapshotResponse(Message):
     """Reply to a snapshot chunk: the follower expects ``next_offset`` next (resumable
     transfer); ``done`` once the whole snapshot is installed."""
 
     TAG = 6
-    FIELDS = (("term", "u64"), ("follower_id", "u64"), ("snapshot_id", "str"),
-              ("next_offset", "u64"), ("done", "bool"))
     term: int
-    follower_id: int
+    sender: int
     snapshot_id: str
     next_offset: int
     done: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimeoutNowRequest(Message):
     """Leadership transfer (thesis §3.10): the target starts an election at once."""
 
     TAG = 7
-    FIELDS = (("term", "u64"), ("leader_id", "u64"))
     term: int
-    leader_id: int
+    sender: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimeoutNowResponse(Message):
     """Acknowledges TimeoutNow, for networks that pair every request with a response."""
 
     TAG = 8
-    FIELDS = (("term", "u64"), ("follower_id", "u64"))
     term: int
-    follower_id: int
+    sender: int
 
 
 #: Every message class by its wire tag.
@@ -174,3 +163,19 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
                 InstallSnapshotRequest, InstallSnapshotResponse, TimeoutNowRequest,
                 TimeoutNowResponse)
 }
+
+
+# The wire kind of each annotation (annotations are strings here: ``from __future__``).
+_WIRE_KINDS = {"int": "u64", "bool": "bool", "bytes": "bytes", "str": "str", "list": "entries"}
+
+
+def wire_fields(cls: type) -> tuple[tuple[str, str], ...]:
+    """(name, kind) of each field of the message dataclass ``cls``, in wire order (the
+    declaration order). Kinds are ``u64``, ``bool``, ``bytes``, ``str`` and ``entries``; an
+    annotation with no wire kind is returned as its own text, which the codec refuses by name.
+    """
+    out = []
+    for f in fields(cls):
+        ann = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", repr(f.type))
+        out.append((f.name, _WIRE_KINDS.get(ann, ann)))
+    return tuple(out)

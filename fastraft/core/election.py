@@ -79,8 +79,9 @@ class ElectionMixin:
             self.progress.record_vote(self.id, True)
 
     def _vote_request(self, term: int, pre_vote: bool, transfer: bool) -> VoteRequest:
-        return VoteRequest(term, self.id, self.log.last_term, self.log.last_index,
-                           pre_vote, transfer)
+        return VoteRequest(term=term, sender=self.id, last_log_term=self.log.last_term,
+                           last_log_index=self.log.last_index, pre_vote=pre_vote,
+                           leader_transfer=transfer)
 
     def _become_pre_candidate(self) -> None:
         """Ask for pre-votes in term + 1 without changing term or vote (thesis §9.6)."""
@@ -140,21 +141,21 @@ class ElectionMixin:
         if msg.pre_vote:
             grant = msg.term > self.vote.term and self._log_up_to_date(msg)
             # a pre-vote changes nothing here, so the answer depends on no durable state
-            self._send(msg.candidate_id,
-                       VoteResponse(msg.term if grant else self.vote.term, self.id, grant, True))
+            self._send(msg.sender, VoteResponse(term=msg.term if grant else self.vote.term,
+                                                sender=self.id, granted=grant, pre_vote=True))
             return
         if msg.term < self.vote.term:
-            self._send(msg.candidate_id, VoteResponse(self.vote.term, self.id, False, False),
+            self._send(msg.sender, VoteResponse(term=self.vote.term, sender=self.id, granted=False),
                        after_vote=True)
             return
         if msg.term > self.vote.term:
             self._become_follower(msg.term, 0)
-        grant = self.vote.node_id in (0, msg.candidate_id) and self._log_up_to_date(msg)
+        grant = self.vote.node_id in (0, msg.sender) and self._log_up_to_date(msg)
         if grant:
             if self.vote.node_id == 0:
-                self._set_vote(Vote(msg.term, msg.candidate_id))
+                self._set_vote(Vote(msg.term, msg.sender))
             self._reset_election_timer()
-        self._send(msg.candidate_id, VoteResponse(self.vote.term, self.id, grant, False),
+        self._send(msg.sender, VoteResponse(term=self.vote.term, sender=self.id, granted=grant),
                    after_vote=True)
 
     def _handle_vote_response(self, msg: VoteResponse) -> None:
@@ -167,8 +168,8 @@ class ElectionMixin:
             elif msg.term > self.vote.term:
                 self._become_follower(msg.term, 0)
                 return
-            if self.progress.is_tracked(msg.voter_id):
-                self.progress.record_vote(msg.voter_id, msg.granted)
+            if self.progress.is_tracked(msg.sender):
+                self.progress.record_vote(msg.sender, msg.granted)
             self._check_election()
             return
         if msg.term > self.vote.term:
@@ -176,8 +177,8 @@ class ElectionMixin:
             return
         if self.role != Role.CANDIDATE or msg.term != self.vote.term:
             return
-        if self.progress.is_tracked(msg.voter_id):
-            self.progress.record_vote(msg.voter_id, msg.granted)
+        if self.progress.is_tracked(msg.sender):
+            self.progress.record_vote(msg.sender, msg.granted)
         self._check_election()
 
     # -- check-quorum ----------------------------------------------------------------------------

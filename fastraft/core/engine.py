@@ -24,6 +24,7 @@ import random
 
 from fastraft.errors import ForwardToLeader
 from fastraft.messages import (
+    MESSAGE_TYPES,
     AppendEntriesRequest,
     AppendEntriesResponse,
     InstallSnapshotRequest,
@@ -53,12 +54,7 @@ __all__ = ["Engine"]
 # retries lost messages; a runtime that never reports its writes must not grow us unbounded).
 _MAX_HELD = 4096
 
-_SENDER_FIELD = {
-    VoteRequest: "candidate_id", VoteResponse: "voter_id",
-    AppendEntriesRequest: "leader_id", AppendEntriesResponse: "follower_id",
-    InstallSnapshotRequest: "leader_id", InstallSnapshotResponse: "follower_id",
-    TimeoutNowRequest: "leader_id", TimeoutNowResponse: "follower_id",
-}
+_HANDLED = frozenset(MESSAGE_TYPES.values())
 
 
 class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, ReadsMixin,
@@ -210,13 +206,12 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
     def step(self, msg: Message) -> None:
         """Handle a message from a peer (request or response). A message naming this node as
         its sender, or naming node 0, is ignored; a non-message raises TypeError."""
-        field = _SENDER_FIELD.get(type(msg))
-        if field is None:
-            raise TypeError(f"not a Raft message: {type(msg).__name__}")
-        sender = getattr(msg, field)
+        t = type(msg)
+        if t not in _HANDLED:
+            raise TypeError(f"not a Raft message: {t.__name__}")
+        sender = msg.sender
         if sender == self.id or sender <= 0:
             return
-        t = type(msg)
         if t is AppendEntriesRequest:
             self._handle_append_entries(msg)
         elif t is AppendEntriesResponse:

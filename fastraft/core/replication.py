@@ -139,8 +139,9 @@ class ReplicationMixin:
         if p.inflight_count(peer) == 0:
             self._progress_at[peer] = self._now
         p.on_sent(peer, ents[-1].index if ents else prev)
-        self._send(peer, AppendEntriesRequest(self.vote.term, self.id, self.log.term_at(prev),
-                                              prev, self.committed, self._seq, ents))
+        self._send(peer, AppendEntriesRequest(
+            term=self.vote.term, sender=self.id, prev_log_term=self.log.term_at(prev),
+            prev_log_index=prev, leader_commit=self.committed, seq=self._seq, entries=ents))
 
     def on_entries_read(self, node_id: int, lo: int, entries: list) -> None:
         """A ``ReadLog(node_id, lo, hi)`` completed with ``entries`` (a prefix of [lo, hi),
@@ -183,8 +184,9 @@ class ReplicationMixin:
                 prev, prev_term = m, log.term_at(m)
             else:
                 prev, prev_term = 0, 0  # matches every log; the follower gets a snapshot
-            self._send(peer, AppendEntriesRequest(self.vote.term, self.id, prev_term, prev,
-                                                  min(self.committed, m), self._seq, []))
+            self._send(peer, AppendEntriesRequest(
+                term=self.vote.term, sender=self.id, prev_log_term=prev_term,
+                prev_log_index=prev, leader_commit=min(self.committed, m), seq=self._seq))
             mode = p.mode(peer)
             if mode == _progress.PROBE:
                 p.resume(peer)
@@ -212,13 +214,13 @@ class ReplicationMixin:
     def _handle_append_entries(self, m: AppendEntriesRequest) -> None:
         log = self.log
         if m.term < self.vote.term:
-            self._send(m.leader_id, AppendEntriesResponse(self.vote.term, self.id, False,
-                                                          m.prev_log_index, 0, 0, m.seq),
-                       after_vote=True)
+            self._send(m.sender, AppendEntriesResponse(
+                term=self.vote.term, sender=self.id, success=False,
+                match_index=m.prev_log_index, seq=m.seq), after_vote=True)
             return
         if m.term > self.vote.term or self.role not in (Role.FOLLOWER, Role.LEARNER) \
-                or self.leader_id != m.leader_id:
-            self._become_follower(m.term, m.leader_id)
+                or self.leader_id != m.sender:
+            self._become_follower(m.term, m.sender)
         self._leader_contact_at = self._now
         self._reset_election_timer()
         if self._snapshot_installing():
@@ -229,10 +231,9 @@ class ReplicationMixin:
             else:
                 hint_term = log.term_at(m.prev_log_index)
                 hint_index = log.first_index_of_term(hint_term) or log.first_index
-            self._send(m.leader_id, AppendEntriesResponse(self.vote.term, self.id, False,
-                                                          m.prev_log_index, hint_term,
-                                                          hint_index, m.seq),
-                       after_vote=True)
+            self._send(m.sender, AppendEntriesResponse(
+                term=self.vote.term, sender=self.id, success=False, match_index=m.prev_log_index,
+                hint_term=hint_term, hint_index=hint_index, seq=m.seq), after_vote=True)
             return
         ents = m.entries
         if ents and not self._accept_entries(m, ents):
@@ -241,9 +242,9 @@ class ReplicationMixin:
         commit = min(m.leader_commit, last_new)
         if commit > self.committed:
             self._advance_commit(commit)
-        self._send(m.leader_id, AppendEntriesResponse(self.vote.term, self.id, True, last_new,
-                                                      0, 0, m.seq),
-                   after_vote=True, after_flush=last_new)
+        self._send(m.sender, AppendEntriesResponse(
+            term=self.vote.term, sender=self.id, success=True, match_index=last_new, seq=m.seq),
+            after_vote=True, after_flush=last_new)
 
     def _accept_entries(self, m: AppendEntriesRequest, ents: list) -> bool:
         """Merge a leader's entries into the log (Raft §5.3 receiver steps 3-4). False if the
@@ -283,7 +284,7 @@ class ReplicationMixin:
             self._become_follower(m.term, 0)
             return
         p = self.progress
-        peer = m.follower_id
+        peer = m.sender
         if self.role != Role.LEADER or m.term < self.vote.term or not p.is_tracked(peer):
             return
         p.mark_active(peer)

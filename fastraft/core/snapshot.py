@@ -151,14 +151,17 @@ class SnapshotMixin:
         mlid = mem.log_id or LogId(0, 0)
         st.sent_at = self._now
         self._send(node_id, InstallSnapshotRequest(
-            self.vote.term, self.id, snapshot_id, meta.last_log_id.term, meta.last_log_id.index,
-            mlid.term, mlid.index, mem.membership.to_bytes(), offset, bytes(data), bool(done)))
+            term=self.vote.term, sender=self.id, snapshot_id=snapshot_id,
+            last_log_term=meta.last_log_id.term, last_log_index=meta.last_log_id.index,
+            membership_term=mlid.term, membership_index=mlid.index,
+            membership=mem.membership.to_bytes(), offset=offset, data=bytes(data),
+            done=bool(done)))
 
     def _handle_install_snapshot_response(self, m: InstallSnapshotResponse) -> None:
         if m.term > self.vote.term:
             self._become_follower(m.term, 0)
             return
-        peer = m.follower_id
+        peer = m.sender
         st = self._snap_sends.get(peer)
         if (self.role != Role.LEADER or m.term < self.vote.term or st is None
                 or st.meta.snapshot_id != m.snapshot_id or not self.progress.is_tracked(peer)):
@@ -192,34 +195,35 @@ class SnapshotMixin:
         return self._snap_recv is not None and self._snap_recv.meta is not None
 
     def _reply_snapshot(self, to: int, snapshot_id: str, next_offset: int, done: bool) -> None:
-        self._send(to, InstallSnapshotResponse(self.vote.term, self.id, snapshot_id, next_offset,
-                                               done), after_vote=True)
+        self._send(to, InstallSnapshotResponse(term=self.vote.term, sender=self.id,
+                                               snapshot_id=snapshot_id, next_offset=next_offset,
+                                               done=done), after_vote=True)
 
     def _handle_install_snapshot(self, m: InstallSnapshotRequest) -> None:
         if m.term < self.vote.term:
-            self._reply_snapshot(m.leader_id, m.snapshot_id, 0, False)
+            self._reply_snapshot(m.sender, m.snapshot_id, 0, False)
             return
         if m.term > self.vote.term or self.role not in (Role.FOLLOWER, Role.LEARNER) \
-                or self.leader_id != m.leader_id:
-            self._become_follower(m.term, m.leader_id)
+                or self.leader_id != m.sender:
+            self._become_follower(m.term, m.sender)
         self._leader_contact_at = self._now
         self._reset_election_timer()
         if self._snapshot_installing():
             return
         if m.last_log_index <= self.committed:
             # everything it covers is committed here already (Raft §7: retain the log)
-            self._reply_snapshot(m.leader_id, m.snapshot_id, m.offset + len(m.data), True)
+            self._reply_snapshot(m.sender, m.snapshot_id, m.offset + len(m.data), True)
             return
         if m.last_log_term == 0 or m.last_log_term > m.term:
             return  # not a snapshot a leader of this term can hold
         rx = self._snap_recv
         if m.offset == 0:
-            rx = self._snap_recv = _Receive(m.snapshot_id, m.leader_id)
+            rx = self._snap_recv = _Receive(m.snapshot_id, m.sender)
         elif rx is None or rx.snapshot_id != m.snapshot_id:
-            self._reply_snapshot(m.leader_id, m.snapshot_id, 0, False)
+            self._reply_snapshot(m.sender, m.snapshot_id, 0, False)
             return
         if m.offset != rx.offset:
-            self._reply_snapshot(m.leader_id, m.snapshot_id, rx.offset, False)
+            self._reply_snapshot(m.sender, m.snapshot_id, rx.offset, False)
             return
         membership = None
         if m.done:
@@ -228,11 +232,11 @@ class SnapshotMixin:
             except CodecError:
                 self._snap_recv = None
                 return
-        rx.leader_id = m.leader_id
+        rx.leader_id = m.sender
         self._emit(SaveSnapshotChunk(m.snapshot_id, m.offset, m.data))
         rx.offset += len(m.data)
         if not m.done:
-            self._reply_snapshot(m.leader_id, m.snapshot_id, rx.offset, False)
+            self._reply_snapshot(m.sender, m.snapshot_id, rx.offset, False)
             return
         mlid = LogId(m.membership_term, m.membership_index) if m.membership_index else None
         rx.meta = SnapshotMeta(LogId(m.last_log_term, m.last_log_index),

@@ -62,7 +62,7 @@ class TransferMixin:
             return
         if self.progress.match_index(peer) >= self.log.last_index:
             t[3] = True
-            self._send(peer, TimeoutNowRequest(self.vote.term, self.id))
+            self._send(peer, TimeoutNowRequest(term=self.vote.term, sender=self.id))
 
     def _maybe_expire_transfer(self) -> None:
         t = self._transfer
@@ -83,15 +83,17 @@ class TransferMixin:
 
     def _handle_timeout_now(self, m: TimeoutNowRequest) -> None:
         if m.term < self.vote.term:
-            self._send(m.leader_id, TimeoutNowResponse(self.vote.term, self.id), after_vote=True)
+            self._send(m.sender, TimeoutNowResponse(term=self.vote.term, sender=self.id),
+                       after_vote=True)
             return
-        if m.term > self.vote.term or self.leader_id != m.leader_id:
-            self._become_follower(m.term, m.leader_id)
+        if m.term > self.vote.term or self.leader_id != m.sender:
+            self._become_follower(m.term, m.sender)
         if self.role == Role.LEADER or not self._can_campaign():
             return
         self._become_candidate(transfer=True)
         # answered in the new term, so the old leader stops at once
-        self._send(m.leader_id, TimeoutNowResponse(self.vote.term, self.id), after_vote=True)
+        self._send(m.sender, TimeoutNowResponse(term=self.vote.term, sender=self.id),
+                   after_vote=True)
 
     def _handle_timeout_now_response(self, m: TimeoutNowResponse) -> None:
         if m.term > self.vote.term:

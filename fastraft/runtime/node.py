@@ -33,8 +33,6 @@ import trio
 from ..core import commands as C
 from ..core import Engine, LeaderTransferring, Role
 from ..errors import ForwardToLeader, RaftShutdown
-from ..messages import (AppendEntriesRequest, InstallSnapshotRequest, TimeoutNowRequest,
-                        VoteRequest)
 from ..net.protocol import RESPONSE_TYPE, Reply
 from ..types import LogId
 from .applier import Applier
@@ -51,8 +49,6 @@ __all__ = ["RaftRuntime"]
 log = logging.getLogger("fastraft.runtime")
 
 _RESPONSE_TYPES = frozenset(RESPONSE_TYPE.values())
-_SENDER = {AppendEntriesRequest: "leader_id", VoteRequest: "candidate_id",
-           InstallSnapshotRequest: "leader_id", TimeoutNowRequest: "leader_id"}
 _STATE = {Role.LEADER: ServerState.LEADER, Role.FOLLOWER: ServerState.FOLLOWER,
           Role.CANDIDATE: ServerState.CANDIDATE, Role.PRE_CANDIDATE: ServerState.CANDIDATE,
           Role.LEARNER: ServerState.LEARNER}
@@ -170,7 +166,7 @@ class RaftRuntime:
     def submit_request(self, request) -> Reply:
         """A peer's request: the reply resolves with the engine's response (or None)."""
         self.check_open()
-        if type(request) not in _SENDER:
+        if type(request) not in RESPONSE_TYPE:
             raise TypeError(f"{type(request).__name__} is not a request message")
         reply = Reply()
         self.post(self._on_inbound, request, reply)
@@ -198,7 +194,7 @@ class RaftRuntime:
         return reply
 
     def _on_inbound(self, request, reply: Reply) -> None:
-        self.inbound.expect(getattr(request, _SENDER[type(request)]), request, reply,
+        self.inbound.expect(request.sender, request, reply,
                             trio.current_time())
         self.engine.step(request)
 

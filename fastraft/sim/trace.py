@@ -61,31 +61,31 @@ def _entries(ents) -> str:
 def render_message(msg) -> str:
     t = type(msg)
     if t is m.AppendEntriesRequest:
-        return (f"AppendEntries t={msg.term} from={msg.leader_id} prev={msg.prev_log_term}/"
+        return (f"AppendEntries t={msg.term} from={msg.sender} prev={msg.prev_log_term}/"
                 f"{msg.prev_log_index} commit={msg.leader_commit} seq={msg.seq} "
                 f"{_entries(msg.entries)}")
     if t is m.AppendEntriesResponse:
-        return (f"AppendEntriesResp t={msg.term} from={msg.follower_id} "
+        return (f"AppendEntriesResp t={msg.term} from={msg.sender} "
                 f"{'ok' if msg.success else 'reject'} match={msg.match_index} "
                 f"hint={msg.hint_term}/{msg.hint_index} seq={msg.seq}")
     if t is m.VoteRequest:
         kind = "PreVote" if msg.pre_vote else "Vote"
-        return (f"{kind} t={msg.term} from={msg.candidate_id} last={msg.last_log_term}/"
+        return (f"{kind} t={msg.term} from={msg.sender} last={msg.last_log_term}/"
                 f"{msg.last_log_index}{' transfer' if msg.leader_transfer else ''}")
     if t is m.VoteResponse:
         kind = "PreVoteResp" if msg.pre_vote else "VoteResp"
-        return f"{kind} t={msg.term} from={msg.voter_id} {'granted' if msg.granted else 'denied'}"
+        return f"{kind} t={msg.term} from={msg.sender} {'granted' if msg.granted else 'denied'}"
     if t is m.InstallSnapshotRequest:
-        return (f"InstallSnapshot t={msg.term} from={msg.leader_id} id={msg.snapshot_id} "
+        return (f"InstallSnapshot t={msg.term} from={msg.sender} id={msg.snapshot_id} "
                 f"last={msg.last_log_term}/{msg.last_log_index} off={msg.offset} "
                 f"len={len(msg.data)}{' done' if msg.done else ''}")
     if t is m.InstallSnapshotResponse:
-        return (f"InstallSnapshotResp t={msg.term} from={msg.follower_id} id={msg.snapshot_id} "
+        return (f"InstallSnapshotResp t={msg.term} from={msg.sender} id={msg.snapshot_id} "
                 f"next={msg.next_offset}{' done' if msg.done else ''}")
     if t is m.TimeoutNowRequest:
-        return f"TimeoutNow t={msg.term} from={msg.leader_id}"
+        return f"TimeoutNow t={msg.term} from={msg.sender}"
     if t is m.TimeoutNowResponse:
-        return f"TimeoutNowResp t={msg.term} from={msg.follower_id}"
+        return f"TimeoutNowResp t={msg.term} from={msg.sender}"
     return repr(msg)
 
 

@@ -3,7 +3,7 @@ pure twin (same bytes, same results, same exception type and message), a statefu
 that runs random sequences of operations on both, and corruption: random bytes, truncations,
 bit flips and checksum-valid garbage into every decode function raise only CodecError.
 
-Messages are generated from fastraft.messages.MESSAGE_TYPES and each class's FIELDS, so new
+Messages are generated from fastraft.messages.MESSAGE_TYPES and each class's wire_fields, so new
 fields and messages are covered without changing this file.
 """
 
@@ -19,7 +19,7 @@ from fastraft.accel.compiled import codec as compiled
 from fastraft.accel.compiled.entry import Entry as CompiledEntry
 from fastraft.accel.pure import codec as pure
 from fastraft.accel.pure.entry import Entry as PureEntry
-from fastraft.messages import MESSAGE_TYPES
+from fastraft.messages import MESSAGE_TYPES, wire_fields
 
 FLAVOURS = ((compiled, CompiledEntry), (pure, PureEntry))
 DECODERS = ("decode_entries", "decode_message", "frame_size")
@@ -43,13 +43,13 @@ def field_values(kind):
 def message_specs(draw):
     """(class, raw field values); entries stay as tuples so either flavour can build them."""
     cls = draw(st.sampled_from(sorted(MESSAGE_TYPES.values(), key=lambda c: c.TAG)))
-    return cls, tuple(draw(field_values(kind)) for _, kind in cls.FIELDS)
+    return cls, tuple(draw(field_values(kind)) for _, kind in wire_fields(cls))
 
 
 def build_message(spec, Entry):
     cls, raw = spec
-    return cls(*(make_entries(v, Entry) if kind == "entries" else v
-                 for v, (_, kind) in zip(raw, cls.FIELDS)))
+    return cls(**{name: make_entries(v, Entry) if kind == "entries" else v
+                  for v, (name, kind) in zip(raw, wire_fields(cls))})
 
 
 def outcome(fn, *args, **kwargs):
@@ -81,7 +81,7 @@ def decode_only_codec_errors(data, **kwargs):
 
 
 def with_header(kind, body):
-    return struct.pack("<BBHII", 1, kind, 0, len(body), crc32c.crc32c(body)) + body
+    return struct.pack("<BBHII", pure.WIRE_VERSION, kind, 0, len(body), crc32c.crc32c(body)) + body
 
 
 # --- round trips -------------------------------------------------------------------------
@@ -156,8 +156,8 @@ def test_encoding_bad_field_values_fails_the_same_way(spec, data):
     i = data.draw(st.integers(0, len(raw) - 1))
     bad = data.draw(st.one_of(any_value, wild_entries))
     raw = raw[:i] + (bad,) + raw[i + 1:]
-    msg = cls(*(v if j == i or kind != "entries" else make_entries(v, CompiledEntry)
-                for j, (v, (_, kind)) in enumerate(zip(raw, cls.FIELDS))))
+    msg = cls(**{name: v if j == i or kind != "entries" else make_entries(v, CompiledEntry)
+                 for j, (v, (name, kind)) in enumerate(zip(raw, wire_fields(cls)))})
     same_in_both("encode_message", msg)
 
 

@@ -7,13 +7,15 @@ The frame layout asserted here is the one documented in fastraft.accel.pure.code
 import importlib
 import struct
 import tracemalloc
+from dataclasses import make_dataclass
 
 import crc32c
 import pytest
 
 import fastraft
 from fastraft import CodecError, accel, codec
-from fastraft.messages import MESSAGE_TYPES, AppendEntriesRequest, VoteRequest, VoteResponse
+from fastraft.messages import (MESSAGE_TYPES, AppendEntriesRequest, VoteRequest, VoteResponse,
+                               wire_fields)
 
 FLAVOURS = ("compiled", "pure")
 HEADER = struct.Struct("<BBHII")
@@ -27,7 +29,7 @@ def flavour(request):
     return mod, entry.Entry
 
 
-def frame(kind, body, version=1, reserved=0, crc=None):
+def frame(kind, body, version=2, reserved=0, crc=None):
     """A frame with any header fields, checksum correct unless given."""
     crc = crc32c.crc32c(body) if crc is None else crc
     return HEADER.pack(version, kind, reserved, len(body), crc) + body
@@ -49,7 +51,7 @@ class Duck:
 
 def test_constants(flavour):
     m, _ = flavour
-    assert (m.WIRE_VERSION, m.HEADER_SIZE, m.DEFAULT_MAX_FRAME_BYTES) == (1, 12, 64 << 20)
+    assert (m.WIRE_VERSION, m.HEADER_SIZE, m.DEFAULT_MAX_FRAME_BYTES) == (2, 12, 64 << 20)
     assert (m.FRAME_ENTRIES, m.FRAME_MESSAGE) == (1, 2)
     assert (m.ENTRY_HEADER_SIZE, m.MAX_ENTRY_KIND) == (21, 2)
     assert m.MAX_ENTRY_KIND == max(fastraft.EntryKind)
@@ -65,9 +67,9 @@ def test_entry_batch_layout_is_the_documented_one(flavour):
 
 def test_message_layout_is_the_documented_one(flavour):
     m, E = flavour
-    msg = VoteResponse(term=5, voter_id=3, granted=True)
+    msg = VoteResponse(term=5, sender=3, granted=True)
     body = bytes([VoteResponse.TAG])
-    for name, kind in VoteResponse.FIELDS:
+    for name, kind in wire_fields(VoteResponse):
         value = getattr(msg, name)
         body += struct.pack("<Q", value) if kind == "u64" else bytes([value])
     assert m.encode_message(msg) == frame(2, body)
@@ -162,7 +164,7 @@ def test_decode_entries_errors(flavour):
         "truncated frame header: 11 of 12 bytes": good[:11],
         f"truncated frame: {len(good) - 1} of {len(good)} bytes": good[:-1],
         "2 bytes of trailing garbage after the frame": good + b"\0\0",
-        "unsupported wire version 9 (this build speaks 1)": b"\x09" + good[1:],
+        "unsupported wire version 9 (this build speaks 2)": b"\x09" + good[1:],
         "unknown frame kind 0": good[:1] + b"\0" + good[2:],
         "reserved header field is 1, must be 0": good[:2] + b"\1" + good[3:],
         "expected an entry batch frame, got a message frame": frame(2, good[12:]),
@@ -194,7 +196,7 @@ def test_checksum_mismatch_is_named(flavour):
 
 def test_oversized_frame_is_refused_before_anything_is_allocated(flavour):
     m, _ = flavour
-    claims_4gib = HEADER.pack(1, 1, 0, 2**32 - 1, 0)
+    claims_4gib = HEADER.pack(codec.WIRE_VERSION, 1, 0, 2**32 - 1, 0)
     tracemalloc.start()
     try:
         with pytest.raises(CodecError, match="exceeds the limit of 67108864 bytes"):
@@ -227,7 +229,7 @@ def test_frame_size_reads_only_the_header(flavour):
     # A corrupt body is the decoder's business, not frame_size's.
     assert m.frame_size(data[:12] + bytes(len(data) - 12)) == len(data)
     for kind in (1, 2):
-        assert m.frame_size(HEADER.pack(1, kind, 0, 100, 0)) == 112
+        assert m.frame_size(HEADER.pack(codec.WIRE_VERSION, kind, 0, 100, 0)) == 112
 
 
 def test_frame_size_errors(flavour):
@@ -238,11 +240,11 @@ def test_frame_size_errors(flavour):
         m.frame_size(bytes(12))
     for kind in (0, 3, 4, 255):
         with pytest.raises(CodecError, match=f"^unknown frame kind {kind}$"):
-            m.frame_size(HEADER.pack(1, kind, 0, 0, 0))
+            m.frame_size(HEADER.pack(codec.WIRE_VERSION, kind, 0, 0, 0))
     with pytest.raises(CodecError, match="reserved header field is 256"):
-        m.frame_size(HEADER.pack(1, 1, 256, 0, 0))
+        m.frame_size(HEADER.pack(codec.WIRE_VERSION, 1, 256, 0, 0))
     with pytest.raises(CodecError, match="frame of 113 bytes exceeds the limit of 112 bytes"):
-        m.frame_size(HEADER.pack(1, 1, 0, 101, 0), max_frame_bytes=112)
+        m.frame_size(HEADER.pack(codec.WIRE_VERSION, 1, 0, 101, 0), max_frame_bytes=112)
     with pytest.raises(TypeError, match="bytes-like"):
         m.frame_size(12)
 
@@ -267,7 +269,7 @@ def _sample(cls, Entry):
     values = {"u64": lambda i: 2**63 + i, "bool": lambda i: i % 2 == 0,
               "bytes": lambda i: bytes([i]) * i, "str": lambda i: f"snap-\u00e9-{i}",
               "entries": lambda i: [Entry(7, 100 + k, k % 3, b"e" * k) for k in range(i)]}
-    return cls(*(values[kind](i) for i, (_, kind) in enumerate(cls.FIELDS)))
+    return cls(**{name: values[kind](i) for i, (name, kind) in enumerate(wire_fields(cls))})
 
 
 def test_every_message_type_round_trips(flavour):
@@ -279,7 +281,7 @@ def test_every_message_type_round_trips(flavour):
         assert data[12] == tag and m.frame_size(data) == len(data)
         out = m.decode_message(data)
         assert type(out) is cls and out == msg
-        for name, kind in cls.FIELDS:
+        for name, kind in wire_fields(cls):
             if kind == "entries":
                 assert all(type(e) is E for e in getattr(out, name))
 
@@ -287,9 +289,9 @@ def test_every_message_type_round_trips(flavour):
 def test_message_encode_errors(flavour):
     m, E = flavour
     with pytest.raises(OverflowError, match="VoteRequest.term = 18446744073709551616 does not fit"):
-        m.encode_message(VoteRequest(2**64, 1, 0, 0))
-    with pytest.raises(TypeError, match="VoteRequest.candidate_id must be an int, not str"):
-        m.encode_message(VoteRequest(1, "1", 0, 0))
+        m.encode_message(VoteRequest(term=2**64, sender=1, last_log_term=0, last_log_index=0))
+    with pytest.raises(TypeError, match="VoteRequest.sender must be an int, not str"):
+        m.encode_message(VoteRequest(term=1, sender="1", last_log_term=0, last_log_index=0))
     with pytest.raises(TypeError, match="int is not a message type"):
         m.encode_message(5)
 
@@ -297,25 +299,25 @@ def test_message_encode_errors(flavour):
         __slots__ = ()
 
     with pytest.raises(TypeError, match="Unregistered is not a message type"):
-        m.encode_message(Unregistered(1, 1, 0, 0))
+        m.encode_message(Unregistered(term=1, sender=1, last_log_term=0, last_log_index=0))
     with pytest.raises(ValueError, match="AppendEntriesRequest.entries: entry 1: unknown entry kind 9"):
-        m.encode_message(AppendEntriesRequest(1, 1, 0, 0, 0, 0, [E(1, 1, 1, b""), Duck(1, 2, 9, b"")]))
+        m.encode_message(AppendEntriesRequest(term=1, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0, seq=0, entries=[E(1, 1, 1, b""), Duck(1, 2, 9, b"")]))
     with pytest.raises(ValueError, match="exceeds the limit of 100 bytes"):
-        m.encode_message(AppendEntriesRequest(1, 1, 0, 0, 0, 0, [E(1, 1, 1, b"x" * 100)]),
+        m.encode_message(AppendEntriesRequest(term=1, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0, seq=0, entries=[E(1, 1, 1, b"x" * 100)]),
                          max_frame_bytes=100)
 
 
 def test_message_str_and_bool_fields(flavour):
     m, E = flavour
     fields = [(cls, name, kind) for cls in MESSAGE_TYPES.values()
-              for name, kind in cls.FIELDS if kind in ("str", "bool")]
+              for name, kind in wire_fields(cls) if kind in ("str", "bool")]
     assert {k for _, _, k in fields} == {"str", "bool"}
     for cls, name, kind in fields:
         msg = _sample(cls, E)
         data = m.encode_message(msg)
         # Locate the field: re-encode with a changed value and find where the bytes differ.
-        changed = cls(*(("\ud800" if kind == "str" else not getattr(msg, n)) if n == name
-                        else getattr(msg, n) for n, _ in cls.FIELDS))
+        changed = cls(**{n: ("\ud800" if kind == "str" else not getattr(msg, n)) if n == name
+                         else getattr(msg, n) for n, _ in wire_fields(cls)})
         if kind == "str":
             with pytest.raises(ValueError, match=f"{cls.__name__}.{name} is not encodable as UTF-8"):
                 m.encode_message(changed)
@@ -339,14 +341,14 @@ def test_message_decode_errors(flavour):
     unused = next(t for t in range(256) if t not in MESSAGE_TYPES)
     with pytest.raises(CodecError, match=f"^unknown message tag {unused}$"):
         m.decode_message(frame(2, bytes([unused])))
-    data = m.encode_message(VoteRequest(1, 2, 3, 4))
+    data = m.encode_message(VoteRequest(term=1, sender=2, last_log_term=3, last_log_index=4))
     with pytest.raises(CodecError, match="^VoteRequest.term: truncated u64$"):
         m.decode_message(frame(2, data[12:17]))
     with pytest.raises(CodecError, match="^3 bytes of trailing garbage after VoteRequest$"):
         m.decode_message(frame(2, data[12:] + b"abc"))
     with pytest.raises(CodecError, match="^expected a message frame, got an entry batch frame$"):
         m.decode_message(m.encode_entries([]))
-    ae = m.encode_message(AppendEntriesRequest(1, 1, 0, 0, 0, 0, [E(1, 1, 1, b"abc")]))
+    ae = m.encode_message(AppendEntriesRequest(term=1, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0, seq=0, entries=[E(1, 1, 1, b"abc")]))
     with pytest.raises(CodecError, match="^AppendEntriesRequest.entries: entry 0: payload of 3"):
         m.decode_message(frame(2, ae[12:-1]))
 
@@ -357,10 +359,9 @@ def test_message_tables_drive_the_codec(flavour):
     tag = next(t for t in range(256) if t not in MESSAGE_TYPES)
     from dataclasses import dataclass
 
-    @dataclass(frozen=True, slots=True)
+    @dataclass(frozen=True, slots=True, kw_only=True)
     class Probe(fastraft.messages.Message):
         TAG = tag
-        FIELDS = (("a", "u64"), ("b", "str"), ("c", "entries"), ("d", "bool"), ("e", "bytes"))
         a: int
         b: str
         c: list
@@ -369,7 +370,7 @@ def test_message_tables_drive_the_codec(flavour):
 
     MESSAGE_TYPES[tag] = Probe
     try:
-        msg = Probe(1, "two", [E(3, 4, 1, b"5")], True, b"six")
+        msg = Probe(a=1, b="two", c=[E(3, 4, 1, b"5")], d=True, e=b"six")
         assert m.decode_message(m.encode_message(msg)) == msg
     finally:
         del MESSAGE_TYPES[tag]
@@ -392,48 +393,40 @@ def test_public_module_is_the_chosen_flavour():
 
 
 def _register_probe(fields, check=None):
-    """A message class with ``fields`` under an unused tag; the caller removes it."""
+    """A keyword-only message dataclass with ``fields`` ((name, annotation) pairs) under an
+    unused tag, running ``check(self)`` after construction; the caller removes it."""
     tag = next(t for t in range(256) if t not in MESSAGE_TYPES)
 
-    class Probe(fastraft.messages.Message):
-        __slots__ = ("values",)
-        TAG = tag
-        FIELDS = fields
+    def post_init(self):
+        if check is not None:
+            check(self)
 
-        def __init__(self, *values):
-            if check is not None:
-                check(values)
-            self.values = values
-
-        def __getattr__(self, name):
-            return self.values[[n for n, _ in self.FIELDS].index(name)]
-
-        def __eq__(self, other):
-            return type(other) is Probe and other.values == self.values
-
+    Probe = make_dataclass("Probe", list(fields), bases=(fastraft.messages.Message,),
+                           namespace={"TAG": tag, "__post_init__": post_init},
+                           frozen=True, kw_only=True)
     MESSAGE_TYPES[tag] = Probe
     return Probe
 
 
 def test_unknown_field_kind_and_refused_construction(flavour):
     m, _ = flavour
-    Probe = _register_probe((("a", "u64"), ("b", "float")))
+    Probe = _register_probe((("a", "int"), ("b", "float")))
     try:
         with pytest.raises(TypeError, match=r"^Probe.b has unknown field kind 'float'$"):
-            m.encode_message(Probe(1, 2.0))
+            m.encode_message(Probe(a=1, b=2.0))
         with pytest.raises(CodecError, match=r"^Probe.b: unknown field kind 'float'$"):
             m.decode_message(frame(2, bytes([Probe.TAG]) + bytes(9)))
     finally:
         del MESSAGE_TYPES[Probe.TAG]
 
-    def refuse(values):
-        if values[0] == 0:
+    def refuse(probe):
+        if probe.a == 0:
             raise ValueError("a must not be 0")
 
-    Probe = _register_probe((("a", "u64"), ("b", "bytes")), refuse)
+    Probe = _register_probe((("a", "int"), ("b", "bytes")), refuse)
     try:
-        assert m.decode_message(m.encode_message(Probe(1, bytearray(b"x")))) == Probe(1, b"x")
-        assert m.encode_message(Probe(1, memoryview(b"x"))) == m.encode_message(Probe(1, b"x"))
+        assert m.decode_message(m.encode_message(Probe(a=1, b=bytearray(b"x")))) == Probe(a=1, b=b"x")
+        assert m.encode_message(Probe(a=1, b=memoryview(b"x"))) == m.encode_message(Probe(a=1, b=b"x"))
         with pytest.raises(CodecError, match=r"^Probe: a must not be 0$"):
             m.decode_message(frame(2, bytes([Probe.TAG]) + bytes(8) + bytes(4)))
         with pytest.raises(CodecError, match=r"^Probe.b: truncated length$"):
@@ -441,20 +434,20 @@ def test_unknown_field_kind_and_refused_construction(flavour):
         with pytest.raises(CodecError, match=r"^Probe.b: 5 bytes overrun the 4 bytes left$"):
             m.decode_message(frame(2, bytes([Probe.TAG]) + bytes(8) + b"\5\0\0\0abcd"))
         with pytest.raises(TypeError, match=r"^Probe.b must be bytes, not str$"):
-            m.encode_message(Probe(1, "x"))
+            m.encode_message(Probe(a=1, b="x"))
     finally:
         del MESSAGE_TYPES[Probe.TAG]
 
 
 def test_a_tag_outside_u8_is_refused(flavour):
     m, _ = flavour
-    Probe = _register_probe((("a", "u64"),))
+    Probe = _register_probe((("a", "int"),))
     del MESSAGE_TYPES[Probe.TAG]
     Probe.TAG = 300
     MESSAGE_TYPES[300] = Probe
     try:
         with pytest.raises(ValueError, match=r"^Probe.TAG = 300 does not fit in u8$"):
-            m.encode_message(Probe(1))
+            m.encode_message(Probe(a=1))
     finally:
         del MESSAGE_TYPES[300]
 
@@ -464,7 +457,7 @@ def test_encode_does_not_change_the_callers_list(flavour):
     ducks = [Duck(1, 1, 1, b"a"), E(1, 2, 1, b"b")]
     before = list(ducks)
     m.encode_entries(ducks)
-    m.encode_message(AppendEntriesRequest(1, 1, 0, 0, 0, 0, ducks))
+    m.encode_message(AppendEntriesRequest(term=1, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0, seq=0, entries=ducks))
     assert all(a is b for a, b in zip(ducks, before)) and len(ducks) == 2
 
 
@@ -473,7 +466,7 @@ def test_a_bad_frame_in_a_large_buffer_is_refused_without_copying_it(flavour):
     tracemalloc.start()
     try:
         for kind, decode in ((1, m.decode_entries), (2, m.decode_message)):
-            big = bytearray(HEADER.pack(1, kind, 0, 2**32 - 1, 0) + bytes(8 << 20))
+            big = bytearray(HEADER.pack(codec.WIRE_VERSION, kind, 0, 2**32 - 1, 0) + bytes(8 << 20))
             tracemalloc.reset_peak()  # the buffer is the test's; count only the decoder's
             with pytest.raises(CodecError, match="truncated frame: 8388620 of 4294967307"):
                 decode(memoryview(big), max_frame_bytes=2**40)

@@ -86,16 +86,16 @@ def make_leader(e: Engine, grant_from=(2,)) -> list:
             break
         req = reqs[-1]
         for v in grant_from:
-            e.step(VoteResponse(req.term, v, True, req.pre_vote))
+            e.step(VoteResponse(term=req.term, sender=v, granted=True, pre_vote=req.pre_vote))
         out = complete_writes(e, e.take_commands())
     assert e.is_leader, e
     return out
 
 
 def ack(e: Engine, frm: int, match: int, seq: int = 0) -> list:
-    e.step(AppendEntriesResponse(e.term, frm, True, match, 0, 0, seq))
+    e.step(AppendEntriesResponse(term=e.term, sender=frm, success=True, match_index=match, hint_term=0, hint_index=0, seq=seq))
     return complete_writes(e, e.take_commands())
 
 
 def append(term, leader, prev_term, prev_index, commit, entries, seq=0):
-    return AppendEntriesRequest(term, leader, prev_term, prev_index, commit, seq, list(entries))
+    return AppendEntriesRequest(term=term, sender=leader, prev_log_term=prev_term, prev_log_index=prev_index, leader_commit=commit, seq=seq, entries=list(entries))

@@ -91,7 +91,7 @@ def test_every_held_acknowledgement_answers_its_own_request_and_is_bounded():
     assert [(a.match_index, a.seq) for a in acks] == [(2, 1), (3, 2)]
     g = engine(2)
     for k in range(_MAX_HELD + 5):  # vote replies waiting for a vote that is never saved
-        g.step(VoteRequest(2, 3, 1, 1))
+        g.step(VoteRequest(term=2, sender=3, last_log_term=1, last_log_index=1))
     assert len(g._held) == _MAX_HELD
 
 
@@ -109,17 +109,17 @@ def test_stale_completions_are_ignored():
 def test_entries_read_are_checked_and_cut_to_the_message_budget():
     e = engine(1, terms=(1,) * 10, cfg=config(max_cached_entries=2, max_message_bytes=1024))
     make_leader(e)
-    e.step(AppendEntriesResponse(e.term, 2, False, 10, 0, 3, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=False, match_index=10, hint_term=0, hint_index=3, seq=0))
     assert of_type(e.take_commands(), ReadLog) == [ReadLog(2, 3, 12)]
     big = [Entry(1, i, 1, b"x" * 300) for i in range(3, 11)]
     e.on_entries_read(2, 3, big)
     (m,) = sent(e.take_commands(), AppendEntriesRequest, to=2)
     assert [x.index for x in m.entries] == [3, 4]  # 2 x (300 + 21) fit in 1024 - 256, not 3
-    e.step(AppendEntriesResponse(e.term, 3, False, 10, 0, 3, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=3, success=False, match_index=10, hint_term=0, hint_index=3, seq=0))
     assert of_type(e.take_commands(), ReadLog) == [ReadLog(3, 3, 12)]
     e.on_entries_read(3, 3, [Entry(9, 3, 1, b"")])  # not this log: read again
     assert of_type(e.take_commands(), ReadLog) == [ReadLog(3, 3, 12)]
-    e.step(AppendEntriesResponse(e.term + 1, 2, False, 0, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term + 1, sender=2, success=False, match_index=0, hint_term=0, hint_index=0, seq=0))
     e.take_commands()
     e.on_entries_read(3, 3, big)  # no longer leader
     assert sent(e.take_commands()) == []
@@ -128,47 +128,47 @@ def test_entries_read_are_checked_and_cut_to_the_message_budget():
 def test_bogus_and_stale_responses_are_ignored():
     e = engine(1)
     make_leader(e)
-    e.step(AppendEntriesResponse(e.term, 2, True, 99, 0, 0, 0))  # entries never sent
-    e.step(AppendEntriesResponse(e.term, 9, True, 2, 0, 0, 0))  # not a member
-    e.step(AppendEntriesResponse(e.term - 1, 2, True, 2, 0, 0, 0))  # older term
-    e.step(AppendEntriesResponse(e.term, 2, True, 0, 0, 0, 10 ** 6))  # a round never started
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=99, hint_term=0, hint_index=0, seq=0))  # entries never sent
+    e.step(AppendEntriesResponse(term=e.term, sender=9, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))  # not a member
+    e.step(AppendEntriesResponse(term=e.term - 1, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))  # older term
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=0, hint_term=0, hint_index=0, seq=10 ** 6))  # a round never started
     assert e.progress.match_index(2) == 0 and e.committed == 0
-    e.step(VoteResponse(e.term, 3, True))  # the election is over
-    e.step(InstallSnapshotResponse(e.term, 2, "none", 5, True))  # no transfer running
+    e.step(VoteResponse(term=e.term, sender=3, granted=True))  # the election is over
+    e.step(InstallSnapshotResponse(term=e.term, sender=2, snapshot_id="none", next_offset=5, done=True))  # no transfer running
     assert e.is_leader and e.take_commands() == []
-    e.step(InstallSnapshotResponse(e.term + 2, 2, "none", 0, False))
+    e.step(InstallSnapshotResponse(term=e.term + 2, sender=2, snapshot_id="none", next_offset=0, done=False))
     assert e.role == Role.FOLLOWER and e.term == 4
     c = engine(1, cfg=config(pre_vote=False))
     c.trigger_elect()
     complete_writes(c, c.take_commands())
-    c.step(VoteResponse(9, 2, False))
+    c.step(VoteResponse(term=9, sender=2, granted=False))
     assert c.role == Role.FOLLOWER and c.term == 9
     p = engine(1)
     p.trigger_elect()
     p.take_commands()
-    p.step(VoteResponse(5, 2, True, True))  # an answer to some older pre-vote
+    p.step(VoteResponse(term=5, sender=2, granted=True, pre_vote=True))  # an answer to some older pre-vote
     assert p.role == Role.PRE_CANDIDATE
 
 
 def test_timeout_now_from_a_stale_leader_and_on_a_learner():
     f = engine(2, terms=(1, 3), vote=Vote(3, 0))
-    f.step(TimeoutNowRequest(2, 1))
+    f.step(TimeoutNowRequest(term=2, sender=1))
     assert sent(complete_writes(f, f.take_commands())) != [] and f.role == Role.FOLLOWER
     learner = engine(4, learners=(4,))
-    learner.step(TimeoutNowRequest(1, 1))
+    learner.step(TimeoutNowRequest(term=1, sender=1))
     assert learner.role == Role.LEARNER and learner.term == 1
 
 
 def test_snapshot_corner_cases():
     f = engine(2, terms=(1, 1, 1))
     mem = membership().to_bytes()
-    f.step(InstallSnapshotRequest(2, 1, "s", 0, 5, 1, 1, mem, 0, b"x", True))  # term 0
-    f.step(InstallSnapshotRequest(2, 1, "s", 3, 5, 1, 1, mem, 0, b"x", True))  # above 2
+    f.step(InstallSnapshotRequest(term=2, sender=1, snapshot_id="s", last_log_term=0, last_log_index=5, membership_term=1, membership_index=1, membership=mem, offset=0, data=b"x", done=True))  # term 0
+    f.step(InstallSnapshotRequest(term=2, sender=1, snapshot_id="s", last_log_term=3, last_log_index=5, membership_term=1, membership_index=1, membership=mem, offset=0, data=b"x", done=True))  # above 2
     assert [type(c).__name__ for c in f.take_commands()] == ["SaveVote", "StateChanged"]
-    f.step(InstallSnapshotRequest(2, 1, "s", 2, 5, 1, 1, mem, 0, b"x", True))
+    f.step(InstallSnapshotRequest(term=2, sender=1, snapshot_id="s", last_log_term=2, last_log_index=5, membership_term=1, membership_index=1, membership=mem, offset=0, data=b"x", done=True))
     f.take_commands()
     f.step(append(2, 1, 1, 3, 0, [Entry(2, 4, 1, b"")]))  # during the install: ignored
-    f.step(InstallSnapshotRequest(2, 1, "s", 2, 5, 1, 1, mem, 0, b"x", True))  # ignored too
+    f.step(InstallSnapshotRequest(term=2, sender=1, snapshot_id="s", last_log_term=2, last_log_index=5, membership_term=1, membership_index=1, membership=mem, offset=0, data=b"x", done=True))  # ignored too
     assert f.take_commands() == [] and f.last_log_id == LogId(1, 3)
     e = engine(1)
     e.trigger_snapshot()
@@ -182,7 +182,7 @@ def test_snapshot_corner_cases():
 def test_snapshot_send_needs_a_snapshot_and_restarts_when_it_is_gone():
     e = engine(1, terms=(1,) * 6, cfg=config(max_in_snapshot_log_to_keep=0), committed=6)
     make_leader(e)
-    e.step(AppendEntriesResponse(e.term, 3, True, 7, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=3, success=True, match_index=7, hint_term=0, hint_index=0, seq=0))
     complete_writes(e, e.take_commands())
     e._start_snapshot_send(2)  # no snapshot built yet: nothing to send
     assert e.take_commands() == []
@@ -190,7 +190,7 @@ def test_snapshot_send_needs_a_snapshot_and_restarts_when_it_is_gone():
     e.trigger_snapshot()
     e.on_snapshot_built(meta)
     e.take_commands()
-    e.step(AppendEntriesResponse(e.term, 2, False, 6, 0, 2, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=False, match_index=6, hint_term=0, hint_index=2, seq=0))
     e.take_commands()
     e.on_snapshot_chunk_read(2, "s6", 0, None, False)  # the snapshot was replaced
     assert e.progress.mode(2) == 0 and e.take_commands() == []
@@ -208,7 +208,7 @@ def test_read_rounds_are_bounded_and_lease_uses_the_confirmed_round():
     assert len(e._round_times) == _MAX_ROUND_TIMES
     e.take_commands()
     seq = e._seq
-    e.step(AppendEntriesResponse(e.term, 2, True, 0, 0, 0, seq - 3))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=0, hint_term=0, hint_index=0, seq=seq - 3))
     assert e.lease_valid
     e.read_index("r")
     assert of_type(e.take_commands(), ReadReady) == []  # waits for apply of the blank entry
@@ -261,10 +261,10 @@ def test_only_the_latest_vote_save_reported():
     """The runtime may report only the latest of several saves: the vote for a candidate
     covers the term bump saved before it in the same term."""
     v = engine(2)
-    v.step(VoteRequest(5, 3, 0, 0))  # stale log: rejected, but the term moves to 5
-    v.step(VoteRequest(5, 1, 1, 1))  # granted in term 5
+    v.step(VoteRequest(term=5, sender=3, last_log_term=0, last_log_index=0))  # stale log: rejected, but the term moves to 5
+    v.step(VoteRequest(term=5, sender=1, last_log_term=1, last_log_index=1))  # granted in term 5
     cmds = v.take_commands()
     assert [c.vote for c in cmds if type(c).__name__ == "SaveVote"] == [Vote(5, 0), Vote(5, 1)]
     v.on_vote_saved(Vote(5, 1))
-    assert sent(v.take_commands(), VoteResponse) == [VoteResponse(5, 2, False),
-                                                     VoteResponse(5, 2, True)]
+    assert sent(v.take_commands(), VoteResponse) == [VoteResponse(term=5, sender=2, granted=False),
+                                                     VoteResponse(term=5, sender=2, granted=True)]

@@ -94,8 +94,8 @@ def test_bad_inputs_raise_clearly():
     e = engine(1)
     with pytest.raises(TypeError):
         e.step("not a message")
-    e.step(VoteRequest(5, 1, 9, 9))  # "from" this very node: ignored
-    e.step(AppendEntriesRequest(5, 0, 0, 0, 0))  # from node 0: ignored
+    e.step(VoteRequest(term=5, sender=1, last_log_term=9, last_log_index=9))  # "from" this very node: ignored
+    e.step(AppendEntriesRequest(term=5, sender=0, prev_log_term=0, prev_log_index=0, leader_commit=0))  # from node 0: ignored
     assert e.take_commands() == [] and e.term == 1
     with pytest.raises(ValueError):
         e.add_learner("x", 0, None)

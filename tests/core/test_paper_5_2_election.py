@@ -46,10 +46,10 @@ def test_5_1_stale_term_request_is_rejected_with_current_term():
     e = engine(1, terms=(1, 3), vote=Vote(3, 0), cfg=config(**PLAIN))
     e.step(append(2, 2, 1, 1, 0, []))
     replies = sent(complete_writes(e, e.take_commands()), AppendEntriesResponse)
-    assert replies == [AppendEntriesResponse(3, 1, False, 1, 0, 0, 0)]
-    e.step(VoteRequest(2, 2, 5, 5))
+    assert replies == [AppendEntriesResponse(term=3, sender=1, success=False, match_index=1, hint_term=0, hint_index=0, seq=0)]
+    e.step(VoteRequest(term=2, sender=2, last_log_term=5, last_log_index=5))
     replies = sent(complete_writes(e, e.take_commands()), VoteResponse)
-    assert replies == [VoteResponse(3, 1, False, False)]
+    assert replies == [VoteResponse(term=3, sender=1, granted=False, pre_vote=False)]
     assert e.term == 3 and e.vote == Vote(3, 0)
 
 
@@ -67,12 +67,12 @@ def test_5_2_leader_sends_heartbeats_every_interval():
     assert sent(e.take_commands(), AppendEntriesRequest) == []
     e.tick(t0 + 0.05)
     beats = sent(e.take_commands(), AppendEntriesRequest)
-    assert sorted(m.leader_id for m in beats) == [1, 1]
+    assert sorted(m.sender for m in beats) == [1, 1]
     assert all(m.entries == [] for m in beats)
 
 
 def ack(e, peer):
-    e.step(AppendEntriesResponse(e.term, peer, True, e.log.last_index, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=peer, success=True, match_index=e.log.last_index, hint_term=0, hint_index=0, seq=0))
     e.take_commands()
 
 
@@ -93,7 +93,7 @@ def test_5_2_follower_times_out_and_campaigns():
     e.on_vote_saved(Vote(3, 1))
     reqs = sent(e.take_commands(), VoteRequest)
     assert len(reqs) == 2 and {r.term for r in reqs} == {3}
-    assert [(r.candidate_id, r.last_log_term, r.last_log_index, r.pre_vote) for r in reqs] == \
+    assert [(r.sender, r.last_log_term, r.last_log_index, r.pre_vote) for r in reqs] == \
         [(1, 2, 3, False)] * 2
 
 
@@ -104,9 +104,9 @@ def test_5_2_candidate_wins_with_a_majority_and_announces_itself():
     e = engine(1, voters=(1, 2, 3, 4, 5), cfg=config(**PLAIN))
     e.trigger_elect()
     complete_writes(e, e.take_commands())
-    e.step(VoteResponse(2, 2, True))
+    e.step(VoteResponse(term=2, sender=2, granted=True))
     assert e.role == Role.CANDIDATE  # 2 of 5
-    e.step(VoteResponse(2, 3, True))
+    e.step(VoteResponse(term=2, sender=3, granted=True))
     cmds = e.take_commands()
     assert e.role == Role.LEADER and e.leader_id == 1
     assert len(sent(cmds, AppendEntriesRequest)) == 4
@@ -129,9 +129,9 @@ def test_5_2_election_outcome_from_votes(n, grants, rejects, outcome):
     e.trigger_elect()
     complete_writes(e, e.take_commands())
     for v in grants:
-        e.step(VoteResponse(2, v, True))
+        e.step(VoteResponse(term=2, sender=v, granted=True))
     for v in rejects:
-        e.step(VoteResponse(2, v, False))
+        e.step(VoteResponse(term=2, sender=v, granted=False))
     assert e.role == outcome
 
 
@@ -139,27 +139,27 @@ def test_5_2_vote_once_per_term_first_come_first_served():
     """§5.2: "each server will vote for at most one candidate in a given term, on a
     first-come-first-served basis"."""
     e = engine(2, cfg=config(**PLAIN))
-    e.step(VoteRequest(2, 1, 1, 1))
+    e.step(VoteRequest(term=2, sender=1, last_log_term=1, last_log_index=1))
     cmds = complete_writes(e, e.take_commands())
-    assert sent(cmds, VoteResponse) == [VoteResponse(2, 2, True)]
-    e.step(VoteRequest(2, 3, 1, 1))
-    assert sent(complete_writes(e, e.take_commands()), VoteResponse) == [VoteResponse(2, 2, False)]
-    e.step(VoteRequest(2, 1, 1, 1))  # the same candidate asking again gets the same answer
-    assert sent(complete_writes(e, e.take_commands()), VoteResponse) == [VoteResponse(2, 2, True)]
+    assert sent(cmds, VoteResponse) == [VoteResponse(term=2, sender=2, granted=True)]
+    e.step(VoteRequest(term=2, sender=3, last_log_term=1, last_log_index=1))
+    assert sent(complete_writes(e, e.take_commands()), VoteResponse) == [VoteResponse(term=2, sender=2, granted=False)]
+    e.step(VoteRequest(term=2, sender=1, last_log_term=1, last_log_index=1))  # the same candidate asking again gets the same answer
+    assert sent(complete_writes(e, e.take_commands()), VoteResponse) == [VoteResponse(term=2, sender=2, granted=True)]
     assert e.vote == Vote(2, 1)
 
 
 def test_5_2_vote_reply_waits_for_the_vote_to_be_durable():
     """Figure 2: persistent state is "updated on stable storage before responding to RPCs"."""
     e = engine(2, cfg=config(**PLAIN))
-    e.step(VoteRequest(2, 1, 1, 1))
+    e.step(VoteRequest(term=2, sender=1, last_log_term=1, last_log_index=1))
     cmds = e.take_commands()
     assert of_type(cmds, SaveVote) == [SaveVote(Vote(2, 0)), SaveVote(Vote(2, 1))]
     assert sent(cmds) == []
     e.on_vote_saved(Vote(2, 0))
     assert sent(e.take_commands()) == []
     e.on_vote_saved(Vote(2, 1))
-    assert sent(e.take_commands()) == [VoteResponse(2, 2, True)]
+    assert sent(e.take_commands()) == [VoteResponse(term=2, sender=2, granted=True)]
 
 
 def test_5_2_candidate_steps_down_for_a_leader_of_its_term():

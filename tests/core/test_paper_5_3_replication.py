@@ -17,7 +17,7 @@ def test_5_3_leader_appends_and_replicates_a_proposal():
     e = engine(1)
     make_leader(e)
     for p in (2, 3):
-        e.step(AppendEntriesResponse(2, p, True, 2, 0, 0, 0))
+        e.step(AppendEntriesResponse(term=2, sender=p, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     e.take_commands()
     lid = e.propose([b"x", b"y"])
     assert lid == LogId(2, 3)
@@ -38,7 +38,7 @@ def test_5_3_commit_once_a_majority_holds_the_entry():
     assert e.committed == 0
     e.propose([b"x"])
     e.take_commands()  # entry 3 is not reported durable on the leader yet
-    e.step(AppendEntriesResponse(2, 2, True, 3, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=2, sender=2, success=True, match_index=3, hint_term=0, hint_index=0, seq=0))
     assert e.committed == 2  # 3 is held by follower 2 only; 2 by the leader too
     e.on_log_flushed(LogId(2, 3))
     assert e.committed == 3
@@ -49,12 +49,12 @@ def test_5_3_leader_counts_itself_only_after_its_flush():
     e.trigger_elect()
     cmds = complete_writes(e, e.take_commands())
     from fastraft.messages import VoteResponse
-    e.step(VoteResponse(2, 2, True, True))  # pre-vote
+    e.step(VoteResponse(term=2, sender=2, granted=True, pre_vote=True))  # pre-vote
     complete_writes(e, e.take_commands())
-    e.step(VoteResponse(2, 2, True))
+    e.step(VoteResponse(term=2, sender=2, granted=True))
     cmds = e.take_commands()  # becomes leader; the blank entry's append is not reported
     assert e.is_leader and of_type(cmds, AppendLog)
-    e.step(AppendEntriesResponse(2, 2, True, 2, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=2, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     assert e.committed == 0  # only one of three holds index 2 durably
     e.on_log_flushed(LogId(2, 2))
     assert e.committed == 2
@@ -74,7 +74,7 @@ def test_5_3_follower_appends_and_acknowledges_only_when_durable():
     assert sent(e.take_commands(), AppendEntriesResponse) == []
     e.on_log_flushed(LogId(2, 3))
     assert sent(e.take_commands(), AppendEntriesResponse) == [
-        AppendEntriesResponse(2, 2, True, 3, 0, 0, 4)]
+        AppendEntriesResponse(term=2, sender=2, success=True, match_index=3, hint_term=0, hint_index=0, seq=4)]
 
 
 def test_5_3_follower_commits_up_to_leader_commit_and_its_last_new_entry():
@@ -158,11 +158,11 @@ def test_5_3_leader_backtracks_a_term_at_a_time():
     has none."""
     e = engine(1, terms=(1, 1, 1, 4, 4, 5, 5, 6, 6, 6))
     make_leader(e)  # term 7, blank at 11
-    e.step(AppendEntriesResponse(7, 2, False, 10, 2, 2, 0))  # follower has term 2 from index 2
+    e.step(AppendEntriesResponse(term=7, sender=2, success=False, match_index=10, hint_term=2, hint_index=2, seq=0))  # follower has term 2 from index 2
     # the leader has no entry of term 2: resume at the follower's first index of term 2 (the
     # entries come from storage: this engine started from it and caches nothing older)
     assert of_type(e.take_commands(), ReadLog) == [ReadLog(2, 2, 12)]
-    e.step(AppendEntriesResponse(7, 3, False, 10, 4, 4, 0))  # follower 3 has term 4 from 4
+    e.step(AppendEntriesResponse(term=7, sender=3, success=False, match_index=10, hint_term=4, hint_index=4, seq=0))  # follower 3 has term 4 from 4
     # the leader's last entry of term 4 is 5: resume at 6
     assert of_type(e.take_commands(), ReadLog) == [ReadLog(3, 6, 12)]
     e.on_entries_read(3, 6, [Entry(t, i, 1, b"") for i, t in zip(range(6, 12), (5, 5, 6, 6, 6, 7))])
@@ -201,13 +201,13 @@ def test_flow_control_batches_and_window():
     in flight to a follower; acknowledgements open the window."""
     e = engine(1, cfg=config(max_payload_entries=3, max_inflight=2))
     make_leader(e)
-    e.step(AppendEntriesResponse(2, 2, True, 2, 0, 0, 0))  # probe answered: pipeline
+    e.step(AppendEntriesResponse(term=2, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))  # probe answered: pipeline
     e.take_commands()
     assert e.progress.mode(2) == prog.PIPELINE
     e.propose([b"p%d" % k for k in range(10)])  # entries 3..12
     msgs = sent(e.take_commands(), AppendEntriesRequest, to=2)
     assert [[x.index for x in m.entries] for m in msgs] == [[3, 4, 5], [6, 7, 8]]
-    e.step(AppendEntriesResponse(2, 2, True, 5, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=2, sender=2, success=True, match_index=5, hint_term=0, hint_index=0, seq=0))
     msgs = sent(e.take_commands(), AppendEntriesRequest, to=2)
     assert [[x.index for x in m.entries] for m in msgs] == [[9, 10, 11]]
 
@@ -218,7 +218,7 @@ def test_flow_control_byte_limit():
     budget = 1024 - _MESSAGE_OVERHEAD_BYTES
     e = engine(1, cfg=config(max_message_bytes=1024, max_payload_entries=100, max_inflight=8))
     make_leader(e)
-    e.step(AppendEntriesResponse(2, 2, True, 2, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=2, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     e.take_commands()
     e.propose([b"x" * 300] * 5 + [b"y" * 5000] + [b"z"])
     msgs = sent(e.take_commands(), AppendEntriesRequest, to=2)
@@ -237,14 +237,14 @@ def test_probe_mode_after_rejection_sends_one_message():
     e.propose([b"a"])
     e.propose([b"b"])
     assert sent(e.take_commands(), AppendEntriesRequest, to=2) == []  # probe unanswered
-    e.step(AppendEntriesResponse(2, 2, False, 1, 0, 1, 0))  # follower 2 has an empty log
+    e.step(AppendEntriesResponse(term=2, sender=2, success=False, match_index=1, hint_term=0, hint_index=1, seq=0))  # follower 2 has an empty log
     msgs = sent(e.take_commands(), AppendEntriesRequest, to=2)
     assert [(m.prev_log_index, [x.index for x in m.entries]) for m in msgs] == \
         [(0, [1, 2, 3, 4])]
     assert e.progress.mode(2) == prog.PROBE
     e.propose([b"c"])
     assert sent(e.take_commands(), AppendEntriesRequest, to=2) == []
-    e.step(AppendEntriesResponse(2, 2, True, 4, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=2, sender=2, success=True, match_index=4, hint_term=0, hint_index=0, seq=0))
     assert e.progress.mode(2) == prog.PIPELINE and e.progress.match_index(2) == 4
     (m,) = sent(e.take_commands(), AppendEntriesRequest, to=2)
     assert (m.prev_log_index, [x.index for x in m.entries]) == (4, [5])
@@ -254,7 +254,7 @@ def test_uncached_entries_are_read_from_storage():
     """A follower behind the leader's cache is served through ReadLog."""
     e = engine(1, terms=(1,) * 30, cfg=config(max_cached_entries=4, max_payload_entries=8))
     make_leader(e)
-    e.step(AppendEntriesResponse(2, 2, False, 30, 0, 11, 0))  # follower ends at 10
+    e.step(AppendEntriesResponse(term=2, sender=2, success=False, match_index=30, hint_term=0, hint_index=11, seq=0))  # follower ends at 10
     cmds = e.take_commands()
     assert of_type(cmds, ReadLog) == [ReadLog(2, 11, 19)]
     assert sent(cmds, AppendEntriesRequest, to=2) == []

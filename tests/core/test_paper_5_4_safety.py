@@ -25,9 +25,9 @@ def test_5_4_1_vote_only_for_an_up_to_date_log(cand_term, cand_index, granted):
     term is more up-to-date. If the logs end with the same term, then whichever log is longer
     is more up-to-date"."""
     e = engine(1, terms=(1, 2, 2), vote=Vote(2, 0), cfg=config(**PLAIN))
-    e.step(VoteRequest(5, 2, cand_term, cand_index))
+    e.step(VoteRequest(term=5, sender=2, last_log_term=cand_term, last_log_index=cand_index))
     (reply,) = sent(complete_writes(e, e.take_commands()), VoteResponse)
-    assert reply == VoteResponse(5, 1, granted)
+    assert reply == VoteResponse(term=5, sender=1, granted=granted)
     assert e.term == 5 and e.vote == Vote(5, 2 if granted else 0)
 
 
@@ -37,10 +37,10 @@ def test_5_4_2_no_commit_of_previous_term_entries_by_counting():
     e = engine(1, terms=(1, 2), vote=Vote(3, 0), cfg=config(**PLAIN))  # entry 2 of term 2
     make_leader(e)  # term 4; blank entry 3
     # a majority holds index 2 (term 2) but not the blank entry: nothing commits
-    e.step(AppendEntriesResponse(4, 2, True, 2, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=4, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     assert e.committed == 0
     # once the entry of term 4 is on a majority, it and everything before it commit
-    e.step(AppendEntriesResponse(4, 2, True, 3, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=4, sender=2, success=True, match_index=3, hint_term=0, hint_index=0, seq=0))
     assert e.committed == 3
 
 
@@ -75,7 +75,7 @@ def test_leader_with_stale_term_is_deposed_by_responses():
     """§5.1/§5.3: a leader learning a higher term from any response steps down."""
     e = engine(1, cfg=config(**PLAIN))
     make_leader(e)
-    e.step(AppendEntriesResponse(9, 2, False, 2, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=9, sender=2, success=False, match_index=2, hint_term=0, hint_index=0, seq=0))
     assert e.role == Role.FOLLOWER and e.term == 9 and e.leader_id == 0
 
 

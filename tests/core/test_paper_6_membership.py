@@ -98,18 +98,18 @@ def test_6_joint_config_needs_both_majorities_to_commit():
     e = engine(1, voters=(1, 2, 3), learners=(4, 5))
     make_leader(e)
     for p in (2, 3, 4, 5):
-        e.step(AppendEntriesResponse(e.term, p, True, 2, 0, 0, 0))
+        e.step(AppendEntriesResponse(term=e.term, sender=p, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     e.take_commands()
     assert e.committed == 2
     e.change_membership("c", [3, 4, 5])
     e.take_commands()
     joint_index = e.log.last_index
     e.on_log_flushed(LogId(e.term, joint_index))  # the leader holds it durably
-    e.step(AppendEntriesResponse(e.term, 2, True, joint_index, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=joint_index, hint_term=0, hint_index=0, seq=0))
     assert e.committed == 2  # old majority {1, 2}, but the new one has nobody
-    e.step(AppendEntriesResponse(e.term, 4, True, joint_index, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=4, success=True, match_index=joint_index, hint_term=0, hint_index=0, seq=0))
     assert e.committed == 2  # new config {3, 4, 5}: only 4
-    e.step(AppendEntriesResponse(e.term, 5, True, joint_index, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=5, success=True, match_index=joint_index, hint_term=0, hint_index=0, seq=0))
     assert e.committed >= joint_index  # both majorities
     assert not e.membership.membership.is_joint  # C_new appended at once
 
@@ -138,7 +138,7 @@ def test_6_one_change_at_a_time_and_request_errors():
     e.change_membership("too-early", [1, 2, 4])
     r = of_type(e.take_commands(), Respond)[0]
     assert isinstance(r.error, MembershipError)  # the blank entry is not committed yet
-    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     e.take_commands()
     e.change_membership("unknown", [1, 2, 9])
     r = of_type(e.take_commands(), Respond)[0]
@@ -155,7 +155,7 @@ def test_6_one_change_at_a_time_and_request_errors():
     e.add_learner("learner", 5, node(5))
     assert isinstance(of_type(e.take_commands(), Respond)[0].error, MembershipError)
     # losing leadership mid-change: the outcome is unknown to the caller
-    e.step(AppendEntriesResponse(e.term + 1, 2, False, 0, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term + 1, sender=2, success=False, match_index=0, hint_term=0, hint_index=0, seq=0))
     r = of_type(e.take_commands(), Respond)[0]
     assert r.request_id == "go" and isinstance(r.error, OutcomeUnknown)
 
@@ -231,7 +231,7 @@ def test_add_learner_updates_an_address_and_is_idempotent():
 def test_progress_tracks_new_members_in_probe():
     e = engine(1, voters=(1, 2, 3))
     make_leader(e)
-    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     e.take_commands()
     e.add_learner("l", 4, node(4), blocking=False)
     assert e.progress.is_tracked(4) and e.progress.mode(4) == prog.PROBE
@@ -244,21 +244,21 @@ def test_waiting_for_a_learner_blocks_no_other_change():
     another change may go ahead; losing leadership answers it."""
     e = engine(1, voters=(1, 2, 3), cfg=config(replication_lag_threshold=1))
     make_leader(e)
-    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     e.take_commands()
     e.add_learner("slow", 4, node(4), blocking=True)
     e.add_learner("slow-again", 4, node(4), blocking=True)  # a member already: answered
     e.on_log_flushed(LogId(e.term, e.log.last_index))
-    e.step(AppendEntriesResponse(e.term, 2, True, e.log.last_index, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=e.log.last_index, hint_term=0, hint_index=0, seq=0))
     rs = {r.request_id: r for r in of_type(e.take_commands(), Respond)}
     assert "slow" not in rs and isinstance(rs["slow-again"].error, MembershipError)
     e.add_learner("other", 5, node(5), blocking=True)
     e.on_log_flushed(LogId(e.term, e.log.last_index))
-    e.step(AppendEntriesResponse(e.term, 2, True, e.log.last_index, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=e.log.last_index, hint_term=0, hint_index=0, seq=0))
     assert of_type(e.take_commands(), Respond) == []  # both wait, neither blocks the change
     e.change_membership("drop4", [1, 2, 3], retain=False)  # same voters: answered at once
     assert of_type(e.take_commands(), Respond)[0].error is None
-    e.step(AppendEntriesResponse(e.term + 1, 2, False, 0, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term + 1, sender=2, success=False, match_index=0, hint_term=0, hint_index=0, seq=0))
     rs = of_type(e.take_commands(), Respond)
     assert sorted(r.request_id for r in rs) == ["other", "slow"]
     assert all(isinstance(r.error, OutcomeUnknown) for r in rs)
@@ -267,7 +267,7 @@ def test_waiting_for_a_learner_blocks_no_other_change():
 def test_remove_learners():
     e = engine(1, voters=(1, 2, 3), learners=(4,), cfg=config(replication_lag_threshold=1))
     make_leader(e)
-    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     e.take_commands()
     e.remove_learners("voter", [2])
     assert isinstance(of_type(e.take_commands(), Respond)[0].error, MembershipError)
@@ -275,14 +275,14 @@ def test_remove_learners():
     assert of_type(e.take_commands(), Respond)[0].error is None
     e.add_learner("wait5", 5, node(5), blocking=True)
     e.on_log_flushed(LogId(e.term, e.log.last_index))
-    e.step(AppendEntriesResponse(e.term, 2, True, e.log.last_index, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=e.log.last_index, hint_term=0, hint_index=0, seq=0))
     assert of_type(e.take_commands(), Respond) == []
     e.remove_learners("rm", [4, 5])
     rs = {r.request_id: r for r in of_type(e.take_commands(), Respond)}
     assert isinstance(rs["wait5"].error, MembershipError)  # its learner is gone
     assert sorted(e.membership.membership.nodes) == [1, 2, 3]
     e.on_log_flushed(LogId(e.term, e.log.last_index))
-    e.step(AppendEntriesResponse(e.term, 2, True, e.log.last_index, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=e.log.last_index, hint_term=0, hint_index=0, seq=0))
     (r,) = of_type(e.take_commands(), Respond)
     assert r.request_id == "rm" and r.result == e.membership.log_id
     try:

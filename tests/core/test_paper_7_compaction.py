@@ -63,7 +63,7 @@ def _leader_with_snapshot():
     e = engine(1, terms=(1,) + (2,) * 11, cfg=cfg, committed=12)
     e.applied = 0
     make_leader(e)
-    e.step(AppendEntriesResponse(e.term, 3, True, 13, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=3, success=True, match_index=13, hint_term=0, hint_index=0, seq=0))
     complete_writes(e, e.take_commands())
     e.trigger_snapshot()
     e.take_commands()
@@ -79,7 +79,7 @@ def test_7_leader_sends_snapshot_in_chunks_to_a_follower_behind_the_purge():
     leader uses a new RPC called InstallSnapshot"; chunked by snapshot_max_chunk_bytes."""
     e, meta = _leader_with_snapshot()
     data = b"0123456789abcdefghijklmnopqrst"  # 30 bytes: chunks of 12, 12, 6
-    e.step(AppendEntriesResponse(e.term, 2, False, 12, 0, 5, 0))  # follower 2 ends at 4
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=False, match_index=12, hint_term=0, hint_index=5, seq=0))  # follower 2 ends at 4
     cmds = e.take_commands()
     assert of_type(cmds, ReadSnapshotChunk) == [ReadSnapshotChunk(2, "snap-11", 0, 12)]
     assert e.progress.mode(2) == prog.SNAPSHOT
@@ -94,7 +94,7 @@ def test_7_leader_sends_snapshot_in_chunks_to_a_follower_behind_the_purge():
                 req.done) == ("snap-11", 2, 11, offset, chunk, done)
         offsets.append(offset)
         offset += len(chunk)
-        e.step(InstallSnapshotResponse(e.term, 2, "snap-11", offset, done))
+        e.step(InstallSnapshotResponse(term=e.term, sender=2, snapshot_id="snap-11", next_offset=offset, done=done))
         if done:
             break
         assert of_type(e.take_commands(), ReadSnapshotChunk) == \
@@ -109,11 +109,11 @@ def test_7_snapshot_transfer_resumes_where_the_follower_is():
     """A lost chunk: the follower answers with the offset it expects; the leader resends from
     there (and after a silence of an election timeout, resends the chunk on its own)."""
     e, meta = _leader_with_snapshot()
-    e.step(AppendEntriesResponse(e.term, 2, False, 12, 0, 5, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=False, match_index=12, hint_term=0, hint_index=5, seq=0))
     e.take_commands()
     e.on_snapshot_chunk_read(2, "snap-11", 0, b"x" * 12, False)
     e.take_commands()
-    e.step(InstallSnapshotResponse(e.term, 2, "snap-11", 12, False))
+    e.step(InstallSnapshotResponse(term=e.term, sender=2, snapshot_id="snap-11", next_offset=12, done=False))
     assert of_type(e.take_commands(), ReadSnapshotChunk) == [ReadSnapshotChunk(2, "snap-11", 12, 12)]
     e.on_snapshot_chunk_read(2, "snap-11", 12, b"y" * 12, False)
     e.take_commands()  # this chunk is lost; the follower still expects 12
@@ -126,7 +126,7 @@ def test_7_follower_installs_and_answers_only_when_durable():
     mem = membership()
     chunks = [(0, b"abc", False), (3, b"de", True)]
     for off, data, done in chunks:
-        f.step(InstallSnapshotRequest(3, 1, "s", 2, 9, 1, 1, mem.to_bytes(), off, data, done))
+        f.step(InstallSnapshotRequest(term=3, sender=1, snapshot_id="s", last_log_term=2, last_log_index=9, membership_term=1, membership_index=1, membership=mem.to_bytes(), offset=off, data=data, done=done))
     cmds = complete_writes(f, f.take_commands())
     assert of_type(cmds, SaveSnapshotChunk) == [SaveSnapshotChunk("s", 0, b"abc"),
                                                 SaveSnapshotChunk("s", 3, b"de")]
@@ -149,7 +149,7 @@ def test_7_follower_keeps_the_log_that_continues_the_snapshot():
     valid and must be retained"."""
     f = engine(2, terms=(1, 2, 2, 2, 2))
     mem = membership()
-    f.step(InstallSnapshotRequest(3, 1, "s", 2, 3, 1, 1, mem.to_bytes(), 0, b"z", True))
+    f.step(InstallSnapshotRequest(term=3, sender=1, snapshot_id="s", last_log_term=2, last_log_index=3, membership_term=1, membership_index=1, membership=mem.to_bytes(), offset=0, data=b"z", done=True))
     cmds = complete_writes(f, f.take_commands())
     meta = of_type(cmds, InstallSnapshot)[0].meta
     f.on_snapshot_installed(meta)
@@ -161,19 +161,19 @@ def test_7_follower_keeps_the_log_that_continues_the_snapshot():
 def test_7_stale_or_out_of_order_chunks():
     f = engine(2, committed=1)
     mem = membership().to_bytes()
-    f.step(InstallSnapshotRequest(3, 1, "s", 2, 9, 1, 1, mem, 5, b"late", False))
+    f.step(InstallSnapshotRequest(term=3, sender=1, snapshot_id="s", last_log_term=2, last_log_index=9, membership_term=1, membership_index=1, membership=mem, offset=5, data=b"late", done=False))
     assert [(r.next_offset, r.done) for r in sent(complete_writes(f, f.take_commands()),
                                                    InstallSnapshotResponse)] == [(0, False)]
-    f.step(InstallSnapshotRequest(3, 1, "s", 2, 9, 1, 1, mem, 0, b"ab", False))
-    f.step(InstallSnapshotRequest(3, 1, "s", 2, 9, 1, 1, mem, 7, b"gap", False))
+    f.step(InstallSnapshotRequest(term=3, sender=1, snapshot_id="s", last_log_term=2, last_log_index=9, membership_term=1, membership_index=1, membership=mem, offset=0, data=b"ab", done=False))
+    f.step(InstallSnapshotRequest(term=3, sender=1, snapshot_id="s", last_log_term=2, last_log_index=9, membership_term=1, membership_index=1, membership=mem, offset=7, data=b"gap", done=False))
     replies = sent(complete_writes(f, f.take_commands()), InstallSnapshotResponse)
     assert [(r.next_offset, r.done) for r in replies] == [(2, False), (2, False)]
-    f.step(InstallSnapshotRequest(3, 1, "s", 2, 9, 1, 1, b"garbage", 2, b"c", True))
+    f.step(InstallSnapshotRequest(term=3, sender=1, snapshot_id="s", last_log_term=2, last_log_index=9, membership_term=1, membership_index=1, membership=b"garbage", offset=2, data=b"c", done=True))
     assert of_type(f.take_commands(), InstallSnapshot) == []  # bad membership: dropped
-    f.step(InstallSnapshotRequest(2, 1, "s", 2, 9, 1, 1, mem, 0, b"x", True))  # stale term
+    f.step(InstallSnapshotRequest(term=2, sender=1, snapshot_id="s", last_log_term=2, last_log_index=9, membership_term=1, membership_index=1, membership=mem, offset=0, data=b"x", done=True))  # stale term
     (r,) = sent(complete_writes(f, f.take_commands()), InstallSnapshotResponse)
     assert (r.term, r.done) == (3, False)
-    f.step(InstallSnapshotRequest(3, 1, "old", 1, 1, 1, 1, mem, 0, b"x", True))  # committed
+    f.step(InstallSnapshotRequest(term=3, sender=1, snapshot_id="old", last_log_term=1, last_log_index=1, membership_term=1, membership_index=1, membership=mem, offset=0, data=b"x", done=True))  # committed
     (r,) = sent(complete_writes(f, f.take_commands()), InstallSnapshotResponse)
     assert r.done and r.snapshot_id == "old"
 
@@ -211,7 +211,7 @@ def test_7_no_apply_while_a_snapshot_is_installed():
     f.take_commands()  # committed up to 4, durable only up to 2
     assert (f.committed, f.applied) == (4, 2)
     mem = membership()
-    f.step(InstallSnapshotRequest(2, 1, "s", 2, 5, 1, 1, mem.to_bytes(), 0, b"z", True))
+    f.step(InstallSnapshotRequest(term=2, sender=1, snapshot_id="s", last_log_term=2, last_log_index=5, membership_term=1, membership_index=1, membership=mem.to_bytes(), offset=0, data=b"z", done=True))
     (inst,) = of_type(f.take_commands(), InstallSnapshot)
     f.step(append(2, 1, 2, 4, 4, []))  # ignored while installing
     f.on_log_flushed(LogId(2, 4))
@@ -231,7 +231,7 @@ def test_7_discarded_log_is_no_longer_durable():
     that were durable are gone: new entries there are acknowledged only once flushed."""
     f = engine(2, terms=(1, 1, 1, 1, 1, 1))  # durable up to 6, all of term 1
     mem = membership()
-    f.step(InstallSnapshotRequest(3, 1, "s", 2, 4, 1, 1, mem.to_bytes(), 0, b"z", True))
+    f.step(InstallSnapshotRequest(term=3, sender=1, snapshot_id="s", last_log_term=2, last_log_index=4, membership_term=1, membership_index=1, membership=mem.to_bytes(), offset=0, data=b"z", done=True))
     (inst,) = of_type(complete_writes(f, f.take_commands()), InstallSnapshot)
     f.on_snapshot_installed(inst.meta)
     f.take_commands()
@@ -250,8 +250,8 @@ def _leader_with_lagging_active_follower(**cfg_kw):
     e = engine(1, terms=(1,) + (2,) * 11, cfg=cfg, committed=12)
     e.applied = 0
     make_leader(e)
-    e.step(AppendEntriesResponse(e.term, 3, True, 13, 0, 0, 0))
-    e.step(AppendEntriesResponse(e.term, 2, True, 5, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=3, success=True, match_index=13, hint_term=0, hint_index=0, seq=0))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=5, hint_term=0, hint_index=0, seq=0))
     complete_writes(e, e.take_commands())
     assert e.progress.is_active(2) and e.progress.match_index(2) == 5
     e.trigger_snapshot()

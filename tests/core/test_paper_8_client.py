@@ -78,7 +78,7 @@ def _leader_with_followers():
     e = engine(1)
     make_leader(e)
     for p in (2, 3):
-        e.step(AppendEntriesResponse(e.term, p, True, 2, 0, 0, 0))
+        e.step(AppendEntriesResponse(term=e.term, sender=p, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     complete_writes(e, e.take_commands())
     return e
 
@@ -94,9 +94,9 @@ def test_6_4_read_index_needs_a_heartbeat_round_acknowledged_by_a_quorum():
     assert len(beats) == 2 and {b.seq for b in beats} == {beats[0].seq}
     seq = beats[0].seq
     assert of_type(cmds, ReadReady) == []
-    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, seq - 1))  # an older round
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=seq - 1))  # an older round
     assert of_type(e.take_commands(), ReadReady) == []
-    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, seq))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=seq))
     assert of_type(e.take_commands(), ReadReady) == [ReadReady("r1", 2)]
 
 
@@ -107,9 +107,9 @@ def test_6_4_read_waits_for_the_leaders_first_commit_and_for_apply():
     make_leader(e)  # blank entry 2 not committed
     e.read_index("r")
     seq = sent(e.take_commands(), AppendEntriesRequest)[-1].seq
-    e.step(AppendEntriesResponse(e.term, 2, True, 1, 0, 0, seq))  # confirms, but commit is 0
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=1, hint_term=0, hint_index=0, seq=seq))  # confirms, but commit is 0
     assert of_type(e.take_commands(), ReadReady) == []
-    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, seq))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=seq))
     cmds = e.take_commands()
     assert of_type(cmds, ReadReady) == [ReadReady("r", 2)]
     # the apply of the blank entry comes before the read in the command order
@@ -121,7 +121,7 @@ def test_6_4_pending_reads_fail_when_leadership_is_lost():
     e = _leader_with_followers()
     e.read_index("r")
     e.take_commands()
-    e.step(AppendEntriesResponse(e.term + 1, 2, False, 0, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term + 1, sender=2, success=False, match_index=0, hint_term=0, hint_index=0, seq=0))
     (r,) = of_type(e.take_commands(), Respond)
     assert r.request_id == "r" and isinstance(r.error, ForwardToLeader)
 
@@ -167,11 +167,11 @@ def test_6_4_1_lease_reads_skip_the_round_within_the_lease():
     e = engine(1, cfg=config(lease_read=True))
     make_leader(e)
     for p in (2, 3):
-        e.step(AppendEntriesResponse(e.term, p, True, 2, 0, 0, 0))
+        e.step(AppendEntriesResponse(term=e.term, sender=p, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     complete_writes(e, e.take_commands())
     e.trigger_heartbeat()
     seq = sent(e.take_commands(), AppendEntriesRequest)[-1].seq
-    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, seq))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=seq))
     e.take_commands()
     assert e.lease_valid
     e.read_index("fast")
@@ -200,11 +200,11 @@ def test_6_4_1_no_lease_while_a_transfer_is_pending():
     e = engine(1, cfg=config(lease_read=True))
     make_leader(e)
     for p in (2, 3):
-        e.step(AppendEntriesResponse(e.term, p, True, 2, 0, 0, 0))
+        e.step(AppendEntriesResponse(term=e.term, sender=p, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     complete_writes(e, e.take_commands())
     e.trigger_heartbeat()
     seq = sent(e.take_commands(), AppendEntriesRequest)[-1].seq
-    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, seq))
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=seq))
     assert e.lease_valid
     e.transfer_leader("t", 3)
     e.take_commands()

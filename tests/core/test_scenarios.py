@@ -45,24 +45,24 @@ def test_trace_follower_acknowledges_only_durable_entries():
     (and the acknowledgement for the old leader, never sent, is dropped); a probe beyond the
     log is rejected with the hint to resume at its end."""
     play(engine(2, terms=(1, 1, 2)), """
-        > recv AppendEntriesRequest(3, 1, 2, 3, 2, 7, [E(3, 4, 1, b'a'), E(3, 5, 1, b'b')])
+        > recv AppendEntriesRequest(term=3, sender=1, prev_log_term=2, prev_log_index=3, leader_commit=2, seq=7, entries=[E(3, 4, 1, b'a'), E(3, 5, 1, b'b')])
         save vote 3/-
         append [3/4:a 3/5:b] up to 3/5
         apply [1, 3) from storage
         state follower term=3 leader=1
         > saved 3/-
         > flushed 3/5
-        send 1 AppendEntriesResponse(term=3, follower_id=2, success=True, match_index=5, hint_term=0, hint_index=0, seq=7)
-        > recv AppendEntriesRequest(4, 3, 1, 2, 2, 1, [E(4, 3, 1, b'x')])
+        send 1 AppendEntriesResponse(term=3, sender=2, success=True, match_index=5, hint_term=0, hint_index=0, seq=7)
+        > recv AppendEntriesRequest(term=4, sender=3, prev_log_term=1, prev_log_index=2, leader_commit=2, seq=1, entries=[E(4, 3, 1, b'x')])
         save vote 4/-
         truncate from 3
         append [4/3:x] up to 4/3
         state follower term=4 leader=3
         > saved 4/-
         > flushed 4/3
-        send 3 AppendEntriesResponse(term=4, follower_id=2, success=True, match_index=3, hint_term=0, hint_index=0, seq=1)
-        > recv AppendEntriesRequest(4, 3, 4, 9, 3, 2, [])
-        send 3 AppendEntriesResponse(term=4, follower_id=2, success=False, match_index=9, hint_term=0, hint_index=4, seq=2)
+        send 3 AppendEntriesResponse(term=4, sender=2, success=True, match_index=3, hint_term=0, hint_index=0, seq=1)
+        > recv AppendEntriesRequest(term=4, sender=3, prev_log_term=4, prev_log_index=9, leader_commit=3, seq=2, entries=[])
+        send 3 AppendEntriesResponse(term=4, sender=2, success=False, match_index=9, hint_term=0, hint_index=4, seq=2)
     """)
 
 
@@ -73,31 +73,31 @@ def test_trace_pre_vote_election_then_replication_and_read_index():
     ReadIndex round confirmed by one acknowledgement."""
     play(engine(1, cfg=config(pre_vote=True)), """
         > tick 0.3
-        send 2 VoteRequest(term=2, candidate_id=1, last_log_term=1, last_log_index=1, pre_vote=True, leader_transfer=False)
-        send 3 VoteRequest(term=2, candidate_id=1, last_log_term=1, last_log_index=1, pre_vote=True, leader_transfer=False)
+        send 2 VoteRequest(term=2, sender=1, last_log_term=1, last_log_index=1, pre_vote=True, leader_transfer=False)
+        send 3 VoteRequest(term=2, sender=1, last_log_term=1, last_log_index=1, pre_vote=True, leader_transfer=False)
         state pre_candidate term=1 leader=0
-        > recv VoteResponse(2, 2, True, True)
+        > recv VoteResponse(term=2, sender=2, granted=True, pre_vote=True)
         save vote 2/1
         state candidate term=2 leader=0
         > saved 2/1
-        send 2 VoteRequest(term=2, candidate_id=1, last_log_term=1, last_log_index=1, pre_vote=False, leader_transfer=False)
-        send 3 VoteRequest(term=2, candidate_id=1, last_log_term=1, last_log_index=1, pre_vote=False, leader_transfer=False)
-        > recv VoteResponse(2, 3, True, False)
+        send 2 VoteRequest(term=2, sender=1, last_log_term=1, last_log_index=1, pre_vote=False, leader_transfer=False)
+        send 3 VoteRequest(term=2, sender=1, last_log_term=1, last_log_index=1, pre_vote=False, leader_transfer=False)
+        > recv VoteResponse(term=2, sender=3, granted=True, pre_vote=False)
         append [2/2:blank] up to 2/2
-        send 2 AppendEntriesRequest(term=2, leader_id=1, prev_log_term=1, prev_log_index=1, leader_commit=0, seq=0, entries=[2/2:blank])
-        send 3 AppendEntriesRequest(term=2, leader_id=1, prev_log_term=1, prev_log_index=1, leader_commit=0, seq=0, entries=[2/2:blank])
+        send 2 AppendEntriesRequest(term=2, sender=1, prev_log_term=1, prev_log_index=1, leader_commit=0, seq=0, entries=[2/2:blank])
+        send 3 AppendEntriesRequest(term=2, sender=1, prev_log_term=1, prev_log_index=1, leader_commit=0, seq=0, entries=[2/2:blank])
         state leader term=2 leader=1
         > flushed 2/2
-        > recv AppendEntriesResponse(2, 2, True, 2, 0, 0, 0)
+        > recv AppendEntriesResponse(term=2, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0)
         apply [1, 3) from storage
         > propose a b
         append [2/3:a 2/4:b] up to 2/4
-        send 2 AppendEntriesRequest(term=2, leader_id=1, prev_log_term=2, prev_log_index=2, leader_commit=2, seq=0, entries=[2/3:a 2/4:b])
+        send 2 AppendEntriesRequest(term=2, sender=1, prev_log_term=2, prev_log_index=2, leader_commit=2, seq=0, entries=[2/3:a 2/4:b])
         > read r1
-        send 2 AppendEntriesRequest(term=2, leader_id=1, prev_log_term=2, prev_log_index=2, leader_commit=2, seq=1, entries=[])
-        send 3 AppendEntriesRequest(term=2, leader_id=1, prev_log_term=0, prev_log_index=0, leader_commit=0, seq=1, entries=[])
-        send 3 AppendEntriesRequest(term=2, leader_id=1, prev_log_term=1, prev_log_index=1, leader_commit=2, seq=1, entries=[2/2:blank 2/3:a 2/4:b])
-        > recv AppendEntriesResponse(2, 3, True, 0, 0, 0, 1)
+        send 2 AppendEntriesRequest(term=2, sender=1, prev_log_term=2, prev_log_index=2, leader_commit=2, seq=1, entries=[])
+        send 3 AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0, seq=1, entries=[])
+        send 3 AppendEntriesRequest(term=2, sender=1, prev_log_term=1, prev_log_index=1, leader_commit=2, seq=1, entries=[2/2:blank 2/3:a 2/4:b])
+        > recv AppendEntriesResponse(term=2, sender=3, success=True, match_index=0, hint_term=0, hint_index=0, seq=1)
         read ready r1 at 2
     """)
 
@@ -128,27 +128,27 @@ def test_trace_learner_then_joint_consensus_change():
         > call e.add_learner('add', 2, {NODE2}, blocking=False)
         append [2/3:member] up to 2/3
         membership 2/3 {{1}} committed 1/1
-        send 2 AppendEntriesRequest(term=2, leader_id=1, prev_log_term=2, prev_log_index=3, leader_commit=2, seq=0, entries=[])
+        send 2 AppendEntriesRequest(term=2, sender=1, prev_log_term=2, prev_log_index=3, leader_commit=2, seq=0, entries=[])
         > flushed 2/3
         membership 2/3 {{1}} committed 2/3
         respond add ok LogId(term=2, index=3)
         apply [3, 4)
-        > recv AppendEntriesResponse(2, 2, False, 3, 0, 1, 0)
-        send 2 AppendEntriesRequest(term=2, leader_id=1, prev_log_term=0, prev_log_index=0, leader_commit=3, seq=0, entries=[1/1:member 2/2:blank 2/3:member])
-        > recv AppendEntriesResponse(2, 2, True, 3, 0, 0, 0)
+        > recv AppendEntriesResponse(term=2, sender=2, success=False, match_index=3, hint_term=0, hint_index=1, seq=0)
+        send 2 AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=3, seq=0, entries=[1/1:member 2/2:blank 2/3:member])
+        > recv AppendEntriesResponse(term=2, sender=2, success=True, match_index=3, hint_term=0, hint_index=0, seq=0)
         > call e.change_membership('chg', [1, 2])
         append [2/4:member] up to 2/4
         membership 2/4 {{1}} {{1,2}} committed 2/3
-        send 2 AppendEntriesRequest(term=2, leader_id=1, prev_log_term=2, prev_log_index=3, leader_commit=3, seq=0, entries=[2/4:member])
+        send 2 AppendEntriesRequest(term=2, sender=1, prev_log_term=2, prev_log_index=3, leader_commit=3, seq=0, entries=[2/4:member])
         > flushed 2/4
-        > recv AppendEntriesResponse(2, 2, True, 4, 0, 0, 0)
+        > recv AppendEntriesResponse(term=2, sender=2, success=True, match_index=4, hint_term=0, hint_index=0, seq=0)
         membership 2/4 {{1}} {{1,2}} committed 2/4
         append [2/5:member] up to 2/5
         membership 2/5 {{1,2}} committed 2/4
-        send 2 AppendEntriesRequest(term=2, leader_id=1, prev_log_term=2, prev_log_index=4, leader_commit=4, seq=0, entries=[2/5:member])
+        send 2 AppendEntriesRequest(term=2, sender=1, prev_log_term=2, prev_log_index=4, leader_commit=4, seq=0, entries=[2/5:member])
         apply [4, 5)
         > flushed 2/5
-        > recv AppendEntriesResponse(2, 2, True, 5, 0, 0, 0)
+        > recv AppendEntriesResponse(term=2, sender=2, success=True, match_index=5, hint_term=0, hint_index=0, seq=0)
         membership 2/5 {{1,2}} committed 2/5
         respond chg ok LogId(term=2, index=5)
         apply [5, 6)
@@ -160,20 +160,20 @@ def test_trace_follower_installs_a_snapshot():
     after the last one the snapshot is installed, and only once it is durable does the log
     make way and the leader hear that it is done."""
     play(engine(2, terms=(1, 1, 1)), f"""
-        > recv InstallSnapshotRequest(2, 1, 'snap', 2, 8, 1, 1, {MEMBERS}, 0, b'abc', False)
+        > recv InstallSnapshotRequest(term=2, sender=1, snapshot_id='snap', last_log_term=2, last_log_index=8, membership_term=1, membership_index=1, membership={MEMBERS}, offset=0, data=b'abc', done=False)
         save vote 2/-
         save chunk snap at 0: b'abc'
         state follower term=2 leader=1
         > saved 2/-
-        send 1 InstallSnapshotResponse(term=2, follower_id=2, snapshot_id=snap, next_offset=3, done=False)
-        > recv InstallSnapshotRequest(2, 1, 'snap', 2, 8, 1, 1, {MEMBERS}, 3, b'def', True)
+        send 1 InstallSnapshotResponse(term=2, sender=2, snapshot_id=snap, next_offset=3, done=False)
+        > recv InstallSnapshotRequest(term=2, sender=1, snapshot_id='snap', last_log_term=2, last_log_index=8, membership_term=1, membership_index=1, membership={MEMBERS}, offset=3, data=b'def', done=True)
         save chunk snap at 3: b'def'
         install snapshot snap up to 2/8
         > call e.on_snapshot_installed(e._snap_recv.meta)
         truncate from 1
         purge up to 2/8
         membership 1/1 {{1,2,3}} committed 1/1
-        send 1 InstallSnapshotResponse(term=2, follower_id=2, snapshot_id=snap, next_offset=6, done=True)
+        send 1 InstallSnapshotResponse(term=2, sender=2, snapshot_id=snap, next_offset=6, done=True)
     """)
 
 
@@ -184,16 +184,16 @@ def test_trace_leader_transfer():
     e = engine(1)
     make_leader(e)
     play(e, """
-        > recv AppendEntriesResponse(2, 3, True, 2, 0, 0, 0)
+        > recv AppendEntriesResponse(term=2, sender=3, success=True, match_index=2, hint_term=0, hint_index=0, seq=0)
         apply [1, 3) from storage
         > call e.transfer_leader('t', 2)
-        > recv AppendEntriesResponse(2, 2, True, 2, 0, 0, 0)
-        send 2 TimeoutNowRequest(term=2, leader_id=1)
-        > recv VoteRequest(3, 2, 2, 2, False, True)
+        > recv AppendEntriesResponse(term=2, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0)
+        send 2 TimeoutNowRequest(term=2, sender=1)
+        > recv VoteRequest(term=3, sender=2, last_log_term=2, last_log_index=2, pre_vote=False, leader_transfer=True)
         save vote 3/-
         respond t ok None
         save vote 3/2
         state follower term=3 leader=0
         > saved 3/2
-        send 2 VoteResponse(term=3, voter_id=1, granted=True, pre_vote=False)
+        send 2 VoteResponse(term=3, sender=1, granted=True, pre_vote=False)
     """)

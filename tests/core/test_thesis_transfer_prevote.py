@@ -19,14 +19,14 @@ def answers(c, i):
 def test_3_10_transfer_brings_the_target_up_to_date_then_sends_timeout_now():
     e = engine(1)
     make_leader(e)
-    e.step(AppendEntriesResponse(e.term, 3, True, 2, 0, 0, 0))
+    e.step(AppendEntriesResponse(term=e.term, sender=3, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
     complete_writes(e, e.take_commands())
     e.transfer_leader("t", 2)  # 2 has not acknowledged the blank entry yet
     assert sent(e.take_commands(), TimeoutNowRequest) == []
     assert e.transfer_target == 2
-    e.step(AppendEntriesResponse(e.term, 2, True, 2, 0, 0, 0))
-    assert sent(e.take_commands(), TimeoutNowRequest) == [TimeoutNowRequest(e.term, 1)]
-    e.step(TimeoutNowResponse(e.term + 1, 2))  # the target campaigns in a new term
+    e.step(AppendEntriesResponse(term=e.term, sender=2, success=True, match_index=2, hint_term=0, hint_index=0, seq=0))
+    assert sent(e.take_commands(), TimeoutNowRequest) == [TimeoutNowRequest(term=e.term, sender=1)]
+    e.step(TimeoutNowResponse(term=e.term + 1, sender=2))  # the target campaigns in a new term
     (r,) = of_type(e.take_commands(), Respond)
     assert r == Respond("t", result=None)
     assert e.role == Role.FOLLOWER and e.transfer_target == 0
@@ -34,7 +34,7 @@ def test_3_10_transfer_brings_the_target_up_to_date_then_sends_timeout_now():
 
 def test_3_10_target_campaigns_at_once_and_voters_grant_despite_the_lease():
     f = engine(2, cfg=config())  # pre-vote and check-quorum on
-    f.step(TimeoutNowRequest(1, 1))
+    f.step(TimeoutNowRequest(term=1, sender=1))
     cmds = f.take_commands()
     assert f.role == Role.CANDIDATE and f.term == 2  # no pre-vote for a transfer
     cmds = complete_writes(f, cmds)
@@ -44,10 +44,10 @@ def test_3_10_target_campaigns_at_once_and_voters_grant_despite_the_lease():
     v = engine(3, cfg=config())
     v.step(append(1, 1, 1, 1, 0, []))
     complete_writes(v, v.take_commands())
-    v.step(VoteRequest(2, 2, 1, 1, False, False))
+    v.step(VoteRequest(term=2, sender=2, last_log_term=1, last_log_index=1, pre_vote=False, leader_transfer=False))
     assert sent(complete_writes(v, v.take_commands()), VoteResponse) == []  # ignored: lease
     v.step(reqs[0])
-    assert sent(complete_writes(v, v.take_commands()), VoteResponse) == [VoteResponse(2, 3, True)]
+    assert sent(complete_writes(v, v.take_commands()), VoteResponse) == [VoteResponse(term=2, sender=3, granted=True)]
 
 
 def test_3_10_transfer_end_to_end_and_errors():
@@ -92,21 +92,21 @@ def test_9_6_pre_vote_changes_no_term_and_no_vote():
     v = engine(2)
     v.step(reqs[0])
     cmds = v.take_commands()
-    assert sent(cmds) == [VoteResponse(2, 2, True, True)] and v.vote == Vote(1, 0)
-    e.step(VoteResponse(2, 2, True, True))
+    assert sent(cmds) == [VoteResponse(term=2, sender=2, granted=True, pre_vote=True)] and v.vote == Vote(1, 0)
+    e.step(VoteResponse(term=2, sender=2, granted=True, pre_vote=True))
     cmds = e.take_commands()
     assert e.role == Role.CANDIDATE and e.term == 2  # now the real election
 
 
 def test_9_6_pre_vote_rejected_for_a_stale_log():
     v = engine(2, terms=(1, 3))
-    v.step(VoteRequest(4, 1, 2, 9, True))
-    assert sent(v.take_commands()) == [VoteResponse(3, 2, False, True)]
+    v.step(VoteRequest(term=4, sender=1, last_log_term=2, last_log_index=9, pre_vote=True))
+    assert sent(v.take_commands()) == [VoteResponse(term=3, sender=2, granted=False, pre_vote=True)]
     e = engine(1)
     e.trigger_elect()
     e.take_commands()
-    e.step(VoteResponse(1, 2, False, True))
-    e.step(VoteResponse(1, 3, False, True))
+    e.step(VoteResponse(term=1, sender=2, granted=False, pre_vote=True))
+    e.step(VoteResponse(term=1, sender=3, granted=False, pre_vote=True))
     assert e.role == Role.FOLLOWER and e.term == 1
 
 
@@ -162,9 +162,9 @@ def test_vote_requests_ignored_within_the_leader_lease():
     v = engine(2)
     v.step(append(1, 1, 1, 1, 0, []))
     complete_writes(v, v.take_commands())
-    v.step(VoteRequest(5, 3, 9, 9))
+    v.step(VoteRequest(term=5, sender=3, last_log_term=9, last_log_index=9))
     assert v.take_commands() == [] and v.term == 1
     v.tick(v.now + 0.15)
-    v.step(VoteRequest(5, 3, 9, 9))
+    v.step(VoteRequest(term=5, sender=3, last_log_term=9, last_log_index=9))
     replies = sent(complete_writes(v, v.take_commands()), VoteResponse)
-    assert replies == [VoteResponse(5, 2, True)] and v.term == 5
+    assert replies == [VoteResponse(term=5, sender=2, granted=True)] and v.term == 5

@@ -125,9 +125,9 @@ def test_the_raft_routes_refuse_bytes_that_do_not_decode():
                 nodes = Nodes(nursery, "http")
                 info = await nodes.start(1)
                 base = f"http://{info.addr}"
-                vote = encode_message(VoteRequest(term=5, candidate_id=2, last_log_term=0,
+                vote = encode_message(VoteRequest(term=5, sender=2, last_log_term=0,
                                                   last_log_index=0))
-                append = encode_message(AppendEntriesRequest(term=1, leader_id=2, prev_log_term=0,
+                append = encode_message(AppendEntriesRequest(term=1, sender=2, prev_log_term=0,
                                                              prev_log_index=0, leader_commit=0))
                 async with httpx.AsyncClient(trust_env=False) as http:
                     for route, body, why in [

@@ -41,20 +41,20 @@ class EchoHandler:
 
     async def handle_append_entries(self, req):
         return await self._answer(req, lambda: AppendEntriesResponse(
-            term=req.term, follower_id=self.node_id, success=True,
+            term=req.term, sender=self.node_id, success=True,
             match_index=req.prev_log_index + len(req.entries), seq=req.seq))
 
     async def handle_vote(self, req):
         return await self._answer(req, lambda: VoteResponse(
-            term=req.term, voter_id=self.node_id, granted=req.term % 2 == 0, pre_vote=req.pre_vote))
+            term=req.term, sender=self.node_id, granted=req.term % 2 == 0, pre_vote=req.pre_vote))
 
     async def handle_install_snapshot(self, req):
         return await self._answer(req, lambda: InstallSnapshotResponse(
-            term=req.term, follower_id=self.node_id, snapshot_id=req.snapshot_id,
+            term=req.term, sender=self.node_id, snapshot_id=req.snapshot_id,
             next_offset=req.offset + len(req.data), done=req.done))
 
     async def handle_timeout_now(self, req):
-        return await self._answer(req, lambda: TimeoutNowResponse(term=req.term, follower_id=self.node_id))
+        return await self._answer(req, lambda: TimeoutNowResponse(term=req.term, sender=self.node_id))
 
 
 class OrderedEchoHandler(EchoHandler):
@@ -81,5 +81,5 @@ class OrderedEchoHandler(EchoHandler):
 
 
 def append_request(term=1, seq=0, prev=0, entries=()):
-    return AppendEntriesRequest(term=term, leader_id=1, prev_log_term=0, prev_log_index=prev,
+    return AppendEntriesRequest(term=term, sender=1, prev_log_term=0, prev_log_index=prev,
                                 leader_commit=0, seq=seq, entries=list(entries))

@@ -58,7 +58,7 @@ def test_error_text_is_bounded():
 
 @pytest.mark.parametrize("cut", [3, ENVELOPE_SIZE + 2, ENVELOPE_SIZE + codec.HEADER_SIZE + 1])
 def test_stream_ending_inside_an_envelope_is_a_codec_error(cut):
-    data = encode_ok(1, VoteRequest(1, 1, 0, 0))
+    data = encode_ok(1, VoteRequest(term=1, sender=1, last_log_term=0, last_log_index=0))
     with pytest.raises(CodecError):
         trio.run(_read_all, data[:cut], 4)
 
@@ -69,7 +69,7 @@ def test_unknown_status_is_a_codec_error():
 
 
 def test_bad_checksum_is_a_codec_error():
-    data = bytearray(encode_ok(1, VoteRequest(1, 1, 0, 0)))
+    data = bytearray(encode_ok(1, VoteRequest(term=1, sender=1, last_log_term=0, last_log_index=0)))
     data[-1] ^= 0xFF
     with pytest.raises(CodecError):
         trio.run(_read_all, bytes(data), 64)
@@ -92,11 +92,11 @@ def test_cancelled_read_keeps_the_stream_position():
     async def main():
         send, recv = trio.testing.memory_stream_one_way_pair()
         reader = FrameReader(recv)
-        data = encode_ok(5, VoteRequest(3, 1, 0, 0))
+        data = encode_ok(5, VoteRequest(term=3, sender=1, last_log_term=0, last_log_index=0))
         await send.send_all(data[:10])
         with trio.move_on_after(0.01):
             await reader.read()  # waits for the rest, then is cancelled
         await send.send_all(data[10:])
-        assert await reader.read() == (5, VoteRequest(3, 1, 0, 0))
+        assert await reader.read() == (5, VoteRequest(term=3, sender=1, last_log_term=0, last_log_index=0))
 
     trio.run(main)

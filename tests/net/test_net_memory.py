@@ -38,16 +38,16 @@ def test_every_request_kind_gets_its_response():
         router, handlers = three_nodes()
         async with router.network(1).client(2, None) as c:
             r = await c.append_entries(append_request(term=3, seq=9, prev=4, entries=[Entry(3, 5, 1, b"x")]), 1.0)
-            assert r == AppendEntriesResponse(term=3, follower_id=2, success=True, match_index=5, seq=9)
-            v = await c.vote(VoteRequest(term=4, candidate_id=1, last_log_term=3, last_log_index=5, pre_vote=True), 1.0)
-            assert v == VoteResponse(term=4, voter_id=2, granted=True, pre_vote=True)
+            assert r == AppendEntriesResponse(term=3, sender=2, success=True, match_index=5, seq=9)
+            v = await c.vote(VoteRequest(term=4, sender=1, last_log_term=3, last_log_index=5, pre_vote=True), 1.0)
+            assert v == VoteResponse(term=4, sender=2, granted=True, pre_vote=True)
             s = await c.install_snapshot(InstallSnapshotRequest(
-                term=4, leader_id=1, snapshot_id="s1", last_log_term=3, last_log_index=5,
+                term=4, sender=1, snapshot_id="s1", last_log_term=3, last_log_index=5,
                 membership_term=1, membership_index=1, membership=b"{}", offset=10, data=b"abc",
                 done=False), 1.0)
-            assert s == InstallSnapshotResponse(term=4, follower_id=2, snapshot_id="s1", next_offset=13, done=False)
-            t = await c.timeout_now(TimeoutNowRequest(term=4, leader_id=1), 1.0)
-            assert t == TimeoutNowResponse(term=4, follower_id=2)
+            assert s == InstallSnapshotResponse(term=4, sender=2, snapshot_id="s1", next_offset=13, done=False)
+            t = await c.timeout_now(TimeoutNowRequest(term=4, sender=1), 1.0)
+            assert t == TimeoutNowResponse(term=4, sender=2)
         assert len(handlers[2].seen) == 4 and not handlers[3].seen
         assert router.stats.delivered == 8  # four requests, four responses
 
@@ -58,7 +58,7 @@ def test_request_without_answer_returns_none():
     async def main():
         router, handlers = three_nodes(through_codec=True)
         handlers[2].silent_terms.add(5)
-        assert await router.network(1).client(2, None).vote(VoteRequest(5, 1, 0, 0), 1.0) is None
+        assert await router.network(1).client(2, None).vote(VoteRequest(term=5, sender=1, last_log_term=0, last_log_index=0), 1.0) is None
 
     run(main)
 
@@ -66,7 +66,7 @@ def test_request_without_answer_returns_none():
 def test_dispatch_refuses_a_response_message():
     async def main():
         with pytest.raises(TypeError):
-            await dispatch(EchoHandler(), VoteResponse(term=1, voter_id=1, granted=True))
+            await dispatch(EchoHandler(), VoteResponse(term=1, sender=1, granted=True))
 
     run(main)
 
@@ -89,15 +89,15 @@ def test_partition_loses_messages_until_heal():
         router, handlers = three_nodes()
         router.partition({1, 2}, {3})
         net1 = router.network(1)
-        assert (await net1.client(2, None).vote(VoteRequest(2, 1, 0, 0), 1.0)).granted
+        assert (await net1.client(2, None).vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 1.0)).granted
         t0 = trio.current_time()
         with pytest.raises(RequestTimeout):
-            await net1.client(3, None).vote(VoteRequest(2, 1, 0, 0), 1.0)
+            await net1.client(3, None).vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 1.0)
         assert trio.current_time() - t0 == pytest.approx(1.0)  # a lost message hangs until the timeout
         assert not handlers[3].seen
         assert not router.can_reach(3, 2) and router.can_reach(2, 1)
         router.heal()
-        assert (await net1.client(3, None).vote(VoteRequest(2, 1, 0, 0), 1.0)).granted
+        assert (await net1.client(3, None).vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 1.0)).granted
         assert router.stats.blocked == 1
 
     run(main)
@@ -116,13 +116,13 @@ def test_isolate_cuts_one_node_both_ways():
         router, handlers = three_nodes()
         router.isolate(2)
         with pytest.raises(RequestTimeout):
-            await router.network(1).client(2, None).vote(VoteRequest(2, 1, 0, 0), 0.5)
+            await router.network(1).client(2, None).vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 0.5)
         with pytest.raises(RequestTimeout):
-            await router.network(2).client(3, None).vote(VoteRequest(2, 2, 0, 0), 0.5)
-        assert (await router.network(1).client(3, None).vote(VoteRequest(2, 1, 0, 0), 0.5)).granted
+            await router.network(2).client(3, None).vote(VoteRequest(term=2, sender=2, last_log_term=0, last_log_index=0), 0.5)
+        assert (await router.network(1).client(3, None).vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 0.5)).granted
         assert not handlers[2].seen and len(handlers[3].seen) == 1
         router.heal()
-        assert (await router.network(1).client(2, None).vote(VoteRequest(2, 1, 0, 0), 0.5)).granted
+        assert (await router.network(1).client(2, None).vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 0.5)).granted
 
     run(main)
 
@@ -136,7 +136,7 @@ def test_partition_during_flight_loses_the_response():
 
             async def ask():
                 try:
-                    await c.vote(VoteRequest(2, 1, 0, 0), 1.0)
+                    await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 1.0)
                     outcome.append("answered")
                 except RequestTimeout:
                     outcome.append("timeout")
@@ -153,7 +153,7 @@ def test_delay_applies_to_request_and_response():
     async def main():
         router, _ = three_nodes(delay_s=0.05)
         t0 = trio.current_time()
-        await router.network(1).client(2, None).vote(VoteRequest(2, 1, 0, 0), 1.0)
+        await router.network(1).client(2, None).vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 1.0)
         assert trio.current_time() - t0 == pytest.approx(0.1)
 
     run(main)
@@ -166,7 +166,7 @@ def _drop_pattern(seed):
         pattern = []
         for i in range(40):
             try:
-                await c.vote(VoteRequest(2 * i, 1, 0, 0), 0.1)
+                await c.vote(VoteRequest(term=2 * i, sender=1, last_log_term=0, last_log_index=0), 0.1)
                 pattern.append(1)
             except RequestTimeout:
                 pattern.append(0)
@@ -199,7 +199,7 @@ def test_shutting_down_target_answers_remote_error():
         router, handlers = three_nodes()
         handlers[2].shutting_down = True
         with pytest.raises(RemoteError):
-            await router.network(1).client(2, None).vote(VoteRequest(2, 1, 0, 0), 1.0)
+            await router.network(1).client(2, None).vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 1.0)
 
     run(main)
 
@@ -210,7 +210,7 @@ def test_closed_client_refuses():
         c = router.network(1).client(2, None)
         await c.aclose()
         with pytest.raises(Unreachable):
-            await c.vote(VoteRequest(2, 1, 0, 0), 1.0)
+            await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 1.0)
 
     run(main)
 
@@ -240,7 +240,7 @@ def test_pipelined_start_returns_replies_in_flight():
                 nursery.start_soon(wait)
         assert sorted(results) == [0, 1, 2, 3, 4]
         with pytest.raises(TypeError):
-            await c.request(VoteResponse(1, 1, True), 1.0)
+            await c.request(VoteResponse(term=1, sender=1, granted=True), 1.0)
 
     run(main)
 
@@ -249,7 +249,7 @@ def test_handler_shutdown_error_reaches_every_waiter():
     async def main():
         router, handlers = three_nodes()
         handlers[2].shutting_down = True
-        reply = await router.network(1).client(2, None).start(VoteRequest(2, 1, 0, 0))
+        reply = await router.network(1).client(2, None).start(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0))
         for _ in range(2):
             with pytest.raises(RemoteError):
                 await reply.result()

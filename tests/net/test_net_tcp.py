@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from fastraft import Entry, Node
+from fastraft.codec import WIRE_VERSION
 from fastraft.messages import (
     InstallSnapshotRequest,
     TimeoutNowRequest,
@@ -47,12 +48,12 @@ def test_round_trip_of_every_kind():
             node = await start_server(nursery, handler)
             async with TcpNetwork().client(2, node) as c:
                 r = await c.append_entries(append_request(term=2, seq=3, prev=7, entries=[Entry(2, 8, 1, b"abc")]), 2.0)
-                assert (r.follower_id, r.match_index, r.seq) == (2, 8, 3)
-                assert (await c.vote(VoteRequest(4, 1, 2, 8), 2.0)).granted
+                assert (r.sender, r.match_index, r.seq) == (2, 8, 3)
+                assert (await c.vote(VoteRequest(term=4, sender=1, last_log_term=2, last_log_index=8), 2.0)).granted
                 s = await c.install_snapshot(InstallSnapshotRequest(
-                    4, 1, "snap", 2, 8, 1, 1, b"{}", 0, b"x" * 100_000, True), 5.0)
+                    term=4, sender=1, snapshot_id="snap", last_log_term=2, last_log_index=8, membership_term=1, membership_index=1, membership=b"{}", offset=0, data=b"x" * 100_000, done=True), 5.0)
                 assert (s.next_offset, s.done) == (100_000, True)
-                assert await c.timeout_now(TimeoutNowRequest(4, 1), 2.0) == TimeoutNowResponse(4, 2)
+                assert await c.timeout_now(TimeoutNowRequest(term=4, sender=1), 2.0) == TimeoutNowResponse(term=4, sender=2)
                 assert c.connects == 1  # one persistent connection for all of them
             assert handler.seen[0].entries == [Entry(2, 8, 1, b"abc")]
             nursery.cancel_scope.cancel()
@@ -98,13 +99,13 @@ def test_timeout_leaves_the_client_usable_and_drops_the_late_answer():
             node = await start_server(nursery, handler)
             async with TcpNetwork().client(2, node) as c:
                 with pytest.raises(RequestTimeout):
-                    await c.vote(VoteRequest(2, 1, 0, 0), 0.05)
+                    await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 0.05)
                 handler.delay_s = 0.0
                 # the first answer arrives late, while this one waits: it must not be taken
-                v = await c.vote(VoteRequest(3, 1, 0, 0), 2.0)
+                v = await c.vote(VoteRequest(term=3, sender=1, last_log_term=0, last_log_index=0), 2.0)
                 assert (v.term, v.granted) == (3, False)
                 await trio.sleep(0.35)
-                assert (await c.vote(VoteRequest(4, 1, 0, 0), 2.0)).term == 4
+                assert (await c.vote(VoteRequest(term=4, sender=1, last_log_term=0, last_log_index=0), 2.0)).term == 4
                 assert c.connects == 1
             nursery.cancel_scope.cancel()
 
@@ -119,9 +120,9 @@ def test_node_that_cannot_serve_answers_remote_error_and_connection_stays():
             async with TcpNetwork().client(2, node) as c:
                 handler.shutting_down = True
                 with pytest.raises(RemoteError, match="RaftShutdown"):
-                    await c.vote(VoteRequest(2, 1, 0, 0), 2.0)
+                    await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)
                 handler.shutting_down = False
-                assert (await c.vote(VoteRequest(2, 1, 0, 0), 2.0)).granted
+                assert (await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)).granted
                 assert c.connects == 1
             nursery.cancel_scope.cancel()
 
@@ -131,8 +132,8 @@ def test_node_that_cannot_serve_answers_remote_error_and_connection_stays():
 @pytest.mark.parametrize("garbage", [
     b"\x00" * 64,                                                        # zero header
     struct.pack("<QB", 1, 0) + b"GARBAGE!" * 8,                          # bad frame header
-    struct.pack("<QB", 1, 0) + struct.pack("<BBHII", 1, 2, 0, 1 << 30, 0),  # oversized frame
-    encode_ok(1, TimeoutNowResponse(1, 1)),                              # a response as request
+    struct.pack("<QB", 1, 0) + struct.pack("<BBHII", WIRE_VERSION, 2, 0, 1 << 30, 0),  # oversized
+    encode_ok(1, TimeoutNowResponse(term=1, sender=1)),                              # a response as request
 ])
 def test_peer_sending_garbage_is_dropped_and_logged_and_server_carries_on(garbage, caplog):
     async def main():
@@ -147,7 +148,7 @@ def test_peer_sending_garbage_is_dropped_and_logged_and_server_carries_on(garbag
             assert rest == b""  # the server hung up on us
             await bad.aclose()
             async with TcpNetwork().client(2, node) as c:
-                assert (await c.vote(VoteRequest(2, 1, 0, 0), 2.0)).granted
+                assert (await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)).granted
             nursery.cancel_scope.cancel()
 
     with caplog.at_level(logging.WARNING, logger="fastraft.net.tcp"):
@@ -171,9 +172,9 @@ def test_garbage_answer_fails_requests_and_client_reconnects(caplog):
             net = TcpNetwork(backoff_min_s=0.0)
             async with net.client(2, Node(f"127.0.0.1:{port}")) as c:
                 with pytest.raises(Unreachable, match="bad frame"):
-                    await c.vote(VoteRequest(2, 1, 0, 0), 2.0)
+                    await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)
                 with pytest.raises(Unreachable):
-                    await c.vote(VoteRequest(2, 1, 0, 0), 2.0)
+                    await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)
                 assert c.connects == 2  # a fresh connection after the bad one was dropped
             nursery.cancel_scope.cancel()
 
@@ -191,15 +192,15 @@ def test_dead_peer_backoff_then_reconnect():
             async with net.client(2, node) as c:
                 t0 = trio.current_time()
                 with pytest.raises(Unreachable, match="cannot connect"):
-                    await c.vote(VoteRequest(2, 1, 0, 0), 2.0)
+                    await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)
                 with pytest.raises(Unreachable, match="backoff"):
-                    await c.vote(VoteRequest(2, 1, 0, 0), 2.0)  # inside the backoff: no dial
+                    await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)  # inside the backoff: no dial
                 assert trio.current_time() - t0 < 0.2
                 handler = EchoHandler(node_id=2)
                 await nursery.start(lambda task_status: serve_raft_tcp(
                     handler, "127.0.0.1", port, task_status=task_status))
                 await trio.sleep(0.25)
-                assert (await c.vote(VoteRequest(2, 1, 0, 0), 2.0)).granted
+                assert (await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)).granted
                 assert c.connects == 1
             nursery.cancel_scope.cancel()
 
@@ -217,8 +218,8 @@ def test_server_restart_fails_in_flight_requests_then_reconnects():
                 async with trio.open_nursery() as server:
                     await server.start(lambda task_status: serve_raft_tcp(
                         handler, "127.0.0.1", port, task_status=task_status))
-                    assert (await c.vote(VoteRequest(2, 1, 0, 0), 2.0)).granted
-                    hanging = await c.start(VoteRequest(9, 1, 0, 0))
+                    assert (await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)).granted
+                    hanging = await c.start(VoteRequest(term=9, sender=1, last_log_term=0, last_log_index=0))
                     await trio.sleep(0.05)
                     server.cancel_scope.cancel()  # the node goes down with a request in flight
                 with pytest.raises(Unreachable):
@@ -226,7 +227,7 @@ def test_server_restart_fails_in_flight_requests_then_reconnects():
                         await hanging.result()
                 await outer.start(lambda task_status: serve_raft_tcp(
                     handler, "127.0.0.1", port, task_status=task_status))
-                assert (await c.vote(VoteRequest(4, 1, 0, 0), 2.0)).granted
+                assert (await c.vote(VoteRequest(term=4, sender=1, last_log_term=0, last_log_index=0), 2.0)).granted
                 assert c.connects == 2
             outer.cancel_scope.cancel()
 
@@ -248,7 +249,7 @@ def test_server_stops_when_its_node_closes():
             async with trio.open_nursery() as nursery:
                 node = await start_server(nursery, handler)
                 async with TcpNetwork().client(2, node) as c:
-                    assert (await c.vote(VoteRequest(2, 1, 0, 0), 2.0)).granted
+                    assert (await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)).granted
                     handler.closed.set()
                 # the nursery exits by itself: serve_raft_tcp returned
         host, port = parse_addr(node.addr)
@@ -264,7 +265,7 @@ def test_client_cancelled_with_an_open_connection_closes_cleanly():
             node = await start_server(nursery, EchoHandler(node_id=2))
             with trio.move_on_after(0.2) as scope:
                 async with TcpNetwork().client(2, node) as c:
-                    assert (await c.vote(VoteRequest(2, 1, 0, 0), 2.0)).granted
+                    assert (await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 2.0)).granted
                     await trio.sleep_forever()  # cancelled here, with the connection open
             assert scope.cancelled_caught
             nursery.cancel_scope.cancel()
@@ -276,11 +277,11 @@ def test_client_must_be_entered_and_refuses_after_close():
     async def main():
         c = TcpNetwork().client(2, Node("127.0.0.1:1"))
         with pytest.raises(RuntimeError, match="async with"):
-            await c.vote(VoteRequest(2, 1, 0, 0), 1.0)
+            await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 1.0)
         async with c:
             pass
         with pytest.raises(Unreachable):
-            await c.vote(VoteRequest(2, 1, 0, 0), 1.0)
+            await c.vote(VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), 1.0)
 
     run(main)
 

@@ -25,7 +25,7 @@ class Voter:
     async def handle_vote(self, req):
         if req.term in self.hang:
             await trio.sleep_forever()
-        return VoteResponse(term=req.term, voter_id=2, granted=True)
+        return VoteResponse(term=req.term, sender=2, granted=True)
 
 
 def mock_run(fn):
@@ -52,7 +52,7 @@ def test_a_hung_request_does_not_hold_up_the_responses_behind_it(kind):
             nursery.start_soon(sender.run)
             t0 = trio.current_time()
             for term in (9, 2, 4):
-                sender.send(VoteRequest(term, 1, 0, 0))
+                sender.send(VoteRequest(term=term, sender=1, last_log_term=0, last_log_index=0))
             with trio.fail_after(5):
                 while len(got) < 2:  # bounded by the fail_after
                     await trio.sleep(0.01)
@@ -62,7 +62,7 @@ def test_a_hung_request_does_not_hold_up_the_responses_behind_it(kind):
             with trio.fail_after(5):
                 while sender.failed < 1:  # the hung request expires and frees its slot
                     await trio.sleep(0.01)
-            sender.send(VoteRequest(6, 1, 0, 0))
+            sender.send(VoteRequest(term=6, sender=1, last_log_term=0, last_log_index=0))
             with trio.fail_after(5):
                 while len(got) < 3:
                     await trio.sleep(0.01)
@@ -80,7 +80,7 @@ def test_full_queue_drops_the_oldest():
     sender = PeerSender(2, Node(""), MemoryRouter().network(1), lambda m: None,
                         timeout_s=1.0, snapshot_timeout_s=1.0, max_queued=3)
     for term in range(5):
-        sender.send(VoteRequest(term, 1, 0, 0))
+        sender.send(VoteRequest(term=term, sender=1, last_log_term=0, last_log_index=0))
     assert [m.term for m in sender._queue] == [2, 3, 4] and sender.dropped == 2
 
 
@@ -89,17 +89,17 @@ def test_responses_answer_the_oldest_waiting_request_of_their_kind():
         inbound = InboundReplies(max_per_key=3, max_age_s=1.0)
         ae = [Reply() for _ in range(3)]
         for r in ae:
-            inbound.expect(1, AppendEntriesRequest(2, 1, 0, 0, 0), r, now=0.0)
+            inbound.expect(1, AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0), r, now=0.0)
         vote = Reply()
-        inbound.expect(1, VoteRequest(2, 1, 0, 0), vote, now=0.0)
-        ack = AppendEntriesResponse(2, 3, True, 5)
+        inbound.expect(1, VoteRequest(term=2, sender=1, last_log_term=0, last_log_index=0), vote, now=0.0)
+        ack = AppendEntriesResponse(term=2, sender=3, success=True, match_index=5)
         assert inbound.answer(1, ack)
         assert ae[0].value == ack and not ae[1].done and not vote.done
         assert not inbound.answer(2, ack)  # nobody from node 2 waits: dropped
-        assert inbound.answer(1, VoteResponse(2, 3, True)) and vote.done
+        assert inbound.answer(1, VoteResponse(term=2, sender=3, granted=True)) and vote.done
         overflow = Reply()
-        inbound.expect(1, AppendEntriesRequest(2, 1, 0, 0, 0), overflow, now=0.5)
-        inbound.expect(1, AppendEntriesRequest(2, 1, 0, 0, 0), Reply(), now=0.5)
+        inbound.expect(1, AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0), overflow, now=0.5)
+        inbound.expect(1, AppendEntriesRequest(term=2, sender=1, prev_log_term=0, prev_log_index=0, leader_commit=0), Reply(), now=0.5)
         assert ae[1].done and ae[1].value is None  # beyond max_per_key the oldest gets None
         inbound.reap(now=1.2)  # waited longer than max_age_s: no answer
         assert ae[2].done and ae[2].value is None and not overflow.done
@@ -237,7 +237,7 @@ def test_requests_started_directly_or_by_the_sender_task_keep_their_order():
         async def submit_request(self, req):  # taken in arrival order, as a node does
             self.terms.append(req.term)
             reply = Reply()
-            reply.set_result(VoteResponse(term=req.term, voter_id=2, granted=True))
+            reply.set_result(VoteResponse(term=req.term, sender=2, granted=True))
             return reply
 
     async def main():
@@ -255,7 +255,7 @@ def test_requests_started_directly_or_by_the_sender_task_keep_their_order():
             for burst, pause_every in ((1, 1), (30, 0), (12, 3), (200, 0), (20, 2), (60, 7)):
                 for k in range(burst):
                     term += 1
-                    sender.send(VoteRequest(term, 1, 0, 0))
+                    sender.send(VoteRequest(term=term, sender=1, last_log_term=0, last_log_index=0))
                     if pause_every and k % pause_every == pause_every - 1:
                         await trio.sleep(0.001)
                 await trio.sleep(0.05)

@@ -24,7 +24,7 @@ _original = {name: getattr(Engine, name) for name in
 def grant_two_votes_in_one_term(self, msg):
     """Bug: a voter forgets whom it voted for in this term, so it votes again."""
     if (not msg.pre_vote and msg.term == self.vote.term and self.role != Role.LEADER
-            and self.vote.node_id not in (0, msg.candidate_id)):
+            and self.vote.node_id not in (0, msg.sender)):
         self.vote = Vote(self.vote.term, 0)
     return _original["_handle_vote_request"](self, msg)
 

@@ -18,7 +18,7 @@ The body depends on the frame kind:
 
 * ``FRAME_MESSAGE`` (one Raft message, see ``fastraft.messages``)::
 
-      tag u8, then each field of the class's FIELDS in order:
+      tag u8, then each field of the class (``fastraft.messages.wire_fields``) in order:
         u64     8 bytes
         bool    1 byte, 0 or 1
         bytes   length u32, then the bytes
@@ -44,7 +44,7 @@ from __future__ import annotations
 import struct
 
 from fastraft.errors import CodecError
-from fastraft.messages import MESSAGE_TYPES
+from fastraft.messages import MESSAGE_TYPES, wire_fields
 
 from .entry import Entry
 
@@ -75,8 +75,12 @@ __all__ = [
     "decode_message",
 ]
 
-#: Version byte of every frame; bump it whenever the layout of any frame changes.
-WIRE_VERSION = 1
+#: Version byte of every frame; bump it whenever the layout of any frame changes. Version 2:
+#: every message names its ``sender`` in one field (before: candidate_id, leader_id, voter_id or
+#: follower_id), and message layouts are derived from the classes' dataclass fields. The bytes
+#: sit where version 1 put them, but the schema they are read with is new, so a version-1 peer
+#: is refused rather than trusted to agree.
+WIRE_VERSION = 2
 #: Bytes of the fixed frame header.
 HEADER_SIZE = 12
 #: Default bound on a whole frame, header included.
@@ -276,6 +280,18 @@ def decode_entries(data, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list
 
 # --- messages ----------------------------------------------------------------------------
 
+# Each message class's wire_fields, computed once per class (at most one class per tag).
+_FIELD_TABLES: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _fields_of(cls) -> tuple[tuple[str, str], ...]:
+    table = _FIELD_TABLES.get(cls)
+    if table is None:
+        if len(_FIELD_TABLES) >= 256:  # one per tag; only a churn of classes gets here
+            _FIELD_TABLES.clear()
+        table = _FIELD_TABLES[cls] = wire_fields(cls)
+    return table
+
 def _message_class(msg) -> type:
     cls = type(msg)
     tag = getattr(cls, "TAG", None)
@@ -295,7 +311,7 @@ def encode_message(msg, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes
     max_frame_bytes = _check_limit(max_frame_bytes)
     cls = _message_class(msg)
     parts = [bytes((cls.TAG,))]
-    for name, kind in cls.FIELDS:
+    for name, kind in _fields_of(cls):
         value = getattr(msg, name)
         where = f"{cls.__name__}.{name}"
         if kind == "u64":
@@ -345,13 +361,13 @@ def decode_message(data, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
     cls = MESSAGE_TYPES.get(tag)
     if cls is None:
         raise CodecError(f"unknown message tag {tag}")
-    args = []
-    for name, kind in cls.FIELDS:
+    args = {}
+    for name, kind in _fields_of(cls):
         where = f"{cls.__name__}.{name}: "
         if kind == "u64":
             if end - pos < 8:
                 raise CodecError(f"{where}truncated u64")
-            args.append(_U64.unpack_from(data, pos)[0])
+            args[name] = _U64.unpack_from(data, pos)[0]
             pos += 8
         elif kind == "bool":
             if pos == end:
@@ -359,7 +375,7 @@ def decode_message(data, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
             b = data[pos]
             if b > 1:
                 raise CodecError(f"{where}bad bool byte {b}")
-            args.append(b == 1)
+            args[name] = b == 1
             pos += 1
         elif kind == "bytes" or kind == "str":
             if end - pos < 4:
@@ -372,19 +388,19 @@ def decode_message(data, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
             pos += size
             if kind == "str":
                 try:
-                    args.append(raw.decode())
+                    args[name] = raw.decode()
                 except UnicodeDecodeError:
                     raise CodecError(f"{where}invalid UTF-8") from None
             else:
-                args.append(raw)
+                args[name] = raw
         elif kind == "entries":
             entries, pos = _read_entries(data, pos, end, where)
-            args.append(entries)
+            args[name] = entries
         else:
             raise CodecError(f"{where}unknown field kind {kind!r}")
     if pos != end:
         raise CodecError(f"{end - pos} bytes of trailing garbage after {cls.__name__}")
     try:
-        return cls(*args)
+        return cls(**args)
     except (TypeError, ValueError) as e:
         raise CodecError(f"{cls.__name__}: {e}") from None

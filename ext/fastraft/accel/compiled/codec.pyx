@@ -25,9 +25,9 @@ from fastraft.accel.compiled.entry cimport Entry, make_entry
 cdef object _crc32c_package = None
 
 from fastraft.errors import CodecError
-from fastraft.messages import MESSAGE_TYPES
+from fastraft.messages import MESSAGE_TYPES, wire_fields
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2  # see the twin for what changed in version 2
 HEADER_SIZE = 12
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 FRAME_ENTRIES = 1
@@ -36,7 +36,7 @@ ENTRY_HEADER_SIZE = 21
 MAX_ENTRY_KIND = 2
 
 cdef enum:
-    C_VERSION = 1
+    C_VERSION = 2
     C_HEADER = 12
     C_ENTRIES = 1
     C_MESSAGE = 2
@@ -60,7 +60,7 @@ cdef bint inline_crc = fr_crc32c_inline_available()
 _FRAME_NAMES = {1: "an entry batch", 2: "a message"}
 _FIELD_CODES = {"u64": F_U64, "bool": F_BOOL, "bytes": F_BYTES, "str": F_STR,
                 "entries": F_ENTRIES}
-# Per message class: (its FIELDS tuple, [(name, code, kind), ...]); at most one per tag.
+# Per message class: [(name, code, kind), ...] from its wire_fields; at most one per tag.
 cdef dict _plans = {}
 
 
@@ -340,15 +340,14 @@ def decode_entries(data, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
 
 
 cdef list _plan_of(object cls):
-    """[(name, code, kind), ...] for the class's FIELDS, cached while FIELDS is unchanged."""
-    fields = cls.FIELDS
+    """[(name, code, kind), ...] for the class's wire_fields, computed once per class."""
     cached = _plans.get(cls)
-    if cached is not None and (<tuple>cached)[0] is fields:
-        return <list>(<tuple>cached)[1]
-    plan = [(name, _FIELD_CODES.get(kind, F_UNKNOWN), kind) for name, kind in fields]
+    if cached is not None:
+        return <list>cached
+    plan = [(name, _FIELD_CODES.get(kind, F_UNKNOWN), kind) for name, kind in wire_fields(cls)]
     if len(_plans) >= 256:  # one entry per tag; only a churn of classes can get here
         _plans.clear()
-    _plans[cls] = (fields, plan)
+    _plans[cls] = plan
     return plan
 
 
@@ -447,7 +446,7 @@ cdef object _message_at(const unsigned char *p, Py_ssize_t size, uint64_t limit,
         raise CodecError(f"unknown message tag {tag}")
     cdef list plan = _plan_of(cls)
     n = len(plan)
-    cdef list args = [None] * n
+    cdef dict args = {}
     cdef int code
     cdef uint8_t b
     for i in range(n):
@@ -455,7 +454,7 @@ cdef object _message_at(const unsigned char *p, Py_ssize_t size, uint64_t limit,
         if code == F_U64:
             if end - pos < 8:
                 raise CodecError(f"{_where(cls, name)}truncated u64")
-            args[i] = fr_load_u64(p + pos)
+            args[name] = fr_load_u64(p + pos)
             pos += 8
         elif code == F_BOOL:
             if pos == end:
@@ -463,7 +462,7 @@ cdef object _message_at(const unsigned char *p, Py_ssize_t size, uint64_t limit,
             b = p[pos]
             if b > 1:
                 raise CodecError(f"{_where(cls, name)}bad bool byte {b}")
-            args[i] = b == 1
+            args[name] = b == 1
             pos += 1
         elif code == F_BYTES or code == F_STR:
             if end - pos < 4:
@@ -475,20 +474,20 @@ cdef object _message_at(const unsigned char *p, Py_ssize_t size, uint64_t limit,
                                  f"{end - pos} bytes left")
             if code == F_STR:
                 try:
-                    args[i] = PyUnicode_DecodeUTF8(<const char *>p + pos, length, NULL)
+                    args[name] = PyUnicode_DecodeUTF8(<const char *>p + pos, length, NULL)
                 except UnicodeDecodeError:
                     raise CodecError(f"{_where(cls, name)}invalid UTF-8") from None
             else:
-                args[i] = PyBytes_FromStringAndSize(<const char *>p + pos, length)
+                args[name] = PyBytes_FromStringAndSize(<const char *>p + pos, length)
             pos += length
         elif code == F_ENTRIES:
-            args[i] = _read_entries(p, pos, end, cls, name, &pos)
+            args[name] = _read_entries(p, pos, end, cls, name, &pos)
         else:
             raise CodecError(f"{_where(cls, name)}unknown field kind {kind!r}")
     if pos != end:
         raise CodecError(f"{end - pos} bytes of trailing garbage after {cls.__name__}")
     try:
-        return cls(*args)
+        return cls(**args)
     except (TypeError, ValueError) as e:
         raise CodecError(f"{cls.__name__}: {e}") from None
 
