@@ -226,8 +226,16 @@ async def _client_command(args) -> int:
     """Every client command, bounded as a whole by --timeout (admin ones included): the
     client stops retrying at --timeout, and whatever still runs is cancelled
     ``HARD_STOP_GRACE_S`` later."""
-    with trio.move_on_after(args.timeout + HARD_STOP_GRACE_S) as scope:
-        return await _run_client_command(args)
+    from .client import KVClient  # imported and built before the clock starts: the bound is
+    # for waiting on the cluster, not for loading the HTTP client (slow on a busy machine)
+
+    # the client gives up at --timeout and says what it last saw; the hard stop a moment
+    # later is for anything that would not end on its own
+    timeout = args.timeout
+    async with KVClient(args.addrs, deadline_s=timeout, admin_timeout_s=timeout,
+                        request_timeout_s=min(5.0, timeout)) as client:
+        with trio.move_on_after(args.timeout + HARD_STOP_GRACE_S) as scope:
+            return await _run_client_command(args, client)
     assert scope.cancelled_caught
     raise ClientTimeout(f"{args.command}: no answer within --timeout {args.timeout:g} s from "
                         f"{', '.join(args.addrs)}")
@@ -261,65 +269,59 @@ async def _require_initialized(client, addrs: list[str], timeout_s: float) -> No
                              f"{', '.join(addrs)}): run '{PROG} init' first")
 
 
-async def _run_client_command(args) -> int:
-    from .client import KVClient
-
+async def _run_client_command(args, client) -> int:
     addrs = args.addrs
-    # the client gives up at --timeout and says what it last saw; the hard stop a moment
-    # later (_client_command) is for anything that would not end on its own
     timeout = args.timeout
-    async with KVClient(addrs, deadline_s=timeout, admin_timeout_s=timeout,
-                        request_timeout_s=min(5.0, timeout)) as client:
-        cmd = args.command
-        if cmd in ("put", "delete", "cas") or (cmd == "get" and not args.local):
-            await _require_initialized(client, addrs, min(1.0, timeout / 4))
-        if cmd == "init":
-            members = [_member(m) for m in args.members] or None
-            await client.init(members)
-            print("initialized")
-        elif cmd == "add-learner":
-            answer = await client.add_learner(args.id, args.addr, args.raft_addr)
-            print(f"node {args.id} added as a learner at log index {answer['log_id']['index']}")
-        elif cmd == "change-membership":
-            answer = await client.change_membership(args.voters)
-            print(f"voters are now {sorted(args.voters)} (log index {answer['log_id']['index']})")
-        elif cmd == "remove-learner":
-            answer = await client.remove_learner(args.ids)
-            print(f"learners {sorted(args.ids)} removed (log index {answer['log_id']['index']})")
-        elif cmd in ("put", "delete", "cas"):
-            if cmd == "put":
-                result = await client.set(args.key, args.value)
-            elif cmd == "delete":
-                result = await client.delete(args.key)
-            else:
-                if args.absent == (args.expected is not None):
-                    raise UsageError("cas takes EXPECTED or --absent")
-                result = await client.compare_and_swap(args.key, args.expected, args.value)
-            print(json.dumps({"log_id": {"term": result.log_id.term, "index": result.log_id.index},
-                              **result.data}))
-        elif cmd == "get":
-            if args.local:
-                value = await client.read(args.key, addr=addrs[0])
-            else:
-                value = await client.consistent_read(args.key)
-            if value is None:
-                print(f"{args.key}: not found", file=sys.stderr)
-                return 1
-            print(value)
-        elif cmd == "members":
-            print(members_table(await client.metrics()))
-        elif cmd == "metrics":
-            rows = []
-            for addr in addrs:
-                try:
-                    rows.append((addr, await client.metrics(addr)))
-                except FastraftError as e:
-                    rows.append((addr, e))
-            if args.json:
-                for addr, m in rows:
-                    print(json.dumps(m if isinstance(m, dict) else {"addr": addr, "error": str(m)}))
-            else:
-                print(metrics_table(rows))
+    cmd = args.command
+    if cmd in ("put", "delete", "cas") or (cmd == "get" and not args.local):
+        await _require_initialized(client, addrs, min(1.0, timeout / 4))
+    if cmd == "init":
+        members = [_member(m) for m in args.members] or None
+        await client.init(members)
+        print("initialized")
+    elif cmd == "add-learner":
+        answer = await client.add_learner(args.id, args.addr, args.raft_addr)
+        print(f"node {args.id} added as a learner at log index {answer['log_id']['index']}")
+    elif cmd == "change-membership":
+        answer = await client.change_membership(args.voters)
+        print(f"voters are now {sorted(args.voters)} (log index {answer['log_id']['index']})")
+    elif cmd == "remove-learner":
+        answer = await client.remove_learner(args.ids)
+        print(f"learners {sorted(args.ids)} removed (log index {answer['log_id']['index']})")
+    elif cmd in ("put", "delete", "cas"):
+        if cmd == "put":
+            result = await client.set(args.key, args.value)
+        elif cmd == "delete":
+            result = await client.delete(args.key)
+        else:
+            if args.absent == (args.expected is not None):
+                raise UsageError("cas takes EXPECTED or --absent")
+            result = await client.compare_and_swap(args.key, args.expected, args.value)
+        print(json.dumps({"log_id": {"term": result.log_id.term, "index": result.log_id.index},
+                          **result.data}))
+    elif cmd == "get":
+        if args.local:
+            value = await client.read(args.key, addr=addrs[0])
+        else:
+            value = await client.consistent_read(args.key)
+        if value is None:
+            print(f"{args.key}: not found", file=sys.stderr)
+            return 1
+        print(value)
+    elif cmd == "members":
+        print(members_table(await client.metrics()))
+    elif cmd == "metrics":
+        rows = []
+        for addr in addrs:
+            try:
+                rows.append((addr, await client.metrics(addr)))
+            except FastraftError as e:
+                rows.append((addr, e))
+        if args.json:
+            for addr, m in rows:
+                print(json.dumps(m if isinstance(m, dict) else {"addr": addr, "error": str(m)}))
+        else:
+            print(metrics_table(rows))
     return 0
 
 
