@@ -2,13 +2,15 @@
 127.0.0.1 with lmdb stores, driven by ``KVClient``. The membership is checked after every
 step, values are read on every node, a write sent to a follower reaches the leader, a
 linearizable read on a follower is answered with ForwardToLeader, and the cluster shrinks to
-node 3 alone. Run for both Raft networks: the built-in TCP one and the HTTP one."""
+node 3 alone. Run for both Raft networks: the built-in TCP one (plain, and mutual TLS with
+certificates made by ``fastraft.kv.certs``) and the HTTP one."""
 
 import pytest
 import trio
 
 from fastraft import ForwardToLeader
 from fastraft.kv import CompareAndSwap, Delete, Set
+from fastraft.kv.certs import make_pki
 from fastraft.kv.client import KVClient
 from fastraft.kv.local_cluster import LocalCluster
 
@@ -38,23 +40,45 @@ async def read_everywhere(client: KVClient, addrs: list, key: str, want, timeout
     return got
 
 
-@pytest.mark.parametrize("network", ["tcp", "http"])
+@pytest.mark.parametrize("network", ["tcp", "http", "tcp+tls"])
 def test_cluster(tmp_path, network):
+    peer_tls = None
+    if network == "tcp+tls":
+        make_pki(str(tmp_path / "pki"), "test-cluster", [1, 2, 3])
+        peer_tls, network = (str(tmp_path / "pki"), "test-cluster"), "tcp"
+
     async def main():
         with trio.fail_after(TIMEOUT_S):
             serve_args = SLOW_TIMERS if network == "http" else ()
             async with LocalCluster(str(tmp_path), network=network, serve_args=serve_args,
-                                    verbose=1) as cluster:
+                                    verbose=1, peer_tls=peer_tls) as cluster:
                 for i in (1, 2, 3):
                     await cluster.start(i)
                 try:
                     await guide_flow(cluster, network)
+                    if peer_tls is not None:
+                        await plain_peer_is_refused(cluster)
                 except BaseException:
                     for i in (1, 2, 3):  # shown by pytest with the failure
                         print(f"--- node {i} log ---\n{cluster.log_tail(i)}")
                     raise
 
     trio.run(main)
+
+
+async def plain_peer_is_refused(cluster: LocalCluster) -> None:
+    """With peer TLS on, a vote request over plain TCP gets nowhere."""
+    from fastraft import Node
+    from fastraft.messages import VoteRequest
+    from fastraft.net import NetworkError, TcpNetwork
+
+    async with TcpNetwork().client(3, Node(cluster.nodes[3].raft_addr)) as c:
+        with pytest.raises(NetworkError):
+            await c.vote(VoteRequest(term=1 << 40, sender=1, last_log_term=1 << 40,
+                                     last_log_index=1 << 40, leader_transfer=True), timeout_s=5)
+    with trio.fail_after(10):
+        while "refused a raft connection" not in cluster.log_tail(3, 20000):
+            await trio.sleep(0.05)
 
 
 async def guide_flow(cluster: LocalCluster, network: str) -> None:

@@ -6,6 +6,9 @@ The node is what an application embeds: ``open_raft`` with an lmdb log store syn
 between nodes (``serve_raft_tcp``). Load is generated inside this process, on the node's own
 trio loop, as ``window`` tasks each awaiting ``client_write`` (or ``client_write_many`` of
 ``batch`` payloads) in a loop: exactly ``window`` writes (or batches) in flight.
+
+With ``FASTRAFT_BENCH_TLS`` set to a folder of certificates (``fastraft.kv.certs``, cluster id
+"bench"), the nodes talk mutual TLS.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import shutil
 import statistics
 import threading
 import time
+from functools import partial
 
 import trio
 
@@ -22,6 +26,7 @@ from fastraft import Entry, FastraftError, Node
 from fastraft.core import Config
 from fastraft.net import TcpNetwork, serve_raft_tcp
 from fastraft.net.tcp import parse_addr
+from fastraft.net.tls import TlsConfig
 from fastraft.runtime import ServerState, open_raft
 from fastraft.storage import LmdbLogStore, MemoryLogStore
 from dict_sm import DictStateMachine, encode_put
@@ -43,6 +48,16 @@ def percentiles_ms(samples_s: list[float]) -> dict:
 
     return {"count": len(s), "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
             "p999_ms": pct(99.9), "max_ms": s[-1] * 1e3, "mean_ms": statistics.fmean(s) * 1e3}
+
+
+def bench_tls(node_id: int) -> TlsConfig | None:
+    """Node ``node_id``'s TLS settings when FASTRAFT_BENCH_TLS names a certificate folder."""
+    folder = os.environ.get("FASTRAFT_BENCH_TLS")
+    if not folder:
+        return None
+    return TlsConfig("bench", node_id, os.path.join(folder, "ca.pem"),
+                     os.path.join(folder, f"node-{node_id}.pem"),
+                     os.path.join(folder, f"node-{node_id}-key.pem"))
 
 
 class BenchNode:
@@ -104,10 +119,11 @@ class BenchNode:
         else:
             log_store = MemoryLogStore()
         host, port = parse_addr(self.nodes[self.node_id].addr)
+        tls = bench_tls(self.node_id)
         async with trio.open_nursery() as nursery:
             async with open_raft(self.node_id, self.config, log_store=log_store,
-                                 state_machine=self.sm, network=TcpNetwork()) as raft:
-                await nursery.start(serve_raft_tcp, raft, host, port)
+                                 state_machine=self.sm, network=TcpNetwork(tls=tls)) as raft:
+                await nursery.start(partial(serve_raft_tcp, raft, host, port, tls=tls))
                 if self.initialize and raft.metrics().last_log_index == 0:
                     await raft.initialize(self.nodes)
                 self.raft = raft

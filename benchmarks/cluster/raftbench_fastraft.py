@@ -13,6 +13,8 @@ by hand:
     ... latency --payload 100 --journal file              # with the storage's own latency
 
 Journal "file" is an lmdb log store synced on every commit; "memory" keeps the log in RAM.
+``--tls``: the nodes talk mutual TLS, with a throwaway CA and certificates made for the run
+(``fastraft.kv.certs``; ``tls_cost.py`` compares it with plain TCP side by side).
 ``--conf`` keys: ``batch`` (payloads per client_write_many call; 1: client_write), and any
 ``fastraft.core.Config`` field.
 """
@@ -74,5 +76,23 @@ class FastraftAdapter(raftbench.Adapter):
         self.node.stop()
 
 
+def _enable_tls(argv: list) -> None:
+    """Take ``--tls`` out of ``argv``; make certificates for the run and tell the node
+    processes (raftbench starts them with this environment) where they are."""
+    argv.remove("--tls")
+    import atexit
+    import shutil
+    import tempfile
+
+    from fastraft.kv.certs import make_pki
+
+    folder = tempfile.mkdtemp(prefix="fastraft-bench-pki-")
+    atexit.register(shutil.rmtree, folder, True)
+    make_pki(folder, "bench", range(1, 10))
+    os.environ["FASTRAFT_BENCH_TLS"] = folder
+
+
 if __name__ == "__main__":
+    if "--tls" in sys.argv:
+        _enable_tls(sys.argv)
     raftbench.main(FastraftAdapter)

@@ -109,6 +109,8 @@ def _add_serve_options(s) -> None:
     s.add_argument("--store", choices=("memory", "lmdb"), default="memory",
                    help="where the log and the state live (lmdb: durable, in --data)")
     s.add_argument("--data", help="data directory (lmdb store)")
+    s.add_argument("--force-new-store", action="store_true",
+                   help="start even if this node's data directory lost its stores (unsafe)")
     # etcd's defaults, not the engine's (50 / 150-300 ms): a node shares its machine with
     # other processes, and a busy moment must not cost the cluster its leader
     s.add_argument("--heartbeat-ms", type=int, default=100, help="leader heartbeat interval")
@@ -116,6 +118,14 @@ def _add_serve_options(s) -> None:
                    metavar=("MIN", "MAX"), help="randomized election timeout range")
     s.add_argument("--snapshot-every", type=int, default=5000,
                    help="build a snapshot every this many applied entries (0: never)")
+    # security: mutual TLS between nodes (certificates from `fastraft-kv certs` or your CA)
+    sec = s.add_argument_group("security")
+    sec.add_argument("--cluster-id", help="the cluster id the peer certificates name")
+    sec.add_argument("--peer-cacert", help="CA of the cluster's node certificates (PEM)")
+    sec.add_argument("--peer-cert", help="this node's certificate (PEM)")
+    sec.add_argument("--peer-key", help="this node's key (PEM)")
+    sec.add_argument("--insecure", action="store_true",
+                     help="allow addresses other than loopback where nothing authenticates")
 
 
 def build_parser() -> Parser:
@@ -130,6 +140,8 @@ def build_parser() -> Parser:
         return c
 
     _add_serve_options(command("serve", "run a KV node until SIGINT or SIGTERM"))
+    from .certs import add_parser as add_certs_parser
+    add_certs_parser(sub)
     command("init", "initialize the cluster at the first --cluster address").add_argument(
         "members", nargs="*", metavar="ID=ADDR",
         help="initial members (default: that node alone); ADDR may be ADDR/RAFT_ADDR")
@@ -172,6 +184,9 @@ def _main(argv: list[str] | None) -> int:
     configure(args.verbose, args.log_format)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "certs":
+        from .certs import run as run_certs
+        return run_certs(args)
     args.addrs = parse_cluster(args.cluster)
     return trio.run(_client_command, args)
 
@@ -180,12 +195,19 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _serve(args) -> int:
+    from ..net.tls import TlsConfig
     from .server import NodeOptions, run_node
 
     lo, hi = args.election_timeout_ms
+    tls_args = (args.cluster_id, args.peer_cacert, args.peer_cert, args.peer_key)
+    if any(tls_args) and not all(tls_args):
+        raise UsageError("peer TLS needs --cluster-id, --peer-cacert, --peer-cert and "
+                         "--peer-key together")
     options = NodeOptions(
         node_id=args.id, addr=args.addr, raft_addr=args.raft_addr, network=args.network,
-        store=args.store, data_dir=args.data,
+        store=args.store, data_dir=args.data, force_new_store=args.force_new_store,
+        insecure=args.insecure,
+        peer_tls=TlsConfig(args.cluster_id, args.id, *tls_args[1:]) if all(tls_args) else None,
         config=Config(heartbeat_interval_ms=args.heartbeat_ms, election_timeout_min_ms=lo,
                       election_timeout_max_ms=hi,
                       snapshot_policy_logs_since_last=args.snapshot_every)).check()

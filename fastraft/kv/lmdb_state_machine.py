@@ -1,6 +1,7 @@
 """The KV state machine on lmdb: durable, in the node's environment beside its log.
 
-Layout: sub-database ``kv_data`` (key -> value, UTF-8) and ``kv_meta`` (``format``,
+Layout: sub-database ``kv_data`` (key -> value, UTF-8, each value sealed with a checksum
+of its key and itself: ``fastraft.kv.sealed_values``) and ``kv_meta`` (``format``,
 ``applied``, ``membership``, ``snapshot_meta``, ``snapshot_file``: checksummed records of
 ``fastraft.storage.records``). Snapshot files live in ``<env>/kv-snapshots/``.
 
@@ -12,6 +13,15 @@ Layout: sub-database ``kv_data`` (key -> value, UTF-8) and ``kv_meta`` (``format
   the transaction that makes it current.
 * Install: the received file is parsed and loaded into one write transaction that replaces
   the data and the applied state; bad bytes abort it (CodecError) and change nothing.
+* Damage: every value read (a local read, a compare-and-swap in apply, a snapshot build) is
+  checked against its checksum. A mismatch raises StorageError naming the key, and from
+  then on the state machine refuses every call: a node stops rather than answer wrongly
+  or apply on top of damaged state.
+
+Format ``fastraft-kv-2`` (sealed values). A store of format ``fastraft-kv-1`` (values without
+a checksum) is refused, not migrated: sealing its values now would vouch for whatever bytes
+they hold, damaged or not. Such a node is rebuilt: removed from the cluster, its data
+directory deleted, and added back under a new id (it then receives a snapshot).
 """
 
 from __future__ import annotations
@@ -28,12 +38,20 @@ from ..storage.lmdb_env import LmdbEnv
 from ..storage.protocols import Snapshot, StateMachine
 from ..types import LogId, SnapshotMeta, StoredMembership
 from .commands import MAX_KEY_BYTES
+from .sealed_values import seal, unseal
 from .snapshot_format import SnapshotWriter, read_snapshot
 from .state_machine import apply_entries, check_apply_start, check_snapshot_matches, new_snapshot_id
 
 __all__ = ["LmdbKVStateMachine", "FORMAT_VERSION"]
 
-FORMAT_VERSION = b"fastraft-kv-1"
+FORMAT_VERSION = b"fastraft-kv-2"
+#: Formats this build refuses, each with what to do about it.
+_OLD_FORMATS = {
+    b"fastraft-kv-1": "its values carry no checksum (format fastraft-kv-1); this build "
+                      "refuses it rather than vouch for bytes it cannot check. Rebuild the "
+                      "node: remove it from the cluster, delete its data directory, and add "
+                      "it back under a new id",
+}
 _SNAP_DIR = "kv-snapshots"
 _COPY_CHUNK_BYTES = 1024 * 1024
 
@@ -63,6 +81,8 @@ class LmdbKVStateMachine(StateMachine):
         self._snapshot: tuple[SnapshotMeta, str] | None = None
         self._write_lock = trio.Lock()
         self._closed = False
+        self._damage: StorageError | None = None  # set once a value failed its checksum
+        self._data_where = self._where("kv_data sub-database")
 
     @classmethod
     async def open(cls, where: str | os.PathLike | LmdbEnv, **env_options) -> "LmdbKVStateMachine":
@@ -88,6 +108,11 @@ class LmdbKVStateMachine(StateMachine):
         return f"{self._env.path}: {what}"
 
     def _load(self) -> None:
+        with self._env.read_txn() as txn:
+            found = txn.get(b"format", db=self._meta_db)
+        if found is not None and bytes(found) in _OLD_FORMATS:
+            raise StorageError(self._where(f"the KV state machine cannot be opened: "
+                                           f"{_OLD_FORMATS[bytes(found)]}"))
         self._env.check_format(self._meta_db, self._data_db, "KV state machine", FORMAT_VERSION)
         keys = (b"applied", b"membership", b"snapshot_meta", b"snapshot_file")
         with self._env.read_txn() as txn:
@@ -117,6 +142,18 @@ class LmdbKVStateMachine(StateMachine):
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError(self._where("the KV state machine is closed"))
+        if self._damage is not None:
+            raise StorageError(f"{self._damage} (found earlier: this state machine serves "
+                               "nothing more)")
+
+    def _unseal(self, key: bytes, record) -> bytes:
+        """The value of ``record``; on a checksum mismatch, remember the damage (every later
+        call refuses) and raise it."""
+        try:
+            return unseal(key, record, self._data_where)
+        except StorageError as e:
+            self._damage = e
+            raise
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -127,8 +164,8 @@ class LmdbKVStateMachine(StateMachine):
         if not raw or len(raw) > MAX_KEY_BYTES:
             return None  # no command can have stored it
         with self._env.read_txn() as txn:
-            value = txn.get(raw, db=self._data_db)
-        return None if value is None else value.decode()
+            record = txn.get(raw, db=self._data_db)
+        return None if record is None else self._unseal(raw, record).decode()
 
     async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
         self._check_open()
@@ -140,23 +177,23 @@ class LmdbKVStateMachine(StateMachine):
         self._check_open()
         async with self._write_lock:
             check_apply_start(entries, self._last_applied)
-            if not entries:
-                return []
             last = entries[len(entries) - 1]
             applied = LogId(last.term, last.index)
             start_membership = self._membership
-            data_db, meta_db = self._data_db, self._meta_db
+            data_db, meta_db, check = self._data_db, self._meta_db, self._unseal
 
             def body(txn) -> tuple[list, StoredMembership]:
                 def get(key: str) -> str | None:
-                    value = txn.get(key.encode(), db=data_db)
-                    return None if value is None else value.decode()
+                    raw = key.encode()
+                    record = txn.get(raw, db=data_db)
+                    return None if record is None else check(raw, record).decode()
 
                 def write(key: str, value: str | None) -> None:
+                    raw = key.encode()
                     if value is None:
-                        txn.delete(key.encode(), db=data_db)
+                        txn.delete(raw, db=data_db)
                     else:
-                        txn.put(key.encode(), value.encode(), db=data_db)
+                        txn.put(raw, seal(raw, value.encode()), db=data_db)
 
                 responses, membership = apply_entries(entries, start_membership, get, write)
                 txn.put(b"applied", records.encode_log_id(applied), db=meta_db)
@@ -197,8 +234,9 @@ class LmdbKVStateMachine(StateMachine):
                           else records.decode_stored_membership(membership))
                 meta = SnapshotMeta(last, stored, new_snapshot_id(last))
                 writer = SnapshotWriter(out, meta)
-                for key, value in txn.cursor(db=self._data_db).iternext(keys=True, values=True):
-                    writer.add(key, value)
+                check = self._unseal
+                for key, record in txn.cursor(db=self._data_db).iternext(keys=True, values=True):
+                    writer.add(key, check(key, record))  # damage is never shipped
                 writer.finish()
                 out.flush()
                 os.fsync(out.fileno())
@@ -275,7 +313,8 @@ class LmdbKVStateMachine(StateMachine):
                 check_snapshot_matches(meta, embedded)
                 txn.drop(data_db, delete=False)
                 cursor = txn.cursor(db=data_db)
-                cursor.putmulti(pairs, append=True)  # keys arrive sorted: lmdb's fast path
+                sealed = ((k, seal(k, v)) for k, v in pairs)
+                cursor.putmulti(sealed, append=True)  # keys arrive sorted: lmdb's fast path
                 txn.put(b"applied", records.encode_log_id(meta.last_log_id), db=meta_db)
                 txn.put(b"membership", records.encode_stored_membership(meta.last_membership),
                         db=meta_db)

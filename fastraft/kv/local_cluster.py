@@ -61,14 +61,16 @@ class LocalCluster:
     ``store`` and ``network`` are passed to every node (``--store``, ``--network``);
     ``serve_args`` are further ``fastraft-kv serve`` options; ``python`` runs the nodes;
     ``verbose`` raises their log level (1: info, 2: debug); ``env`` is their environment
-    (default: this process's).
+    (default: this process's). ``peer_tls`` = (folder, cluster id): mutual TLS between the
+    nodes with the certificates ``fastraft-kv certs`` wrote there (``node-<id>.pem``...).
     """
 
     def __init__(self, base_dir: str, *, store: str = "lmdb", network: str = "tcp",
                  serve_args: tuple[str, ...] = (), python: str = sys.executable,
                  host: str = "127.0.0.1", start_timeout_s: float = 30.0,
                  stop_timeout_s: float = 5.0, verbose: int = 0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 peer_tls: tuple[str, str] | None = None) -> None:
         self.base_dir = base_dir
         self.store = store
         self.network = network
@@ -79,6 +81,7 @@ class LocalCluster:
         self.stop_timeout_s = stop_timeout_s
         self.verbose = verbose
         self.env = env
+        self.peer_tls = peer_tls
         self.nodes: dict[int, NodeProcess] = {}
 
     async def __aenter__(self) -> "LocalCluster":
@@ -119,6 +122,11 @@ class LocalCluster:
             cmd += ["--raft-addr", node.raft_addr]
         if self.store == "lmdb":
             cmd += ["--data", node.data_dir]
+        if self.peer_tls is not None:
+            folder, cluster_id = self.peer_tls
+            cmd += ["--cluster-id", cluster_id, "--peer-cacert", os.path.join(folder, "ca.pem"),
+                    "--peer-cert", os.path.join(folder, f"node-{node.node_id}.pem"),
+                    "--peer-key", os.path.join(folder, f"node-{node.node_id}-key.pem")]
         cmd += list(self.serve_args)
         os.makedirs(self.base_dir, exist_ok=True)
         with open(node.log_path, "ab") as log:

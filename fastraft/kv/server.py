@@ -14,27 +14,39 @@ in ``addr`` or ``raft_addr`` picks a free one; the ``NodeInfo`` reported through
 Stores: ``memory`` (the guide's memstore: nothing survives the process) or ``lmdb`` (the log
 in ``data_dir/log``, the state machine in ``data_dir/state``; a restarted node recovers its
 log, vote and state from them). A data directory remembers the id of the node that made it
-and refuses to serve another id.
+and refuses to serve another id, and refuses to start empty once its stores are lost
+(``fastraft.kv.data_dir``; ``force_new_store`` overrides).
 
 Raft network: ``tcp`` (the built-in pipelined TCP network on ``raft_addr``, the default) or
 ``http`` (``fastraft.kv.http_network``: Raft RPCs on the HTTP address, ``raft_addr`` unused).
+
+Security: ``peer_tls`` (``fastraft.net.tls.TlsConfig``) makes the tcp network mutual TLS between
+nodes of one cluster; ``raft_limits`` bounds its listener (``fastraft.net.limits``). Unless
+``insecure``, an address that is not loopback is refused where nothing authenticates its
+callers: the Raft address without ``peer_tls``, and the HTTP address (plain HTTP for now), since
+whoever reaches them can write, vote and change the membership. A node raises its soft limit on
+open files at start; the Raft listener takes at most a quarter of it.
 """
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
 from ..core import Config
 from ..errors import ConfigError
+from ..net.limits import ListenerLimits, raise_fd_limit
 from ..net.tcp import TcpNetwork, serve_raft_tcp
+from ..net.tls import TlsConfig
 from ..runtime import open_raft
 from ..storage import LmdbLogStore, MemoryLogStore
+from . import data_dir
 from .api import BadRequest, check_addr
 from .app import KVApp
 from .http_network import HttpNetwork
@@ -49,7 +61,6 @@ log = logging.getLogger("fastraft.kv.server")
 
 STORES = ("memory", "lmdb")
 NETWORKS = ("tcp", "http")
-_ID_FILE = "fastraft-kv-node.json"
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,12 @@ class NodeOptions:
     write_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
     request_timeout_s: float = 1.0
+    #: Start even if this node's claimed data directory lost its log or state store (the
+    #: node then starts empty: see ``fastraft.kv.data_dir``).
+    force_new_store: bool = False
+    peer_tls: TlsConfig | None = None
+    raft_limits: ListenerLimits | None = None
+    insecure: bool = False
 
     def check(self) -> "NodeOptions":
         if type(self.node_id) is not int or self.node_id <= 0:
@@ -85,7 +102,36 @@ class NodeOptions:
         if self.store == "lmdb" and not self.data_dir:
             raise ConfigError("the lmdb store needs a data directory (--data)")
         self.config.validate()
+        if self.peer_tls is not None:
+            if self.network != "tcp":
+                raise ConfigError("peer TLS is for the tcp raft network (the http one gets HTTPS "
+                                  "with the HTTPS API)")
+            if self.peer_tls.node_id != self.node_id:
+                raise ConfigError(f"the peer TLS settings are for node {self.peer_tls.node_id}, "
+                                  f"not node {self.node_id}")
+        if not self.insecure:
+            exposed = [("HTTP address", self.addr, "the HTTP API has no TLS yet", "")]
+            if self.network == "tcp" and self.peer_tls is None:
+                exposed.append(("raft address", self.raft_addr, "no peer TLS is configured",
+                                "configure peer TLS (--cluster-id, --peer-cacert, --peer-cert, "
+                                "--peer-key), "))
+            for what, addr, why, fix in exposed:
+                if not _is_loopback(addr):
+                    raise ConfigError(
+                        f"refusing the {what} {addr}: {why}, so anyone who reaches it could "
+                        f"write, vote and change the membership. {fix.capitalize()}serve it "
+                        f"on 127.0.0.1, or pass --insecure on a network you trust")
         return self
+
+
+def _is_loopback(addr: str) -> bool:
+    host = addr.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost: it may resolve anywhere
 
 
 def _bind_http_socket(addr: str) -> tuple[int, str]:
@@ -107,27 +153,6 @@ def _bind_http_socket(addr: str) -> tuple[int, str]:
     return sock.detach(), f"{shown}:{bound}"
 
 
-def _claim_data_dir(path: str, node_id: int) -> None:
-    """Record ``node_id`` as the owner of ``path``; ConfigError if another node made it."""
-    os.makedirs(path, exist_ok=True)
-    id_file = os.path.join(path, _ID_FILE)
-    try:
-        with open(id_file) as f:
-            owner = json.load(f).get("id")
-    except FileNotFoundError:
-        tmp = id_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"id": node_id}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, id_file)
-        return
-    except (ValueError, AttributeError, OSError) as e:
-        raise ConfigError(f"{id_file} is unreadable: {e}") from None
-    if owner != node_id:
-        raise ConfigError(f"{path} holds the data of node {owner}, not node {node_id}")
-
-
 async def _open_stores(options: NodeOptions):
     """(log store, state machine), each in its own lmdb environment under the data directory.
 
@@ -137,10 +162,15 @@ async def _open_stores(options: NodeOptions):
     """
     if options.store == "memory":
         return MemoryLogStore(), MemoryKVStateMachine()
-    await trio.to_thread.run_sync(_claim_data_dir, options.data_dir, options.node_id)
-    log_store = await LmdbLogStore.open(os.path.join(options.data_dir, "log"))
+    path = options.data_dir
+    await trio.to_thread.run_sync(os.makedirs, path, 0o777, True)
+    claimed = await trio.to_thread.run_sync(
+        data_dir.check_claimed, path, options.node_id, options.force_new_store)
+    log_store = await LmdbLogStore.open(os.path.join(path, "log"))
     try:
-        sm = await LmdbKVStateMachine.open(os.path.join(options.data_dir, "state"))
+        sm = await LmdbKVStateMachine.open(os.path.join(path, "state"))
+        if not claimed:  # only now that both stores exist on disk
+            await trio.to_thread.run_sync(data_dir.claim, path, options.node_id)
     except BaseException:
         with trio.CancelScope(shield=True):
             await log_store.aclose()
@@ -167,6 +197,7 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
     from hypercorn.trio import serve as serve_http  # the kv extra
 
     options.check()
+    raise_fd_limit(log)
     fd, http_addr = _bind_http_socket(options.addr)
     try:
         log_store, inner_sm = await _open_stores(options)
@@ -174,7 +205,7 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
         os.close(fd)
         raise
     sm = LogIdAnswers(inner_sm)
-    network = TcpNetwork() if options.network == "tcp" else HttpNetwork()
+    network = TcpNetwork(tls=options.peer_tls) if options.network == "tcp" else HttpNetwork()
     try:
         async with open_raft(options.node_id, options.config, log_store=log_store,
                              state_machine=sm, network=network,
@@ -182,7 +213,9 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
             async with trio.open_nursery() as nursery:
                 if options.network == "tcp":
                     host, port = _split(options.raft_addr)
-                    listeners = await nursery.start(serve_raft_tcp, raft, host, port)
+                    listeners = await nursery.start(partial(
+                        serve_raft_tcp, raft, host, port, tls=options.peer_tls,
+                        limits=options.raft_limits))
                     raft_addr = f"{host}:{listeners[0].socket.getsockname()[1]}"
                 else:
                     raft_addr = http_addr

@@ -15,6 +15,7 @@ from typing import BinaryIO, Callable, Sequence
 
 from ..errors import CodecError, StorageError
 from ..storage.protocols import Snapshot, StateMachine
+from ..storage.validate import check_apply
 from ..types import EntryKind, LogId, Membership, SnapshotMeta, StoredMembership
 from .commands import decode_command, error_response, execute
 from .snapshot_format import SnapshotWriter, read_snapshot
@@ -24,16 +25,10 @@ __all__ = ["MemoryKVStateMachine", "apply_entries", "check_apply_start", "new_sn
 
 
 def check_apply_start(entries: Sequence, last_applied: LogId | None) -> None:
-    """Refuse entries that do not continue right after ``last_applied``: applying an entry
-    twice, or skipping one, would make this replica diverge (Raft §5.3)."""
-    if not entries:
-        return
-    expected = 1 if last_applied is None else last_applied.index + 1
-    n = len(entries)
-    first, last = entries[0].index, entries[n - 1].index
-    if first != expected or last != expected + n - 1:
-        raise ValueError(f"apply of entries {first}..{last} does not continue after the last "
-                         f"applied index {expected - 1}")
+    """Refuse entries that do not continue right after ``last_applied`` (ValueError, nothing
+    applied): applying an entry twice, or skipping one, would make this replica diverge
+    (Raft §5.3). See ``fastraft.storage.validate.check_apply``."""
+    check_apply(entries, last_applied)
 
 
 def apply_entries(entries: Sequence, membership: StoredMembership,
@@ -111,8 +106,6 @@ class MemoryKVStateMachine(StateMachine):
     async def apply(self, entries: Sequence) -> list:
         self._check_open()
         check_apply_start(entries, self._last_applied)
-        if not entries:
-            return []
         data = self._data
 
         def write(key: str, value: str | None) -> None:

@@ -50,7 +50,7 @@ STATUS_EMPTY = 2
 MAX_ERROR_TEXT_BYTES = 1024
 #: Largest codec frame accepted by default; bounds the memory one peer can make us allocate.
 DEFAULT_MAX_FRAME_BYTES = codec.DEFAULT_MAX_FRAME_BYTES
-#: Largest single read from the socket when no big frame is pending.
+#: Largest single read from the socket: a frame's announced length never sizes a read.
 _READ_BYTES = 256 * 1024
 
 
@@ -80,29 +80,96 @@ class FrameReader:
     be retried without losing the stream's position.
     """
 
-    def __init__(self, stream: trio.abc.ReceiveStream, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
+    def __init__(self, stream: trio.abc.ReceiveStream, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 *, max_buffered_bytes: int | None = None, budget=None,
+                 idle_timeout_s: float | None = None, frame_timeout_s: float | None = None):
         if max_frame_bytes < codec.HEADER_SIZE:
             raise ValueError(f"max_frame_bytes must be at least {codec.HEADER_SIZE}")
         self._stream = stream
         self._max_frame_bytes = max_frame_bytes
+        #: Bound on the buffer: by default one largest envelope and one read beyond it.
+        self._max_buffered = max_buffered_bytes or (max_frame_bytes + ENVELOPE_SIZE + _READ_BYTES)
+        #: shared with other readers (``room()``, ``charge(delta)``): bounds their sum
+        self._budget = budget
+        self._charged = 0
+        #: With both timeouts: waiting for the first byte of an envelope may take
+        #: idle_timeout_s, the rest of it frame_timeout_s from when we first wait for it;
+        #: trio.TooSlowError when either runs out.
+        self._timed = idle_timeout_s is not None and frame_timeout_s is not None
+        self._idle_timeout_s = idle_timeout_s
+        self._frame_timeout_s = frame_timeout_s
+        self._frame_deadline: float | None = None
         self._buf = bytearray()
         self._pos = 0  # Invariant: self._buf[:self._pos] has been consumed
 
     def _available(self) -> int:
         return len(self._buf) - self._pos
 
+    def _compact(self) -> None:
+        del self._buf[: self._pos]
+        self._pos = 0
+        self._recharge()
+
+    def _recharge(self) -> None:
+        if self._budget is not None and len(self._buf) != self._charged:
+            delta, self._charged = len(self._buf) - self._charged, len(self._buf)
+            self._budget.charge(delta)
+
+    def release(self) -> None:
+        """Drop whatever is buffered (the connection is over) and report it freed."""
+        self._buf = bytearray()
+        self._pos = 0
+        self._recharge()
+
     async def _fill(self, need: int) -> bool:
-        """Make at least ``need`` unconsumed bytes available; False at end of stream."""
+        """Make at least ``need`` unconsumed bytes available; False at end of stream.
+
+        The buffer grows with bytes that arrive (reads of at most ``_READ_BYTES``), never
+        by a length announced in a header; CodecError when it would pass its bound."""
         if self._pos and self._pos * 2 >= len(self._buf):
             # compact once half the buffer is consumed: amortised O(1) per byte
-            del self._buf[: self._pos]
-            self._pos = 0
+            self._compact()
         while self._available() < need:
-            chunk = await self._stream.receive_some(max(_READ_BYTES, need - self._available()))
+            room = self._max_buffered - len(self._buf)
+            if room <= 0 and self._pos:
+                self._compact()
+                room = self._max_buffered - len(self._buf)
+            if room <= 0:
+                raise CodecError(f"more than {self._max_buffered} bytes buffered on one connection")
+            if self._budget is not None:
+                room = min(room, self._budget.room())
+                if room <= 0:
+                    raise CodecError("the buffers shared with other connections are full")
+            if self._timed:
+                chunk = await self._receive_timed(min(_READ_BYTES, room))
+            else:
+                chunk = await self._stream.receive_some(min(_READ_BYTES, room))
             if not chunk:
                 return False
             self._buf += chunk
+            self._recharge()
         return True
+
+    async def _receive_timed(self, max_bytes: int) -> bytes:
+        # one cancel scope per wait on the socket, not per frame: pipelined frames that
+        # arrive together cost none
+        now = trio.current_time()
+        if not self._available():
+            deadline = now + self._idle_timeout_s
+        else:
+            if self._frame_deadline is None:
+                self._frame_deadline = now + self._frame_timeout_s
+            deadline = self._frame_deadline
+        with trio.move_on_at(deadline):
+            return await self._stream.receive_some(max_bytes)
+        raise trio.TooSlowError("idle too long" if not self._available() else "frame too slow")
+
+    async def read_exact(self, n: int) -> bytes:
+        """The next ``n`` raw bytes (a preamble outside the envelopes); CodecError if the
+        stream ends first."""
+        if not await self._fill(n):
+            raise CodecError(f"stream ended inside a {n}-byte preamble")
+        return self._take(n)
 
     def _take(self, n: int) -> bytes:
         out = bytes(self._buf[self._pos: self._pos + n])
@@ -110,6 +177,7 @@ class FrameReader:
         return out
 
     async def read(self) -> tuple[int, Message | str | None] | None:
+        self._frame_deadline = None
         if not await self._fill(ENVELOPE_SIZE):
             if self._available():
                 raise CodecError("stream ended inside an envelope")

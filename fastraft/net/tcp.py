@@ -27,10 +27,15 @@ answer goes back as soon as it is known (a request the node answers late holds u
 answers queued meanwhile coalesced into one write. A peer that sends bytes that do not parse,
 or a frame over ``max_frame_bytes``, is logged and disconnected; the server carries on. The
 server stops by itself when the node shuts down (if the handler offers ``wait_closed``).
+
+Security: with a ``TlsConfig`` on both sides every connection is mutual TLS and speaks for
+one authenticated node only (``fastraft.net.tls``); the listener's connections, waits and
+buffered bytes are bounded by ``ListenerLimits`` (``fastraft.net.limits``).
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import math
@@ -43,9 +48,11 @@ import trio
 from ..errors import CodecError, FastraftError, RaftShutdown
 from ..messages import Message
 from ..types import Node
-from .framing import DEFAULT_MAX_FRAME_BYTES, FrameReader, encode_error, encode_ok
+from .framing import DEFAULT_MAX_FRAME_BYTES, ENVELOPE_SIZE, FrameReader, encode_error, encode_ok
+from .limits import ListenerLimits, ListenerStats, RateLimitedLog
 from .protocol import (RESPONSE_TYPE, RaftClient, RaftHandler, RemoteError, Reply, Unreachable,
                        _DeferredReply, submit)
+from .tls import PeerRefused, TlsConfig, accept_server_tls, message_sender, open_client_tls, read_hello
 
 __all__ = ["TcpNetwork", "TcpClient", "serve_raft_tcp", "parse_addr"]
 
@@ -119,11 +126,12 @@ class _Connection:
         self.outbox_send, self.outbox_recv = trio.open_memory_channel(_OUTBOX_ENVELOPES)
         self.pending: dict[int, Reply] = {}
         self.broken = False
+        self.raw_writes = _WRITE_NOW and isinstance(stream, trio.SocketStream)  # not under TLS
 
     def write_first(self, data: bytes) -> bytes:
         """Write ``data`` to the socket now if nothing is queued or being written before it;
         return what is left to queue (all of it, or b"" when all went)."""
-        if _WRITE_NOW and not self.broken:
+        if self.raw_writes and not self.broken:
             queue = self.outbox_recv.statistics()
             if queue.tasks_waiting_receive and not queue.current_buffer_used:
                 return _write_now(self.stream, data)
@@ -162,17 +170,22 @@ class TcpNetwork:
     """The TCP ``RaftNetwork``: gives a ``TcpClient`` per target.
 
     ``connect_timeout_s`` bounds one dial; ``backoff_min_s``/``backoff_max_s`` bound the
-    pause between failing dials; ``max_frame_bytes`` bounds a response frame.
+    pause between failing dials; ``max_frame_bytes`` bounds a response frame. With ``tls``
+    (``fastraft.net.tls``) every connection is mutual TLS, and a server whose certificate is
+    not the target node of our cluster is refused (``Unreachable``).
     """
 
     def __init__(self, *, connect_timeout_s: float = 1.0, backoff_min_s: float = 0.05,
-                 backoff_max_s: float = 1.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+                 backoff_max_s: float = 1.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 tls: TlsConfig | None = None, handshake_timeout_s: float = 5.0) -> None:
         if connect_timeout_s <= 0 or backoff_min_s < 0 or backoff_max_s < backoff_min_s:
             raise ValueError("need connect_timeout_s > 0 and 0 <= backoff_min_s <= backoff_max_s")
         self.connect_timeout_s = connect_timeout_s
         self.backoff_min_s = backoff_min_s
         self.backoff_max_s = backoff_max_s
         self.max_frame_bytes = max_frame_bytes
+        self.tls = tls
+        self.handshake_timeout_s = handshake_timeout_s
 
     def client(self, target_id: int, node: Node) -> "TcpClient":
         return TcpClient(self, target_id, node)
@@ -279,7 +292,9 @@ class TcpClient(RaftClient):
             try:
                 with trio.fail_after(self.network.connect_timeout_s):
                     stream = await trio.open_tcp_stream(self._host, self._port)
-            except (OSError, trio.TooSlowError) as e:
+                if self.network.tls is not None:
+                    stream = await self._secure(stream)
+            except (OSError, trio.TooSlowError, PeerRefused, trio.BrokenResourceError) as e:
                 self._backoff_s = min(self.network.backoff_max_s,
                                       max(self.network.backoff_min_s, self._backoff_s * 2))
                 self._retry_at = trio.current_time() + self._backoff_s
@@ -291,6 +306,16 @@ class TcpClient(RaftClient):
             self._conn = conn
             self._nursery.start_soon(self._run_connection, conn)
             return conn
+
+    async def _secure(self, stream: trio.SocketStream) -> trio.SSLStream:
+        try:
+            with trio.fail_after(self.network.handshake_timeout_s):
+                return await open_client_tls(stream, self.network.tls, self.target_id)
+        except BaseException as e:
+            await trio.aclose_forcefully(stream)
+            if isinstance(e, PeerRefused):
+                log.warning("refused node %d at %s: %s", self.target_id, self.node.addr, e)
+            raise
 
     async def _run_connection(self, conn: _Connection) -> None:
         error: BaseException = Unreachable(f"connection to node {self.target_id} closed")
@@ -331,16 +356,25 @@ class TcpClient(RaftClient):
 
 async def serve_raft_tcp(handler: RaftHandler, host: str, port: int, *,
                          max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                         tls: TlsConfig | None = None, limits: ListenerLimits | None = None,
+                         stats: ListenerStats | None = None,
                          task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve Raft requests for ``handler`` (a ``fastraft.Raft``) on ``host:port`` until
     cancelled, or until the handler's ``wait_closed()`` returns when it has one.
 
+    ``tls``: accept only mutual-TLS connections from nodes of our cluster (``fastraft.net.tls``).
+    ``limits`` (``fastraft.net.limits``; defaults when None) bound connections, time and bytes;
+    ``stats``, when given, is kept up to date with what the listener holds and refused.
     Reports the listeners through ``task_status.started`` (with port 0, the caller reads the
     chosen port from ``listeners[0].socket.getsockname()``).
     """
+    limits = (limits or ListenerLimits()).clamped()
+    server = _Server(handler, tls, limits, stats or ListenerStats(),
+                     min(max_frame_bytes, limits.max_buffered_bytes - ENVELOPE_SIZE))
     async with trio.open_nursery() as nursery:
         listeners = await trio.open_tcp_listeners(port, host=host)
-        nursery.start_soon(_serve_listeners, handler, listeners, max_frame_bytes)
+        for listener in listeners:
+            nursery.start_soon(server.accept_loop, listener)
         task_status.started(listeners)
         wait_closed = getattr(handler, "wait_closed", None)
         if wait_closed is not None:
@@ -348,34 +382,94 @@ async def serve_raft_tcp(handler: RaftHandler, host: str, port: int, *,
             nursery.cancel_scope.cancel()
 
 
-async def _serve_listeners(handler, listeners, max_frame_bytes) -> None:
-    async def on_connection(stream: trio.SocketStream) -> None:
-        await _serve_connection(handler, stream, max_frame_bytes)
-
-    await trio.serve_listeners(on_connection, listeners)
+#: errnos of accept() that mean "out of a resource": pause, then accept again (trio's list).
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_ACCEPT_PAUSE_S = 0.1
 
 
-async def _serve_connection(handler: RaftHandler, stream: trio.SocketStream, max_frame_bytes: int) -> None:
-    async with stream:
-        await _Served(handler, stream, max_frame_bytes).run()
+class _Server:
+    """One listener's accept loop and its connections, within ``limits``."""
+
+    def __init__(self, handler, tls, limits: ListenerLimits, stats: ListenerStats,
+                 max_frame_bytes: int) -> None:
+        self.handler = handler
+        self.tls = tls
+        self.limits = limits
+        self.stats = stats
+        self.max_frame_bytes = max_frame_bytes
+        self.log_limited = RateLimitedLog(log, limits.error_log_interval_s)
+
+    async def accept_loop(self, listener: trio.SocketListener) -> None:
+        async with listener, trio.open_nursery() as nursery:
+            while True:  # until cancelled
+                try:
+                    stream = await listener.accept()
+                except OSError as e:
+                    if e.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    self.log_limited(logging.ERROR, "raft listener cannot accept: %s; pausing", e)
+                    await trio.sleep(_ACCEPT_PAUSE_S)
+                    continue
+                if self.stats.connections >= self.limits.max_connections:
+                    self.stats.refused_connections += 1
+                    self.log_limited(logging.WARNING, "raft listener: %d connections open, the "
+                                     "limit; closing a new one from %s", self.stats.connections,
+                                     _peer_name(stream))
+                    await trio.aclose_forcefully(stream)
+                    continue
+                self.stats.connections += 1
+                self.stats.accepted += 1
+                nursery.start_soon(self.serve_connection, stream)
+
+    # the connections' shared receive-buffer budget (``FrameReader``'s ``budget``)
+    def room(self) -> int:
+        return self.limits.max_total_buffered_bytes - self.stats.buffered_bytes
+
+    def charge(self, delta: int) -> None:
+        self.stats.charge(delta)
+
+    async def serve_connection(self, stream: trio.SocketStream) -> None:
+        peer = _peer_name(stream)
+        try:
+            peer_id = None
+            if self.tls is not None:
+                try:
+                    with trio.fail_after(self.limits.handshake_timeout_s):
+                        stream, peer_id = await accept_server_tls(stream, self.tls)
+                except (PeerRefused, trio.TooSlowError, *_STREAM_ERRORS) as e:
+                    self.stats.refused_handshakes += 1
+                    self.log_limited(logging.WARNING, "refused a raft connection from %s: %s",
+                                     peer, e or "handshake timed out")
+                    return
+            await _Served(self, stream, peer, peer_id).run()
+        finally:
+            self.stats.connections -= 1
+            await trio.aclose_forcefully(stream)
 
 
 class _Served:
     """One accepted connection. Requests are handed to the node in arrival order; each answer
     is written as soon as its reply resolves (answers carry request ids, so a request the
     node answers late, or never, holds up no other). At most ``_MAX_PENDING`` requests wait
-    for an answer: then reading waits, which pushes back on the peer through TCP."""
+    for an answer: then reading waits, which pushes back on the peer through TCP.
 
-    def __init__(self, handler: RaftHandler, stream: trio.SocketStream, max_frame_bytes: int) -> None:
-        self.handler = handler
+    With TLS, ``peer_id`` is the node its certificate names: the hello must name it too, and
+    a request whose sender is another node is answered with an error and not handed over."""
+
+    def __init__(self, server: _Server, stream: trio.abc.Stream, peer: str, peer_id: int | None) -> None:
+        self.server = server
+        self.handler = server.handler
         self.stream = stream
-        self.max_frame_bytes = max_frame_bytes
-        self.peer = _peer_name(stream)
+        self.max_frame_bytes = server.max_frame_bytes
+        self.peer = peer
+        self.peer_id = peer_id
+        self.raw_writes = _WRITE_NOW and isinstance(stream, trio.SocketStream)  # not under TLS
         self.outbox: deque[bytes] = deque()  # bounded: one answer per unanswered request
         self.wake_writer = trio.Event()
         self.writer_idle = False  # the writer task waits with nothing in hand
         self.unanswered = 0
         self.room = trio.Event()
+        self.sender_logged = False
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -391,7 +485,7 @@ class _Served:
             if not isinstance(error, FastraftError):
                 log.error("handler failed on a request", exc_info=error)
             data = encode_error(request_id, f"{type(error).__name__}: {error}")
-        if _WRITE_NOW and self.writer_idle and not self.outbox:
+        if self.raw_writes and self.writer_idle and not self.outbox:
             data = _write_now(self.stream, data)
         if data:
             self.outbox.append(data)
@@ -401,18 +495,28 @@ class _Served:
             self.room.set()
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
-        reader = FrameReader(self.stream, self.max_frame_bytes)
+        limits = self.server.limits
+        reader = FrameReader(self.stream, self.max_frame_bytes,
+                             max_buffered_bytes=limits.max_buffered_bytes, budget=self.server,
+                             idle_timeout_s=limits.idle_timeout_s,
+                             frame_timeout_s=limits.frame_timeout_s)
         try:
-            while True:  # ends with the connection: EOF, error or cancel
+            if self.peer_id is not None:
+                with trio.fail_after(limits.handshake_timeout_s):
+                    await read_hello(reader, self.server.tls.cluster_id, self.peer_id)
+            while True:  # ends with the connection: EOF, error, a timeout or cancel
                 while self.unanswered >= _MAX_PENDING:  # until answers free room
                     self.room = trio.Event()
                     await self.room.wait()
-                got = await reader.read()
+                got = await reader.read()  # TooSlowError when idle or slow too long
                 if got is None:
                     return
                 request_id, request = got
                 if request is None or isinstance(request, str) or type(request) not in RESPONSE_TYPE:
                     raise CodecError(f"expected a request, got {type(request).__name__}")
+                if self.peer_id is not None and message_sender(request) != self.peer_id:
+                    self._refuse_sender(request_id, request)
+                    continue
                 try:
                     reply = await submit(self.handler, request)
                 except RaftShutdown as e:
@@ -424,10 +528,34 @@ class _Served:
                     nursery.start_soon(self._await_deferred, request_id, reply)
                 else:
                     reply.on_done(partial(self._answer, request_id))
+        except PeerRefused as e:
+            self.server.stats.refused_handshakes += 1
+            self.server.log_limited(logging.WARNING, "refused a raft connection from %s: %s",
+                                    self.peer, e)
         except CodecError as e:
-            log.warning("peer %s sent bytes that do not parse (%s); disconnected", self.peer, e)
+            self.server.log_limited(logging.WARNING, "peer %s sent bytes that do not parse or "
+                                    "do not fit (%s); disconnected", self.peer, e)
+        except trio.TooSlowError:
+            self.server.stats.timeouts += 1
+            self.server.log_limited(logging.INFO, "peer %s idle or too slow; disconnected", self.peer)
         except _STREAM_ERRORS as e:
             log.info("connection from %s lost: %s", self.peer, e)
+        finally:
+            reader.release()
+
+    def _refuse_sender(self, request_id: int, request: Message) -> None:
+        """Answer a request whose sender is not the authenticated peer with an error, and
+        hand it to no one."""
+        self.server.stats.refused_senders += 1
+        if not self.sender_logged:
+            self.sender_logged = True  # once per connection
+            log.warning("node %d (%s) sent a %s naming node %s as its sender; dropped",
+                        self.peer_id, self.peer, type(request).__name__, message_sender(request))
+        reply = Reply()
+        reply.set_error(PeerRefused(f"sender {message_sender(request)} is not the "
+                                    f"authenticated node {self.peer_id}"))
+        self.unanswered += 1
+        self._answer(request_id, reply)
 
     async def _await_deferred(self, request_id: int, reply: Reply) -> None:
         try:

@@ -23,6 +23,8 @@ What this module owns, so that the stores on top need not think about it:
   is open, and new transactions wait only while the (short) resize itself runs. Readers are
   preferred: a resize that must wait for a long read (a snapshot being built) delays the
   writer that needs the room, never the trio thread.
+* Damage. A data file shorter than its meta pages say is refused before it is mapped
+  (``fastraft.storage.lmdb_file_check``): lmdb would crash the process with SIGBUS.
 * Formats. ``check_format`` records a store's format version in its meta sub-database on
   first use and refuses any other version with a StorageError naming the file.
 
@@ -41,6 +43,7 @@ from typing import Callable, Iterator, TypeVar
 import lmdb
 
 from ..errors import StorageError
+from .lmdb_file_check import check_data_file
 
 __all__ = ["LmdbEnv", "DEFAULT_MAP_SIZE_BYTES", "GROW_AT_FRACTION"]
 
@@ -116,6 +119,7 @@ class LmdbEnv:
         self._closed = False
         try:
             os.makedirs(self.path, exist_ok=True)
+            check_data_file(self.path)  # a truncated file would be SIGBUS once mapped
             self._env = lmdb.open(self.path, map_size=map_size_bytes, subdir=True, sync=True,
                                   metasync=True, map_async=False, writemap=writemap,
                                   max_dbs=MAX_DBS, readahead=False, lock=True)

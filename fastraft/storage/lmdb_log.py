@@ -38,7 +38,7 @@ from .lmdb_env import LmdbEnv
 from .lmdb_log_layout import FORMAT_VERSION, LogLayout, encode_blocks
 from .lmdb_log_open import load_log
 from .protocols import LogState, LogStore, OnDurable
-from .validate import check_append, check_purge, check_range, check_truncate
+from .validate import check_append, check_purge, check_range, check_truncate, check_vote
 
 __all__ = ["LmdbLogStore", "FORMAT_VERSION"]
 
@@ -68,6 +68,10 @@ class LmdbLogStore(LogStore):
         self._closed = False
         self._vote: Vote | None = None
         self._committed: LogId | None = None
+        # What vote and committed id will be once every submitted write is committed: a
+        # write is checked against these (a vote never goes back), not against the disk.
+        self._staged_vote: Vote | None = None
+        self._staged_committed: LogId | None = None
         self._durable = LogState()
         self._staged = LogState()
         # The first block's key (a purge may lag behind, and the block holding the purge
@@ -119,6 +123,7 @@ class LmdbLogStore(LogStore):
     def _load(self, verify: bool) -> None:
         loaded = load_log(self._layout, verify, self._purge_batch)
         self._vote, self._committed = loaded.vote, loaded.committed
+        self._staged_vote, self._staged_committed = loaded.vote, loaded.committed
         self._durable = self._staged = loaded.state
         self._physical_first = loaded.physical_first
         purged = loaded.state.last_purged_log_id
@@ -183,14 +188,15 @@ class LmdbLogStore(LogStore):
 
     async def save_vote(self, vote: Vote) -> None:
         self._check_open()
-        if not isinstance(vote, Vote):
-            raise TypeError(f"save_vote takes a Vote, not {type(vote).__name__}")
         await self._pipeline.wait_for_room()
+        check_vote(self._staged_vote, vote)  # after the wait: nothing is checked stale
+        self._staged_vote = vote
         await self._pipeline.run(("vote", records.encode_vote(vote), vote, self._staged))
 
     async def save_committed(self, committed: LogId | None) -> None:
         self._check_open()
         await self._pipeline.wait_for_room()
+        self._staged_committed = committed
         await self._pipeline.run(
             ("committed", records.encode_log_id(committed), committed, self._staged))
 
@@ -198,7 +204,7 @@ class LmdbLogStore(LogStore):
         self._check_open()
         await self._pipeline.wait_for_room()
         staged = self._staged
-        check_truncate(since_index, staged.last_purged_log_id)
+        check_truncate(since_index, staged.last_purged_log_id, self._staged_committed)
         if since_index >= staged.next_index:
             await self._pipeline.run(("noop", staged))
             return
@@ -228,8 +234,8 @@ class LmdbLogStore(LogStore):
 
     async def purge(self, upto: LogId) -> None:
         self._check_open()
-        check_purge(upto)
         await self._pipeline.wait_for_room()
+        check_purge(upto, self._staged_committed)
         staged = self._staged
         old = staged.last_purged_log_id
         if old is not None and upto.index <= old.index:

@@ -12,7 +12,7 @@ from typing import Sequence
 from ..errors import StorageError
 from ..types import LogId, Vote
 from .protocols import LogState, LogStore, OnDurable
-from .validate import check_append, check_purge, check_range, check_truncate
+from .validate import check_append, check_purge, check_range, check_truncate, check_vote
 
 __all__ = ["MemoryLogStore"]
 
@@ -48,8 +48,7 @@ class MemoryLogStore(LogStore):
 
     async def save_vote(self, vote: Vote) -> None:
         self._check_open()
-        if not isinstance(vote, Vote):
-            raise TypeError(f"save_vote takes a Vote, not {type(vote).__name__}")
+        check_vote(self._vote, vote)
         self._vote = vote
 
     async def read_vote(self) -> Vote | None:
@@ -91,12 +90,12 @@ class MemoryLogStore(LogStore):
 
     async def truncate(self, since_index: int) -> None:
         self._check_open()
-        check_truncate(since_index, self._last_purged)
+        check_truncate(since_index, self._last_purged, self._committed)
         del self._entries[since_index - self._first_index:]
 
     async def purge(self, upto: LogId) -> None:
         self._check_open()
-        check_purge(upto)
+        check_purge(upto, self._committed)
         if self._last_purged is not None and upto.index <= self._last_purged.index:
             return
         del self._entries[:upto.index - self._first_index + 1]

@@ -108,7 +108,10 @@ class LogStore(abc.ABC):
     async def save_vote(self, vote: Vote) -> None:
         """Persist ``vote``, replacing the previous one; durable when it returns.
 
-        A vote reply must not leave the node before this returned (Raft §5.2)."""
+        A vote reply must not leave the node before this returned (Raft §5.2). A vote that
+        goes back (a lower term; within a term, another candidate, nobody, or uncommitted
+        after committed: ``fastraft.storage.validate.check_vote``) raises ValueError and
+        changes nothing."""
 
     @abc.abstractmethod
     async def read_vote(self) -> Vote | None:
@@ -161,7 +164,8 @@ class LogStore(abc.ABC):
         (Raft §5.3). Durable when it returns. ``since_index`` past the end deletes nothing.
 
         Only entries that were never committed may be truncated, so ``since_index`` must be
-        greater than the last purged index; ValueError otherwise.
+        greater than the last purged index and than the committed index saved with
+        ``save_committed``; ValueError otherwise, and nothing changes.
         """
 
     @abc.abstractmethod
@@ -173,7 +177,9 @@ class LogStore(abc.ABC):
 
         The new ``last_purged_log_id`` is durable when this returns; entries may be removed
         physically later (in bounded batches), but are never returned by a read again.
-        ``upto`` older than the current last purged id is ignored.
+        ``upto`` older than the current last purged id is ignored. Only committed entries
+        may be purged: ``upto`` past the committed id saved with ``save_committed`` raises
+        ValueError and changes nothing (a store that keeps no committed id cannot check).
         """
 
     # -- committed index (optional, openraft's save_committed) --------------------------
@@ -215,6 +221,9 @@ class StateMachine(abc.ABC):
         """Apply committed ``entries`` (contiguous, starting after ``last_applied``) and
         return one response per entry, in order: None for BLANK and MEMBERSHIP entries, the
         application's response for NORMAL ones.
+
+        An empty batch, a gap or repeat (inside the batch or against ``last_applied``), or
+        a term below the last applied one is the caller's bug: ValueError, nothing applied.
 
         A NORMAL payload that the application cannot parse is still committed: every
         replica must treat it the same way, so the response is an error value and the

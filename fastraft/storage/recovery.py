@@ -148,9 +148,14 @@ async def recover_state(store: LogStore, sm: StateMachine) -> RecoveredState:
     state = await store.get_log_state()
     last_purged, last_log = state.last_purged_log_id, state.last_log_id
     if last_applied is not None and not await _log_continues(store, state, last_applied):
-        first = 1 if last_purged is None else last_purged.index + 1
-        if last_log is not None and last_log.index >= first:
-            await store.truncate(first)
+        # Crash-safe order: cut what follows last_applied first (a crash after it leaves a
+        # log that still does not continue, so the next start repairs again), then record
+        # that last_applied is committed (a store refuses a purge past its committed id),
+        # then purge everything up to last_applied in one step.
+        if last_log is not None and last_log.index > last_applied.index:
+            await store.truncate(last_applied.index + 1)
+        if committed is not None and committed.index < last_applied.index:
+            await store.save_committed(last_applied)
         await store.purge(last_applied)
         state = await store.get_log_state()
         last_purged, last_log = state.last_purged_log_id, state.last_log_id

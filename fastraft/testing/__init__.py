@@ -6,7 +6,7 @@ class (see ``fastraft.testing.storage_suite`` for the few lines it takes), and
 nodes started as separate processes.
 """
 
-from . import durable_cases, log_cases, sm_cases  # noqa: F401  (they register the cases)
+from . import durable_cases, log_cases, misuse_cases, sm_cases, startup_cases  # noqa: F401  (they register the cases)
 from .ports import free_ports
 from .storage_suite import (
     ANY,

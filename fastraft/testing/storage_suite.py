@@ -23,6 +23,105 @@ If closing your stores takes more than ``aclose()`` on each (a shared environmen
 
 Without pytest, ``run_storage_suite(open_stores, base_dir)`` runs every case and raises the
 first failure. ``CASES`` maps each case's name to its coroutine function.
+
+The cases live in ``log_cases`` (vote, log state, reads, append, truncate, purge),
+``sm_cases`` (start-up state, memberships, apply, snapshots), ``startup_cases`` (start-up
+when the stores disagree, term runs at start, reads after appends), ``misuse_cases`` (calls
+every store must refuse, changing nothing: openraft 0.8.3's defensive ``df_*`` cases) and
+``durable_cases`` (reopen).
+
+Compared with openraft's newest ``testing/log/suite.rs``, case by case (indexes and terms
+there start at 0, here at 1; "repairs" and "n/a" are explained below the table):
+
+=================================================  ==========================================
+openraft case                                      fastraft case(s)
+=================================================  ==========================================
+last_membership_in_log_initial                     last_membership_in_log_initial
+last_membership_in_log                             last_membership_in_log
+last_membership_in_log_multi_step                  last_membership_in_log_multi_step
+get_membership_initial                             membership_initial
+get_membership_from_log_and_empty_sm               membership_from_log_and_empty_sm
+get_membership_from_empty_log_and_sm               membership_from_empty_log_and_sm
+get_membership_from_log_le_sm_last_applied         membership_log_behind_sm
+get_membership_from_log_gt_sm_last_applied_1       membership_log_ahead_of_sm_1
+get_membership_from_log_gt_sm_last_applied_2       membership_log_ahead_of_sm_2
+get_initial_state_without_init                     initial_state_without_data
+get_initial_state_membership_from_empty_log_and_sm initial_state_membership_from_empty_log_and_sm
+get_initial_state_membership_from_sm_inlog_is_..   initial_state_membership_from_sm_when_the_log_is_behind,
+                                                   initial_state_membership_from_log_and_sm
+get_initial_state_membership_from_log_insm_is_..   initial_state_membership_from_the_log_after_a_purge
+get_initial_state_with_state                       initial_state_with_data
+get_initial_state_last_log_gt_sm                   initial_state_log_ahead_of_sm
+get_initial_state_last_log_lt_sm                   initial_state_log_behind_sm
+get_initial_state_inverted_log_order               initial_state_inverted_log_order (repairs)
+get_initial_state_conflict_at_same_index           initial_state_conflict_at_same_index,
+                                                   initial_state_conflict_with_a_tail_and_a_committed_id
+                                                   (repairs)
+get_initial_state_log_ids                          initial_state_log_ids (term runs)
+get_initial_state_re_apply_committed               initial_state_reapplies_committed
+save_vote                                          vote_save_and_read
+get_log_entries                                    read_entries_full, read_entries_empty
+limited_get_log_entries                            read_entries_limited
+leader_bounded_stream                              n/a (no leader-bounded reader)
+entries_stream                                     read_entries_full, read_entries_out_of_range
+try_get_log_entry                                  read_single_entry
+log_reader_reads_new_entries                       reads_see_entries_appended_later
+initial_logs                                       read_entries_empty, read_single_entry
+get_log_state                                      log_state
+get_log_id                                         read_single_entry, log_state
+last_id_in_log                                     log_state, log_state_ignores_the_state_machine
+last_applied_state                                 last_applied_state
+purge_logs_upto_0 / _5 / _20                       purge_upto_0 / _5 / _20, purge_older_is_ignored
+delete_logs_after_11 / _5 / _0 / _none             truncate_after_11 / _5 / _0, truncate_none,
+                                                   truncate_after_purge
+append_to_log                                      append_to_log, append_rejects_a_gap_or_overlap
+snapshot_meta                                      snapshot_meta, snapshot_meta_refers_to_membership
+snapshot_meta_optional                             n/a (no optional snapshot build)
+apply_single / apply_multiple                      apply_single / apply_multiple,
+                                                   apply_unparsable_payload
+transfer_snapshot                                  snapshot_build_install_current,
+                                                   snapshot_install_replaces_state,
+                                                   snapshot_install_rejects_garbage
+(0.8.3) df_save_vote_ascending                     misuse_vote_going_back_is_refused,
+                                                   misuse_vote_committed_in_same_term
+(0.8.3) df_append_to_log_nonempty_input            misuse_empty_append_is_refused
+(0.8.3) df_append_to_log_nonconsecutive_input      misuse_gap_inside_a_batch_is_refused
+(0.8.3) df_append_to_log_eq_last_(applied_)plus_1  misuse_append_not_next_is_refused
+(0.8.3) df_append_to_log_gt_last_(applied_)log_id  misuse_append_below_last_term_is_refused
+(0.8.3) df_apply_nonempty_input, df_apply_index_   misuse_apply_empty_or_not_next_is_refused
+        eq_last_applied_plus_one, df_apply_gt_..
+(0.8.3) df_purge_applied_le_last_applied           misuse_purge_past_committed_is_refused
+(0.8.3) df_delete_conflict_gt_last_applied         misuse_truncate_committed_is_refused
+(0.8.3) df_get_initial_state_dirty_log,            initial_state_dirty_log_membership_is_dropped
+        df_get_membership_config_dirty_log         (repairs)
+=================================================  ==========================================
+
+Repairs: where the log contradicts what the state machine applied (its tail older than the
+applied entry, or another term at the applied index), openraft refuses to start; fastraft
+drops the contradicting entries and purges the log up to the applied entry. What was
+applied is committed, so an entry that conflicts with it is not (Raft §5.3, §5.4.3), and a
+crash between a snapshot install and the purge of the log it replaces leaves exactly this
+state (§7); refusing would keep a healthy node down. ``startup_cases`` checks the repair.
+
+Not applicable, and why:
+
+* ``leader_bounded_stream`` (a read that stops once the stored vote names another leader):
+  fastraft's stores have no reader bound to a leader. The guarantee it gives, that a
+  deposed leader never ships a newer leader's entries, is the engine's: a follower refuses
+  an AppendEntries holding an entry whose term is above the message's (``check_entries``
+  with ``max_term``, fastraft/core/replication.py), and a store read is one consistent view.
+* ``snapshot_meta_optional`` (a snapshot builder the state machine may decline to give):
+  fastraft's ``build_snapshot`` is not optional; the engine's snapshot policy alone decides
+  when a snapshot is built, and the state machine must then build one.
+* The 0.8.3 defensive cases against "applied": a fastraft log store does not see the state
+  machine, so it checks purges and truncations against the committed id it saved
+  (``save_committed``): it refuses a truncation of a committed entry and a purge of an
+  uncommitted one, but cannot tell a purge of entries committed and not yet applied (the
+  engine purges only what a snapshot covers, which is applied). A store that keeps no
+  committed id checks neither; the runtime does not save one today, so on a running node
+  these two checks guard the start-up repair and callers that save it.
+  ``df_get_log_entries`` (an error for a range partly outside the log) is replaced by
+  fastraft's contract of skipping what is outside (``read_entries_out_of_range``).
 """
 
 from __future__ import annotations

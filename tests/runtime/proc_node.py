@@ -7,13 +7,17 @@ stdin/stdout (never the Raft network):
     {"cmd": "get", "key": k}               -> {"value": v} (local state machine)
     {"cmd": "exit"}                        -> {"bye": true}, then a clean shutdown
 
-    python proc_node.py --id 1 --dir D --nodes 1=127.0.0.1:p1,2=...,3=... [--init]
+    python proc_node.py --id 1 --dir D --nodes 1=127.0.0.1:p1,2=...,3=... [--init] [--tls PKI]
+
+``--tls PKI``: mutual TLS between the nodes, with the certificates ``fastraft.kv.certs`` wrote
+into the folder PKI for cluster id "proc-test".
 """
 
 import argparse
 import json
 import os
 import sys
+from functools import partial
 
 import trio
 
@@ -22,6 +26,7 @@ from fastraft.core import Config
 from fastraft.kv import LmdbKVStateMachine, Set, encode_command
 from fastraft.net import TcpNetwork, serve_raft_tcp
 from fastraft.net.tcp import parse_addr
+from fastraft.net.tls import TlsConfig
 from fastraft.runtime import open_raft
 from fastraft.storage import LmdbLogStore
 
@@ -57,11 +62,16 @@ async def main(args) -> None:
     host, port = parse_addr(nodes[args.id].addr)
     log_store = await LmdbLogStore.open(os.path.join(args.dir, "log"))
     sm = await LmdbKVStateMachine.open(os.path.join(args.dir, "sm"))
+    tls = None
+    if args.tls:
+        tls = TlsConfig("proc-test", args.id, os.path.join(args.tls, "ca.pem"),
+                        os.path.join(args.tls, f"node-{args.id}.pem"),
+                        os.path.join(args.tls, f"node-{args.id}-key.pem"))
     stdin = trio.lowlevel.FdStream(os.dup(0))
     async with trio.open_nursery() as nursery:
         async with open_raft(args.id, Config(), log_store=log_store, state_machine=sm,
-                             network=TcpNetwork()) as raft:
-            await nursery.start(serve_raft_tcp, raft, host, port)
+                             network=TcpNetwork(tls=tls)) as raft:
+            await nursery.start(partial(serve_raft_tcp, raft, host, port, tls=tls))
             if args.init and raft.metrics().last_log_index == 0:
                 await raft.initialize(nodes)
             reply({"ready": True, "pid": os.getpid()})
@@ -91,4 +101,5 @@ if __name__ == "__main__":
     ap.add_argument("--dir", required=True)
     ap.add_argument("--nodes", required=True)
     ap.add_argument("--init", action="store_true")
+    ap.add_argument("--tls", help="folder of the cluster's certificates (fastraft.kv.certs)")
     trio.run(main, ap.parse_args())
