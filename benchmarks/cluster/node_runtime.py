@@ -2,7 +2,7 @@
 synchronous driver (raftbench's node loop, or ``control_node.py``) can call into it.
 
 The node is what an application embeds: ``open_raft`` with an lmdb log store synced to disk
-(journal "file") or a memory one (journal "memory"), the benchmark's dict state machine, TCP
+(journal "file"; journal "rocksdb": the RocksDB log store) or a memory one (journal "memory"), the benchmark's dict state machine, TCP
 between nodes (``serve_raft_tcp``). Load is generated inside this process, on the node's own
 trio loop, as ``window`` tasks each awaiting ``client_write`` (or ``client_write_many`` of
 ``batch`` payloads) in a loop: exactly ``window`` writes (or batches) in flight.
@@ -116,6 +116,9 @@ class BenchNode:
         os.makedirs(self.data_dir, exist_ok=True)
         if self.journal == "file":
             log_store = await LmdbLogStore.open(os.path.join(self.data_dir, f"node{self.node_id}"))
+        elif self.journal == "rocksdb":
+            from fastraft.storage.rocksdb_log import RocksLogStore
+            log_store = await RocksLogStore.open(os.path.join(self.data_dir, f"rocks{self.node_id}"))
         else:
             log_store = MemoryLogStore()
         host, port = parse_addr(self.nodes[self.node_id].addr)

@@ -12,11 +12,12 @@ by hand:
     ... throughput --conf batch=1000 --window 16        # client_write_many of 1000
     ... latency --payload 100 --journal file              # with the storage's own latency
 
-Journal "file" is an lmdb log store synced on every commit; "memory" keeps the log in RAM.
+Journal "file" is an lmdb log store synced on every commit (with ``--log-store rocksdb``, the
+RocksDB log store, synced the same way); "memory" keeps the log in RAM.
 ``--tls``: the nodes talk mutual TLS, with a throwaway CA and certificates made for the run
 (``fastraft.kv.certs``; ``tls_cost.py`` compares it with plain TCP side by side).
-``--conf`` keys: ``batch`` (payloads per client_write_many call; 1: client_write), and any
-``fastraft.core.Config`` field.
+``--conf`` keys: ``batch`` (payloads per client_write_many call; 1: client_write), ``log_store``
+(what ``--log-store`` sets), and any ``fastraft.core.Config`` field.
 """
 
 import os
@@ -30,6 +31,20 @@ if not _anchors:
 sys.path.insert(0, os.path.join(_anchors, "pysyncobj"))
 
 import raftbench  # noqa: E402
+
+
+def _log_store_option(argv: list[str]) -> list[str]:
+    """``--log-store KIND`` as the ``--conf log_store=KIND`` the nodes receive."""
+    out = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--log-store":
+            out += ["--conf", f"log_store={next(it)}"]
+        elif arg.startswith("--log-store="):
+            out += ["--conf", "log_store=" + arg.split("=", 1)[1]]
+        else:
+            out.append(arg)
+    return out
 
 import fastraft  # noqa: E402
 from node_runtime import BenchNode  # noqa: E402
@@ -45,6 +60,9 @@ class FastraftAdapter(raftbench.Adapter):
     def start(self, index, addrs, data_dir, journal, conf):
         conf = dict(conf)
         self.batch = int(conf.pop("batch", 1))
+        log_store = conf.pop("log_store", "lmdb")
+        if journal == "file" and log_store == "rocksdb":
+            journal = "rocksdb"
         self.addrs = addrs
         nodes = {i + 1: a for i, a in enumerate(addrs)}
         self.node = BenchNode(index + 1, nodes, data_dir, journal, conf, initialize=index == 0)
@@ -95,4 +113,5 @@ def _enable_tls(argv: list) -> None:
 if __name__ == "__main__":
     if "--tls" in sys.argv:
         _enable_tls(sys.argv)
+    sys.argv[1:] = _log_store_option(sys.argv[1:])
     raftbench.main(FastraftAdapter)

@@ -21,12 +21,10 @@ python running this needs pysyncobj installed. Steps (``--steps`` picks some):
   stands on here;
 * ``failover`` and ``memory``: ``scenarios.py``.
 
-fastraft's throughput runs use two settings other than the defaults, both stated in the
-results: ``max_in_snapshot_log_to_keep`` above the writes in flight (with the engine's
-default of 1,000 the leader purges entries its followers still need while 10,000 are in
-flight, and they fall back to snapshots), and PySyncObj's own election timeouts (0.4 to
-1.4 s; fastraft's defaults are openraft's 150 to 300 ms, which a leader busy with 10,000
-writers on a shared 2-core machine overruns). Failover uses the defaults.
+Every fastraft run uses the engine's default Config (heartbeats every 100 ms, election
+timeouts of 1 to 2 s, ``max_in_snapshot_log_to_keep`` 1,000): with them a leader keeps its
+term with 10,000 writes in flight and sends no follower a snapshot
+(tests/runtime/test_runtime_load.py). PySyncObj runs on its own defaults.
 """
 
 import argparse
@@ -38,8 +36,6 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FASTRAFT_CONF = ["--conf", "max_in_snapshot_log_to_keep=100000",
-                 "--conf", "election_timeout_min_ms=400", "--conf", "election_timeout_max_ms=1400"]
 
 
 def raftbench(script, mode, label, out, args, extra):
@@ -82,7 +78,7 @@ def main(argv=None):
             w = ["--window", str(window)]
             p = raftbench(psy, "throughput", f"pysyncobj-w{window}", args.out, args, w)
             f = raftbench(fr, "throughput", f"fastraft-w{window}", args.out, args,
-                          w + ["--journal", "file"] + FASTRAFT_CONF)
+                          w + ["--journal", "file"])
             report[f"throughput_w{window}"] = {
                 "pysyncobj_ops_s": p["ops_per_s_median"], "fastraft_ops_s": f["ops_per_s_median"],
                 "ratio": f["ops_per_s_median"] / p["ops_per_s_median"] if p["ops_per_s_median"] else None,
@@ -90,16 +86,16 @@ def main(argv=None):
                 "foreign_cores_max": max(x or 0 for x in (p["foreign_cores_max"], f["foreign_cores_max"]))}
     if "write_many" in steps:
         f = raftbench(fr, "throughput", "fastraft-many1000", args.out, args,
-                      ["--window", "16", "--journal", "file", "--conf", "batch=1000"] + FASTRAFT_CONF)
+                      ["--window", "16", "--journal", "file", "--conf", "batch=1000"])
         report["write_many_1000"] = {"entries_s": f["ops_per_s_median"], "reps": f["ops_per_s_reps"]}
     if "latency" in steps:
-        f = raftbench(fr, "latency", "fastraft-latency", args.out, args, ["--journal", "file"] + FASTRAFT_CONF)
+        f = raftbench(fr, "latency", "fastraft-latency", args.out, args, ["--journal", "file"])
         with open(args.out) as fh:
             reps = [json.loads(line) for line in fh]
         reps = [r for r in reps if r.get("kind") == "rep" and r.get("label") == "fastraft-latency"][-args.reps:]
         storage = [r["client_results"][0]["storage_append_p50_ms"] for r in reps]
         m = raftbench(fr, "latency", "fastraft-latency-memory-log", args.out, args,
-                      ["--journal", "memory"] + FASTRAFT_CONF)
+                      ["--journal", "memory"])
         sys.path.insert(0, HERE)
         import latency_floor
 

@@ -4,7 +4,7 @@ TCP on 127.0.0.1 with lmdb logs synced to disk:
 
 * ``failover``: SIGKILL the leader; time from the kill to the first write committed by the
   new leader (each follower waits to lead, then writes at once). Default Config (election
-  timeouts 150-300 ms). The killed node restarts from its disk before the next trial.
+  timeouts 1-2 s). The killed node restarts from its disk before the next trial.
 * ``memory``: commit N entries of 100 bytes (client_write_many of 1000, 8 in flight) with
   the default snapshot policy, then report each node's RSS (and peak RSS).
 

@@ -17,9 +17,15 @@ class Config:
 
     Timing (Raft §5.2; the broadcast time must be well below the election timeout, §5.6):
 
-    * ``heartbeat_interval_ms``: a leader's heartbeat period (openraft default 50 ms).
+    * ``heartbeat_interval_ms``: a leader's heartbeat period (100 ms, etcd's default).
     * ``election_timeout_min_ms`` / ``election_timeout_max_ms``: a follower that hears no
-      leader for a timeout drawn uniformly from [min, max) starts an election (150 / 300 ms).
+      leader for a timeout drawn uniformly from [min, max) starts an election (1,000 / 2,000
+      ms, etcd's 1,000 ms randomized as etcd does). Not openraft's 50 / 150-300 ms: the
+      leader's heartbeat leaves only when its event loop gets to it, and a leader with 10,000
+      writes in flight on a shared 2-core machine stalls its loop for up to ~0.8 s (the
+      writers' own tasks run between the engine's rounds), which deposed it within seconds
+      with 150-300 ms; 1-2 s rides that out (tests/runtime/test_runtime_load.py), at the cost
+      of a slower failover. Latency-sensitive deployments on quiet machines may lower them.
 
     Protocol switches (both on by default, as the thesis recommends together):
 
@@ -61,9 +67,9 @@ class Config:
     confirmation or apply).
     """
 
-    heartbeat_interval_ms: int = 50
-    election_timeout_min_ms: int = 150
-    election_timeout_max_ms: int = 300
+    heartbeat_interval_ms: int = 100
+    election_timeout_min_ms: int = 1000
+    election_timeout_max_ms: int = 2000
     pre_vote: bool = True
     check_quorum: bool = True
     lease_read: bool = False

@@ -194,10 +194,11 @@ class SnapshotMixin:
     def _snapshot_installing(self) -> bool:
         return self._snap_recv is not None and self._snap_recv.meta is not None
 
-    def _reply_snapshot(self, to: int, snapshot_id: str, next_offset: int, done: bool) -> None:
+    def _reply_snapshot(self, to: int, snapshot_id: str, next_offset: int, done: bool,
+                        after_flush: int = 0) -> None:
         self._send(to, InstallSnapshotResponse(term=self.vote.term, sender=self.id,
                                                snapshot_id=snapshot_id, next_offset=next_offset,
-                                               done=done), after_vote=True)
+                                               done=done), after_vote=True, after_flush=after_flush)
 
     def _handle_install_snapshot(self, m: InstallSnapshotRequest) -> None:
         if m.term < self.vote.term:
@@ -211,8 +212,11 @@ class SnapshotMixin:
         if self._snapshot_installing():
             return
         if m.last_log_index <= self.committed:
-            # everything it covers is committed here already (Raft §7: retain the log)
-            self._reply_snapshot(m.sender, m.snapshot_id, m.offset + len(m.data), True)
+            # everything it covers is committed here already (Raft §7: retain the log); "done"
+            # makes the leader count these entries as matched, so it waits until they are
+            # durable here (a crash before the flush would lose what the leader thinks we hold)
+            self._reply_snapshot(m.sender, m.snapshot_id, m.offset + len(m.data), True,
+                                 after_flush=m.last_log_index)
             return
         if m.last_log_term == 0 or m.last_log_term > m.term:
             return  # not a snapshot a leader of this term can hold

@@ -111,8 +111,8 @@ def _add_serve_options(s) -> None:
     s.add_argument("--data", help="data directory (lmdb store)")
     s.add_argument("--force-new-store", action="store_true",
                    help="start even if this node's data directory lost its stores (unsafe)")
-    # etcd's defaults, not the engine's (50 / 150-300 ms): a node shares its machine with
-    # other processes, and a busy moment must not cost the cluster its leader
+    # etcd's defaults, as the engine's: a node shares its machine with other processes, and a
+    # busy moment must not cost the cluster its leader
     s.add_argument("--heartbeat-ms", type=int, default=100, help="leader heartbeat interval")
     s.add_argument("--election-timeout-ms", type=int, nargs=2, default=(1000, 2000),
                    metavar=("MIN", "MAX"), help="randomized election timeout range")

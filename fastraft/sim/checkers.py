@@ -25,7 +25,8 @@ detail)`` on the first one that fails. Kinds (``KINDS``):
 * ``command-contract``: the engine asked storage for something its command contract forbids;
 * ``engine-error``: an engine input raised an exception it does not document;
 * ``codec``: a corrupted message made the decoder raise something other than CodecError;
-* ``linearizability``, ``lost-write``, ``liveness``: end-of-run checks (see simulation.py).
+* ``linearizability``, ``lost-write``, ``liveness``: end-of-run checks (see simulation.py);
+* ``message-storm``: a node sends faster than any workload explains (see storm.py).
 
 A check listed in ``disabled`` is skipped, so a test can show that another checker catches the
 same planted bug on its own.
@@ -43,7 +44,7 @@ __all__ = ["KINDS", "Violation", "SafetyChecker", "compare_runs"]
 KINDS = ("election-safety", "log-matching", "leader-completeness", "state-machine-safety",
          "commit-rule", "commit-regressed", "applied-regressed", "vote-regressed",
          "durable-before-send", "committed-truncated", "command-contract", "engine-error",
-         "codec", "linearizability", "lost-write", "liveness")
+         "codec", "linearizability", "lost-write", "liveness", "message-storm")
 
 
 class Violation(Exception):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from fastraft import accel
 
 from .events import DELIVER
+from .storm import MessageRate
 from .trace import render_message
 
 __all__ = ["SimNetwork"]
@@ -44,6 +45,7 @@ class SimNetwork:
         self.sent = 0
         self.delivered = 0
         self.dropped = 0
+        self.rate = None if "message-storm" in sim.opts.disabled_checks else MessageRate()
 
     def blocked(self, frm: int, to: int) -> bool:
         return self.cut_until.get((frm, to), 0.0) > self.sim.q.now
@@ -70,6 +72,8 @@ class SimNetwork:
         rng = sim.rng
         now = sim.q.now
         self.sent += 1
+        if self.rate is not None:
+            self.rate.on_send(frm, now)
         data = codec.encode_message(msg)
         fate = ""
         if to not in sim.nodes or self.blocked(frm, to):

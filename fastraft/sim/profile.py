@@ -8,6 +8,7 @@ so a seed decides the profile as it decides everything else.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -136,6 +137,30 @@ def _engine_config(rng: random.Random, forced: tuple) -> Config:
     return c.validate()
 
 
+def _within_timing_rule(p: Profile, forced: tuple) -> Profile:
+    """Raft stays live only while broadcastTime << electionTimeout (Raft §5.6, thesis §3.8),
+    where a vote's broadcast time includes saving it: the candidate saves its own vote, the
+    request crosses the network, the voter saves its vote, the answer crosses back. A profile
+    whose slowest such round (network and disk at the top of their drawn ranges; the rare slow
+    messages of ``net_slow_p`` aside) reaches the minimum election timeout describes a cluster
+    Raft does not promise to keep electing leaders (seed 92360 drew 3-30 ms per hop, syncs up
+    to 20 ms and 30-80 ms election timeouts: candidates gave up a term before its granted
+    votes arrived, for 30 simulated seconds). Such a profile gets its election timeouts raised
+    above that round plus one heartbeat interval, as an operator would configure them, the
+    range's width kept. Nothing is redrawn, so every other profile is what it was; election
+    timeouts forced with ``SimOptions.config`` are left alone."""
+    c = p.config
+    round_s = 2 * (p.net_latency_s[1] + p.disk_sync_s[1])
+    if round_s < c.election_timeout_min_s or any(
+            name.startswith("election_timeout") for name, _ in forced):
+        return p
+    emin_ms = math.ceil(round_s * 1000) + c.heartbeat_interval_ms
+    emax_ms = emin_ms + c.election_timeout_max_ms - c.election_timeout_min_ms
+    config = dataclasses.replace(c, election_timeout_min_ms=emin_ms,
+                                 election_timeout_max_ms=emax_ms).validate()
+    return dataclasses.replace(p, config=config)
+
+
 def draw_profile(rng: random.Random, opts: SimOptions) -> Profile:
     n = rng.randint(opts.min_nodes, opts.max_nodes)
     n_voters = rng.randint(3, n) if rng.random() < 0.7 else n
@@ -143,7 +168,7 @@ def draw_profile(rng: random.Random, opts: SimOptions) -> Profile:
     config = _engine_config(rng, opts.config)
     lat_lo = rng.choice((0.0002, 0.001, 0.003))
     emin_s = config.election_timeout_min_s
-    return Profile(
+    return _within_timing_rule(Profile(
         n_nodes=n,
         n_voters=n_voters,
         init=init,
@@ -165,4 +190,4 @@ def draw_profile(rng: random.Random, opts: SimOptions) -> Profile:
         read_ratio=rng.choice((0.3, 0.5, 0.7)),
         think_s=(0.0, rng.choice((0.002, 0.01))),
         client_timeout_s=emin_s * rng.choice((3.0, 10.0)),
-    )
+    ), opts.config)

@@ -44,6 +44,7 @@ import lmdb
 
 from ..errors import StorageError
 from .lmdb_file_check import check_data_file
+from .store_kind import refuse_other_kind
 
 __all__ = ["LmdbEnv", "DEFAULT_MAP_SIZE_BYTES", "GROW_AT_FRACTION"]
 
@@ -119,6 +120,7 @@ class LmdbEnv:
         self._closed = False
         try:
             os.makedirs(self.path, exist_ok=True)
+            refuse_other_kind(self.path, "lmdb")
             check_data_file(self.path)  # a truncated file would be SIGBUS once mapped
             self._env = lmdb.open(self.path, map_size=map_size_bytes, subdir=True, sync=True,
                                   metasync=True, map_async=False, writemap=writemap,

@@ -12,7 +12,9 @@ Entry = accel.entry.Entry
 
 
 def config(**kw) -> Config:
-    base = dict(max_payload_entries=20, max_inflight=4, snapshot_policy_logs_since_last=0)
+    base = dict(max_payload_entries=20, max_inflight=4, snapshot_policy_logs_since_last=0,
+                heartbeat_interval_ms=50, election_timeout_min_ms=150,
+                election_timeout_max_ms=300)  # openraft's timing: the tests' arithmetic
     base.update(kw)
     return Config(**base)
 

@@ -52,22 +52,22 @@ def test_importing_the_engine_loads_no_io_module():
     assert out.stdout.strip() == "[]", out.stdout
 
 
-def test_config_defaults_are_openraft_s_but_for_entries_per_message():
+def test_config_defaults_are_openraft_s_but_for_entries_per_message_and_timing():
     c = Config()
     assert (c.heartbeat_interval_ms, c.election_timeout_min_ms, c.election_timeout_max_ms) == \
-        (50, 150, 300)
+        (100, 1000, 2000)  # etcd's: they hold a leader with 10,000 writes in flight
     assert (c.max_payload_entries, c.replication_lag_threshold,
             c.snapshot_policy_logs_since_last, c.max_in_snapshot_log_to_keep) == \
         (2048, 5000, 5000, 1000)  # messages are bounded in bytes (max_message_bytes) too
     assert c.snapshot_max_chunk_bytes == 3 << 20 and c.pre_vote and c.check_quorum
     assert c.validate() is c
     assert (c.heartbeat_interval_s, c.election_timeout_min_s, c.election_timeout_max_s) == \
-        (0.05, 0.15, 0.3)
+        (0.1, 1.0, 2.0)
 
 
 @pytest.mark.parametrize("kw,words", [
     (dict(election_timeout_min_ms=300, election_timeout_max_ms=300), "election_timeout_max_ms"),
-    (dict(heartbeat_interval_ms=150), "heartbeat_interval_ms"),
+    (dict(heartbeat_interval_ms=1000), "heartbeat_interval_ms"),
     (dict(lease_read=True, check_quorum=False), "lease_read"),
     (dict(max_payload_entries=0), "max_payload_entries"),
     (dict(max_inflight=0), "max_inflight"),

@@ -8,6 +8,7 @@ stdin/stdout (never the Raft network):
     {"cmd": "exit"}                        -> {"bye": true}, then a clean shutdown
 
     python proc_node.py --id 1 --dir D --nodes 1=127.0.0.1:p1,2=...,3=... [--init] [--tls PKI]
+                        [--log-store lmdb|rocksdb]
 
 ``--tls PKI``: mutual TLS between the nodes, with the certificates ``fastraft.kv.certs`` wrote
 into the folder PKI for cluster id "proc-test".
@@ -60,7 +61,11 @@ async def main(args) -> None:
         i, a = part.split("=")
         nodes[int(i)] = Node(a)
     host, port = parse_addr(nodes[args.id].addr)
-    log_store = await LmdbLogStore.open(os.path.join(args.dir, "log"))
+    if args.log_store == "rocksdb":
+        from fastraft.storage.rocksdb_log import RocksLogStore
+        log_store = await RocksLogStore.open(os.path.join(args.dir, "log"))
+    else:
+        log_store = await LmdbLogStore.open(os.path.join(args.dir, "log"))
     sm = await LmdbKVStateMachine.open(os.path.join(args.dir, "sm"))
     tls = None
     if args.tls:
@@ -102,4 +107,5 @@ if __name__ == "__main__":
     ap.add_argument("--nodes", required=True)
     ap.add_argument("--init", action="store_true")
     ap.add_argument("--tls", help="folder of the cluster's certificates (fastraft.kv.certs)")
+    ap.add_argument("--log-store", choices=["lmdb", "rocksdb"], default="lmdb")
     trio.run(main, ap.parse_args())

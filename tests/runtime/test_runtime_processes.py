@@ -23,7 +23,7 @@ NODE = os.path.join(HERE, "proc_node.py")
 class Proc:
     """One node process and its JSON-lines control channel."""
 
-    def __init__(self, node_id, data_dir, nodes_arg, init, log_path, tls=None):
+    def __init__(self, node_id, data_dir, nodes_arg, init, log_path, tls=None, extra=()):
         self.id = node_id
         self.log = open(log_path, "a")
         cmd = [sys.executable, NODE, "--id", str(node_id), "--dir", data_dir, "--nodes", nodes_arg]
@@ -31,6 +31,7 @@ class Proc:
             cmd.append("--init")
         if tls:
             cmd += ["--tls", tls]
+        cmd += list(extra)
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=self.log, text=True, bufsize=1)
         self.q = queue.Queue()

@@ -3,12 +3,29 @@
 Each seed failed on the engine commit named in its case, with the violation quoted, and passes
 once the engine was fixed. A seed replays its scenario only while the simulator draws its
 decisions the same way: after a change to the simulator's draws, find the seed again against
-the named engine commit (``git worktree add <dir> <commit>`` and a campaign there).
+the named engine commit (``git worktree add <dir> <commit>`` and a campaign there). That is
+why each case also names its scripted twin: an engine-level test of the same bug that does not
+depend on the simulator's draws (each fails with its fix reverted).
 """
+
+import os
 
 import pytest
 
 from fastraft.sim import SimOptions, run_seed
+
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTED = {
+    230: "core/test_paper_7_compaction.py::test_7_no_apply_while_a_snapshot_is_installed",
+    247: "core/test_paper_7_compaction.py::test_7_no_apply_while_a_snapshot_is_installed",
+    812: "core/test_paper_7_compaction.py::test_7_discarded_log_is_no_longer_durable",
+    954: "core/test_edge_cases.py::test_start_in_the_last_log_term_when_the_saved_vote_is_older",
+    3866: "core/test_edge_cases.py::test_initialize_again_after_a_crash_kept_only_its_vote",
+    58810: "core/test_liveness_rejections.py::"
+           "test_rejection_at_the_match_index_is_not_answered_with_a_resend",
+    92360: "sim/test_sim_liveness.py::"
+           "test_timing_rule_changes_only_the_election_timeouts_of_profiles_that_break_it",
+}
 
 CASES = [
     # (seed, options, engine commit that failed, what the simulator reported there)
@@ -26,7 +43,11 @@ CASES = [
      "vote-regressed: a snapshot of term 4 became durable before the SaveVote of term 4; after "
      "a crash the node restarted in term 3, below its own log's last term (fixed: the engine "
      "starts in the last log term when its saved vote is older)"),
-    (3866, SimOptions(steps=2000), "e3d2bed",
+    # its profile drew 60-210 ms election timeouts, which the timing rule (profile.py) now
+    # raises: forcing them keeps the draws, and the run, of the engine that failed
+    (3866, SimOptions(steps=2000, config=(("heartbeat_interval_ms", 10),
+                                          ("election_timeout_min_ms", 60),
+                                          ("election_timeout_max_ms", 210))), "e3d2bed",
      "liveness: initialize's vote was durable but its membership entry was not; every later "
      "initialize was refused as 'already initialized' and the cluster never formed (fixed: a "
      "saved vote alone does not make a node initialized)"),
@@ -38,3 +59,11 @@ def test_found_bug_stays_fixed(seed, opts, commit, what):
     r = run_seed(seed, opts)
     assert r.violation is None, f"seed {seed} fails again ({what}): {r.violation}"
     assert r.recovered_s is not None
+
+
+@pytest.mark.parametrize("seed", sorted(SCRIPTED))
+def test_every_seed_case_has_a_scripted_twin(seed):
+    assert seed in {c[0] for c in CASES} or seed in (58810, 92360)  # those two: test_sim_liveness
+    path, name = SCRIPTED[seed].split("::")
+    with open(os.path.join(TESTS, path)) as f:
+        assert f"def {name}(" in f.read(), SCRIPTED[seed]

@@ -1,7 +1,9 @@
 """The child of the SIGKILL test: writes to an lmdb log store as fast as it can, and reports
 on stdout every write that completed, until it is killed.
 
-Usage: python crash_child.py <store directory> <seed>
+Usage: python crash_child.py <store directory> <seed> [<store kind>]
+
+The store kind is a name of ``crash_stores.OPENERS`` (default lmdb).
 
 Each line is written with one os.write (atomic on a pipe) after the write it reports
 returned (or, for appends, after its durability callback ran):
@@ -24,7 +26,7 @@ import time
 import trio
 
 from fastraft import Entry, LogId, Vote
-from fastraft.storage import LmdbLogStore
+from crash_stores import OPENERS
 
 MAX_RUN_S = 20.0
 MAX_IN_FLIGHT = 16
@@ -38,9 +40,9 @@ def emit(*fields) -> None:
     os.write(1, (" ".join(str(f) for f in fields) + "\n").encode())
 
 
-async def main(path: str, seed: int) -> None:
+async def main(path: str, seed: int, kind: str) -> None:
     rng = random.Random(seed)
-    store = await LmdbLogStore.open(path)
+    store = await OPENERS[kind](path)
     state = await store.get_log_state()
     vote = await store.read_vote() or Vote()
     next_index = state.next_index
@@ -111,4 +113,4 @@ async def main(path: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, sys.argv[1], int(sys.argv[2]))
+    trio.run(main, sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "lmdb")

@@ -1,5 +1,6 @@
-"""Crash safety, for real: a child process writes to an lmdb log store as fast as it can and
-is killed with SIGKILL at a random moment; on reopen every write it reported complete is
+"""Crash safety, for real: a child process writes to a durable log store (lmdb, and rocksdb
+when its extra is installed) as fast as it can and is killed with SIGKILL at a random
+moment; on reopen every write it reported complete is
 there, the log is contiguous with intact records, and the vote is the last one saved.
 
 The rounds share one store, so each child also recovers what the previous one left.
@@ -20,7 +21,7 @@ import pytest
 import trio
 
 from fastraft import LogId
-from fastraft.storage import LmdbLogStore
+from crash_stores import OPENERS, durable_kinds
 
 CHILD = pathlib.Path(__file__).with_name("crash_child.py")
 ROUNDS = int(os.environ.get("FASTRAFT_CRASH_ROUNDS", "25"))
@@ -78,10 +79,10 @@ class Model:
         self.last_min = min(self.last_min, since - 1)
 
 
-def run_child(path: pathlib.Path, seed: int, rng: random.Random) -> list[str]:
+def run_child(path: pathlib.Path, seed: int, rng: random.Random, kind: str = "lmdb") -> list[str]:
     """Start a child, let it write for a random while after it opened the store, SIGKILL it,
     and return every complete line it reported."""
-    child = subprocess.Popen([sys.executable, str(CHILD), str(path), str(seed)],
+    child = subprocess.Popen([sys.executable, str(CHILD), str(path), str(seed), kind],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     raw: list[bytes] = []
     opened = threading.Event()
@@ -111,9 +112,9 @@ def run_child(path: pathlib.Path, seed: int, rng: random.Random) -> list[str]:
     return complete
 
 
-async def check_store(path: pathlib.Path, model: Model, round_no: int) -> None:
+async def check_store(path: pathlib.Path, model: Model, round_no: int, kind: str = "lmdb") -> None:
     where = f"after kill {round_no}"
-    store = await LmdbLogStore.open(path)  # verifies every checksum and the contiguity
+    store = await OPENERS[kind](path)  # verifies every checksum and the contiguity
     try:
         state = await store.get_log_state()
         last = 0 if state.last_log_id is None else state.last_log_id.index
@@ -138,15 +139,16 @@ async def check_store(path: pathlib.Path, model: Model, round_no: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_sigkill_at_random_moments_loses_no_completed_write(tmp_path):
+@pytest.mark.parametrize("kind", durable_kinds())
+def test_sigkill_at_random_moments_loses_no_completed_write(tmp_path, kind):
     rng = random.Random(int(os.environ.get("FASTRAFT_CRASH_SEED", "20240611")))
     path = tmp_path / "node"
     model = Model()
     for round_no in range(1, ROUNDS + 1):
-        lines = run_child(path, rng.randrange(1 << 30), rng)
+        lines = run_child(path, rng.randrange(1 << 30), rng, kind)
         ready_last = int(lines[0].split()[1])
         assert ready_last >= model.last_min, f"round {round_no}: reopened log lost entries"
         model.absorb(lines[1:])
-        trio.run(check_store, path, model, round_no)
+        trio.run(check_store, path, model, round_no, kind)
     # The rounds did real work: appends completed, and were checked after each kill.
     assert model.appends > ROUNDS

@@ -310,8 +310,10 @@ class ProgressTracker:
     def on_reject(self, node_id: int, rejected_index: int, next_hint: int) -> bool:
         """A rejected AppendEntries whose prev_log_index was ``rejected_index``; ``next_hint``
         is where the leader would resume from the follower's hint (Raft §5.3). Stale
-        rejections (PIPELINE: at or below match; PROBE: not the outstanding probe; SNAPSHOT:
-        any) are ignored and return False. Otherwise the member goes to PROBE with an empty
+        rejections (at or below match; PROBE: not the outstanding probe; SNAPSHOT: any) are
+        ignored and return False: a rejection at or below match cannot move next, so answering
+        it with a resend would repeat the same probe once per rejection (the next heartbeat
+        retries it). Otherwise the member goes to PROBE with an empty
         window and next = max(min(rejected_index, next_hint), match + 1); returns True. O(1).
         """
         s = self._s(node_id)
@@ -322,7 +324,7 @@ class ProgressTracker:
             if rejected_index <= self._match[s]:
                 return False
         elif m == PROBE:
-            if rejected_index != self._next[s] - 1:
+            if rejected_index != self._next[s] - 1 or rejected_index <= self._match[s]:
                 return False
         else:
             return False

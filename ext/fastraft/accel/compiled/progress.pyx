@@ -384,8 +384,10 @@ cdef class ProgressTracker:
     def on_reject(self, node_id, rejected_index, next_hint):
         """A rejected AppendEntries whose prev_log_index was ``rejected_index``; ``next_hint``
         is where the leader would resume from the follower's hint (Raft §5.3). Stale
-        rejections (PIPELINE: at or below match; PROBE: not the outstanding probe; SNAPSHOT:
-        any) are ignored and return False. Otherwise the member goes to PROBE with an empty
+        rejections (at or below match; PROBE: not the outstanding probe; SNAPSHOT: any) are
+        ignored and return False: a rejection at or below match cannot move next, so answering
+        it with a resend would repeat the same probe once per rejection (the next heartbeat
+        retries it). Otherwise the member goes to PROBE with an empty
         window and next = max(min(rejected_index, next_hint), match + 1); returns True. O(1).
         """
         cdef Member *p = self._member(node_id)
@@ -395,7 +397,7 @@ cdef class ProgressTracker:
             if rr < 0 or rej <= p.match:
                 return False
         elif p.mode == C_PROBE:
-            if rr < 0 or rej != p.next_m1:
+            if rr < 0 or rej != p.next_m1 or rej <= p.match:
                 return False
         else:
             return False

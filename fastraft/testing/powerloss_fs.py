@@ -1,0 +1,304 @@
+"""A power-loss file system for tests (after the idea of Jepsen's LazyFS): a FUSE pass-through
+over a backing directory that remembers, for every file, the writes made since its last
+fsync/fdatasync, and on a *cut* takes them back (``powerloss_journal``), as a machine that
+loses power loses what its caches held.
+
+A store under test keeps its data directory on the mount. Killing the store's process with
+SIGKILL alone proves little: the kernel's page cache survives the process, so a missing fsync
+goes unseen. Killing it, then cutting, then mounting again shows only what was synced.
+
+Run as a process of its own (the mount serves requests on trio, with pyfuse3), controlled by
+lines on stdin; ``powerloss_mount.PowerLossMount`` does that from a test::
+
+    python -m fastraft.testing.powerloss_fs BACKING MOUNTPOINT SEED
+    stdin:  "cut drop" | "cut torn"   undo the unsynced writes, unmount, exit
+            "unmount"                  keep everything (a clean shutdown), unmount, exit
+    stdout: "ready" once mounted; "cut <undone changes>" / "unmounted" before exiting
+
+Kernel caching: writes are not cached in the kernel (no writeback cache), so each write
+reaches this process when it is made and each fsync here when it is called; files are not
+opened with direct_io, so a store may mmap them for reading (lmdb does). A remount starts
+with an empty page cache, so nothing undone stays visible.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import stat
+import sys
+
+import pyfuse3
+import trio
+
+from .powerloss_journal import UnsyncedJournal
+
+__all__ = ["PowerLossOperations", "main"]
+
+
+class PowerLossOperations(pyfuse3.Operations):
+    """Pass-through operations on ``root`` that journal unsynced writes.
+
+    Inodes are this mount's own numbers for backing paths (``self._paths``); they are not
+    kept across mounts. File handles are backing file descriptors.
+    """
+
+    enable_writeback_cache = False
+
+    def __init__(self, root: str) -> None:
+        super().__init__()
+        self.root = os.path.abspath(root)
+        self.journal = UnsyncedJournal()
+        self._paths: dict[int, str] = {pyfuse3.ROOT_INODE: self.root}
+        self._inodes: dict[str, int] = {self.root: pyfuse3.ROOT_INODE}
+        self._next_inode = pyfuse3.ROOT_INODE + 1
+        self._fd_inode: dict[int, int] = {}
+
+    # -- inode table ----------------------------------------------------------------------
+
+    def _inode_of(self, path: str) -> int:
+        ino = self._inodes.get(path)
+        if ino is None:
+            ino = self._inodes[path] = self._next_inode
+            self._paths[ino] = path
+            self._next_inode += 1
+        return ino
+
+    def _child(self, parent: int, name: bytes) -> str:
+        return os.path.join(self._paths[parent], os.fsdecode(name))
+
+    def path_of(self, ino: int) -> str | None:
+        path = self._paths.get(ino)
+        return path if path is not None and os.path.exists(path) else None
+
+    def _attrs(self, path: str, ino: int) -> pyfuse3.EntryAttributes:
+        try:
+            st = os.lstat(path)
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = ino
+        a.generation = 0
+        a.entry_timeout = 0
+        a.attr_timeout = 0
+        for name in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_rdev", "st_size",
+                     "st_blksize", "st_blocks", "st_atime_ns", "st_mtime_ns", "st_ctime_ns"):
+            setattr(a, name, getattr(st, name))
+        return a
+
+    # -- names ----------------------------------------------------------------------------
+
+    async def lookup(self, parent_inode, name, ctx=None):
+        path = self._child(parent_inode, name)
+        if name in (b".", b".."):
+            path = os.path.normpath(path)
+        return self._attrs(path, self._inode_of(path))
+
+    async def getattr(self, inode, ctx=None):
+        return self._attrs(self._paths[inode], inode)
+
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        path = self._paths[inode]
+        try:
+            if fields.update_size:
+                fd = fh if fh is not None else os.open(path, os.O_RDWR)
+                try:
+                    self.journal.before_truncate(inode, fd, attr.st_size)
+                    os.ftruncate(fd, attr.st_size)
+                finally:
+                    if fh is None:
+                        os.close(fd)
+            if fields.update_mode:
+                os.chmod(path, stat.S_IMODE(attr.st_mode))
+            if fields.update_uid or fields.update_gid:
+                os.chown(path, attr.st_uid if fields.update_uid else -1,
+                         attr.st_gid if fields.update_gid else -1)
+            if fields.update_atime or fields.update_mtime:
+                st = os.lstat(path)
+                os.utime(path, ns=(attr.st_atime_ns if fields.update_atime else st.st_atime_ns,
+                                   attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns))
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        return self._attrs(path, inode)
+
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        path = self._child(parent_inode, name)
+        try:
+            os.mkdir(path, mode)
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        return self._attrs(path, self._inode_of(path))
+
+    async def unlink(self, parent_inode, name, ctx):
+        path = self._child(parent_inode, name)
+        try:
+            os.unlink(path)
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        self._drop_path(path)
+
+    async def rmdir(self, parent_inode, name, ctx):
+        path = self._child(parent_inode, name)
+        try:
+            os.rmdir(path)
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        self._drop_path(path)
+
+    def _drop_path(self, path: str) -> None:
+        ino = self._inodes.pop(path, None)
+        if ino is not None:
+            self.journal.forget(ino)
+            self._paths.pop(ino, None)
+
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        if flags:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        old = self._child(parent_inode_old, name_old)
+        new = self._child(parent_inode_new, name_new)
+        try:
+            os.rename(old, new)
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        self._drop_path(new)  # a replaced file is gone, with its unsynced writes
+        ino = self._inodes.pop(old, None)
+        if ino is not None:
+            self._inodes[new] = ino
+            self._paths[ino] = new
+            prefix = old + os.sep  # a renamed directory moves everything below it
+            for p in [p for p in self._inodes if p.startswith(prefix)]:
+                i = self._inodes.pop(p)
+                self._inodes[new + p[len(old):]] = i
+                self._paths[i] = new + p[len(old):]
+
+    async def statfs(self, ctx):
+        st = os.statvfs(self.root)
+        s = pyfuse3.StatvfsData()
+        for name in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files",
+                     "f_ffree", "f_favail", "f_namemax"):
+            setattr(s, name, getattr(st, name))
+        return s
+
+    # -- directories ----------------------------------------------------------------------
+
+    async def opendir(self, inode, ctx):
+        return inode
+
+    async def readdir(self, fh, start_id, token):
+        path = self._paths[fh]
+        names = sorted(os.listdir(path))
+        for i, name in enumerate(names[start_id:], start_id):
+            child = os.path.join(path, name)
+            ino = self._inode_of(child)
+            try:
+                attrs = self._attrs(child, ino)
+            except pyfuse3.FUSEError:
+                continue
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, i + 1):
+                break
+
+    async def releasedir(self, fh):
+        pass
+
+    async def fsyncdir(self, fh, datasync):
+        pass  # metadata is durable at once here (see powerloss_journal)
+
+    # -- files ----------------------------------------------------------------------------
+
+    async def open(self, inode, flags, ctx):
+        try:
+            fd = os.open(self._paths[inode], _backing_flags(flags & ~os.O_CREAT))
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        self._fd_inode[fd] = inode
+        return pyfuse3.FileInfo(fh=fd)
+
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        path = self._child(parent_inode, name)
+        try:
+            fd = os.open(path, _backing_flags(flags) | os.O_CREAT | os.O_TRUNC, mode)
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        ino = self._inode_of(path)
+        self._fd_inode[fd] = ino
+        return pyfuse3.FileInfo(fh=fd), self._attrs(path, ino)
+
+    async def read(self, fh, off, size):
+        try:
+            return os.pread(fh, size, off)
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+
+    async def write(self, fh, off, buf):
+        try:
+            self.journal.before_write(self._fd_inode[fh], fh, off, len(buf))
+            return os.pwrite(fh, buf, off)
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+
+    async def fsync(self, fh, datasync):
+        self.journal.synced(self._fd_inode[fh])
+
+    async def flush(self, fh):
+        pass
+
+    async def release(self, fh):
+        self._fd_inode.pop(fh, None)
+        os.close(fh)
+
+
+def _backing_flags(flags: int) -> int:
+    """The flags to open a backing file with: readable too (the journal reads what a write
+    overwrites), and without O_APPEND (the kernel sends each write's offset)."""
+    if flags & os.O_ACCMODE == os.O_WRONLY:
+        flags = (flags & ~os.O_ACCMODE) | os.O_RDWR
+    return flags & ~os.O_APPEND
+
+
+async def _control(ops: PowerLossOperations, rng: random.Random) -> None:
+    """Read commands on stdin until one ends the mount."""
+    stdin = trio.lowlevel.FdStream(os.dup(0))
+    buf = b""
+    while True:
+        chunk = await stdin.receive_some(4096)
+        if not chunk:
+            reply = "unmounted"
+            break
+        buf += chunk
+        if b"\n" not in buf:
+            continue
+        line, buf = buf.split(b"\n", 1)
+        words = line.decode().split()
+        if words[:1] == ["cut"] and len(words) == 2:
+            reply = f"cut {ops.journal.cut(ops.path_of, words[1], rng)}"
+            break
+        if words == ["unmount"]:
+            reply = "unmounted"
+            break
+        print(f"error unknown command {line!r}", flush=True)
+    await stdin.aclose()
+    pyfuse3.terminate()
+    print(reply, flush=True)
+
+
+async def _serve(ops: PowerLossOperations, rng: random.Random) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pyfuse3.main)
+        print("ready", flush=True)
+        await _control(ops, rng)
+
+
+def main(argv: list[str]) -> None:
+    backing, mountpoint, seed = argv
+    ops = PowerLossOperations(backing)
+    options = set(pyfuse3.default_options) | {"fsname=powerloss"}
+    pyfuse3.init(ops, mountpoint, options)
+    try:
+        trio.run(_serve, ops, random.Random(int(seed)))
+    finally:
+        pyfuse3.close(unmount=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
