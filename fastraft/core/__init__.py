@@ -9,7 +9,8 @@ this one implementation.
 Inputs (methods of ``Engine``):
 
 * time: ``tick(now)``; ``next_deadline()`` says when the next timer is due;
-* messages: ``step(msg)`` for every ``fastraft.messages`` request and response;
+* messages: ``step(msg)`` for every ``fastraft.messages`` request and response (one that is
+  malformed or from a stranger is dropped and counted in ``dropped``; see ``guard.py``);
 * proposals: ``propose(payloads) -> LogId`` (one batch, leader only; raises
   ForwardToLeader / LeaderTransferring);
 * storage completions: ``on_vote_saved(vote)``, ``on_log_flushed(log_id)``,

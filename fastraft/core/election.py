@@ -19,6 +19,7 @@ from fastraft.messages import VoteRequest, VoteResponse
 from fastraft.types import Vote
 
 from ._prims import progress as _progress
+from .guard import CEILING
 from .state import Role
 
 __all__ = ["ElectionMixin"]
@@ -37,7 +38,10 @@ class ElectionMixin:
         """A voter of the effective membership may campaign, and so may a voter of the previous
         one while the effective one is uncommitted: it may be the only node holding the new
         configuration, and the cluster needs it until C_new commits (thesis §4.2.2). Learners
-        never campaign."""
+        never campaign, and neither does a node whose next term would reach the guard's
+        ceiling (guard.py)."""
+        if self.vote.term + 1 >= CEILING:
+            return False
         if self._membership.membership.is_voter(self.id):
             return True
         m = self._membership
@@ -136,7 +140,8 @@ class ElectionMixin:
                 and self._now - self._leader_contact_at < self.config.election_timeout_min_s)
 
     def _handle_vote_request(self, msg: VoteRequest) -> None:
-        if msg.term > self.vote.term and not msg.leader_transfer and self._in_leader_lease():
+        if (msg.term > self.vote.term and not self._transfer_bypass_allowed(msg)
+                and self._in_leader_lease()):
             return  # silently: a healthy leader is known; the candidate times out again
         if msg.pre_vote:
             grant = msg.term > self.vote.term and self._log_up_to_date(msg)

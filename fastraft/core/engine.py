@@ -9,8 +9,9 @@ commands. The runtime's obligations are in ``fastraft.core.commands``.
 Each concern lives in its own module, mixed into ``Engine``: election.py (Raft §5.2, thesis
 §9.6 pre-vote, §6.2 check-quorum), replication.py (§5.3, §5.4, pipelining and flow control),
 membership.py (§6, joint consensus), snapshot.py (§7), reads.py (thesis §6.4) and transfer.py
-(thesis §3.10). This module holds the shared state, the dispatch and the durable-before-send
-gate.
+(thesis §3.10); guard.py drops what a peer must not be able to make it do (malformed terms,
+strangers' messages) before dispatch. This module holds the shared state, the dispatch and the
+durable-before-send gate.
 
 Invariant: a message that depends on durable state (a vote, entries acknowledged) is emitted
 only after ``on_vote_saved`` / ``on_log_flushed`` reported that state.
@@ -41,6 +42,7 @@ from ._prims import LogIndex, ProgressTracker
 from .commands import Command, SaveVote, SendMessage, StateChanged
 from .config import Config
 from .election import ElectionMixin
+from .guard import GuardMixin, check_initial_state
 from .membership import MembershipMixin
 from .reads import ReadsMixin
 from .replication import ReplicationMixin
@@ -57,8 +59,8 @@ _MAX_HELD = 4096
 _HANDLED = frozenset(MESSAGE_TYPES.values())
 
 
-class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, ReadsMixin,
-             TransferMixin):
+class Engine(GuardMixin, ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin,
+             ReadsMixin, TransferMixin):
     """One Raft node. See the package docstring for the input/output contract.
 
     ``Engine(node_id, config, seed, state, now)``: ``node_id`` > 0; ``config`` is validated
@@ -89,6 +91,7 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
             raise ValueError(f"node_id must be a positive int, got {node_id!r}")
         config = (config if config is not None else Config()).validate()
         state = state if state is not None else InitialState()
+        check_initial_state(state)
         self.id = node_id
         self.config = config
         self._rng = random.Random(seed)
@@ -135,6 +138,7 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
                                       if _index_of(state.membership) <= self.committed
                                       else state.prev_membership)
         self.progress = self._ProgressTracker(config.max_inflight)
+        self._init_guard()
         self._init_election()
         self._init_replication()
         self._init_membership()
@@ -210,8 +214,8 @@ class Engine(ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin, Re
         if t not in _HANDLED:
             raise TypeError(f"not a Raft message: {t.__name__}")
         sender = msg.sender
-        if sender == self.id or sender <= 0:
-            return
+        if sender == self.id or sender <= 0 or not self._admit(msg, sender):
+            return  # guard.py: malformed, or from a stranger
         if t is AppendEntriesRequest:
             self._handle_append_entries(msg)
         elif t is AppendEntriesResponse:

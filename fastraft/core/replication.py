@@ -262,6 +262,7 @@ class ReplicationMixin:
         if c == 0:
             return True
         if c <= self.committed:
+            self._on_committed_conflict(m.sender, m.term, c)  # guard.py: report it
             return False
         if c <= log.last_index:
             log.truncate_after(c - 1)

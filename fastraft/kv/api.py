@@ -358,7 +358,9 @@ _STATE_NAMES = {"learner": "Learner", "follower": "Follower", "candidate": "Cand
 def metrics_json(m) -> dict:
     """A ``fastraft.runtime.RaftMetrics`` in openraft's names (``state`` is "Leader",
     "Follower", "Candidate", "Learner" or "Shutdown"; ``replication``, the index each peer
-    matches, is null unless this node leads)."""
+    matches, is null unless this node leads), and fastraft's own: the peers' messages dropped
+    unhandled by reason, and ``log_diverged``, true once this node refused entries that would
+    rewrite its committed log (a health check reports the node unhealthy then)."""
     def leader_of(term: int) -> int | None:
         return m.current_leader if term == m.current_term else None
 
@@ -378,4 +380,7 @@ def metrics_json(m) -> dict:
         "membership_config": membership_json(m.membership, leader_of),
         "replication": ({str(k): v for k, v in sorted(m.replication.items())}
                         if m.is_leader else None),
+        "dropped_messages": dict(m.dropped_messages),
+        "committed_conflicts": m.committed_conflicts,
+        "log_diverged": m.log_diverged,
     }

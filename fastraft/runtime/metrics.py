@@ -44,6 +44,13 @@ class RaftMetrics:
     ``committed`` is the commit index as this node knows it. ``replication`` maps each peer
     the leader replicates to (voters and learners, not itself) to the last index known to
     match on that peer; it is empty unless ``state`` is LEADER.
+
+    ``dropped_messages`` counts the peers' messages the engine dropped unhandled, by reason
+    (``fastraft.core.guard``: malformed, from a non-member, a vote request from a non-voter,
+    TimeoutNow not from the leader). ``committed_conflicts`` counts AppendEntries refused
+    because they would rewrite this node's committed log; once it is non-zero,
+    ``log_diverged`` is True for the life of the process: the cluster's logs disagree on
+    committed entries and this node cannot follow its leader (a health check reports it).
     """
 
     id: int
@@ -58,6 +65,12 @@ class RaftMetrics:
     current_leader: int | None
     membership: StoredMembership
     replication: Mapping[int, int] = field(default_factory=dict)
+    dropped_messages: Mapping[str, int] = field(default_factory=dict)
+    committed_conflicts: int = 0
+
+    @property
+    def log_diverged(self) -> bool:
+        return self.committed_conflicts > 0
 
     @property
     def applied_index(self) -> int:

@@ -36,6 +36,7 @@ from ..errors import ForwardToLeader, RaftShutdown
 from ..net.protocol import RESPONSE_TYPE, Reply
 from ..types import LogId
 from .applier import Applier
+from .guard_log import GuardLog
 from .inbound import InboundReplies
 from .log_writer import LogWriter
 from .metrics import MetricsWatch, RaftMetrics, ServerState
@@ -78,6 +79,7 @@ class RaftRuntime:
         self.proposals = Proposals(max_pending_writes)
         self.inbound = InboundReplies(max_age_s=max(request_timeout_s, 1.0))
         self.watch = MetricsWatch(self.metrics)
+        self.guard_log = GuardLog(engine.id)
         self.closed = trio.Event()
         self.fatal: BaseException | None = None
         self.log_store = log_store
@@ -194,9 +196,16 @@ class RaftRuntime:
         return reply
 
     def _on_inbound(self, request, reply: Reply) -> None:
+        eng = self.engine
+        dropped = eng.dropped_total
+        eng.step(request)  # its answers are dispatched at the end of the round, after this
+        if eng.dropped_total != dropped:
+            # dropped unhandled (core/guard.py): answered at once, so that forged sender ids
+            # leave nothing waiting behind
+            reply.set_result(None)
+            return
         self.inbound.expect(request.sender, request, reply,
                             trio.current_time())
-        self.engine.step(request)
 
     def _on_peer_response(self, response) -> None:
         self.post(self.engine.step, response)
@@ -245,6 +254,7 @@ class RaftRuntime:
         dispatch = self._dispatch
         for cmd in eng.take_commands():
             dispatch[type(cmd)](cmd)
+        self.guard_log.after_round(eng)
         self.inbound.reap(now)
         self.watch.notify()
         self.oplog.after_round()
@@ -388,5 +398,7 @@ class RaftRuntime:
             current_leader=eng.leader_id or None,
             membership=eng.membership,
             replication=replication,
+            dropped_messages=dict(eng.dropped),
+            committed_conflicts=eng.committed_conflicts,
         )
 

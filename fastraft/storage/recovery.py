@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.guard import check_persisted_bound
 from ..errors import CodecError, StorageError
 from ..types import EntryKind, LogId, Membership, StoredMembership, Vote
 from .protocols import LogStore, StateMachine
@@ -126,11 +127,14 @@ async def recover_state(store: LogStore, sm: StateMachine) -> RecoveredState:
        ``last_applied``, so that the log and the state machine agree on where the log
        continues. Its entries after ``last_applied`` conflict with committed ones (Log
        Matching, Raft §5.3), so none of them can be committed.
-    Raises StorageError if a committed entry to re-apply is missing from the log.
+    Raises StorageError if a committed entry to re-apply is missing from the log, or if a
+    persisted term or index is at or beyond the engine's ceiling (``fastraft.core.guard``):
+    such a node would crash on its next ``term + 1``, so it must not start.
     """
     vote = await store.read_vote() or Vote()
     committed = await store.read_committed()
     last_applied, _ = await sm.applied_state()
+    _check_bounds(vote, committed, last_applied, await store.get_log_state())
 
     if committed is not None and (last_applied is None or committed.index > last_applied.index):
         next_index = 1 if last_applied is None else last_applied.index + 1
@@ -176,3 +180,15 @@ async def _log_continues(store: LogStore, state, last_applied: LogId) -> bool:
         return False
     entry = await read_entry(store, last_applied.index)
     return entry is not None and entry.term == last_applied.term
+
+
+def _check_bounds(vote: Vote, committed, last_applied, state) -> None:
+    values = [("saved term", vote.term)]
+    for what, lid in (("committed", committed), ("last applied", last_applied),
+                      ("last log", state.last_log_id), ("last purged", state.last_purged_log_id)):
+        if lid is not None:
+            values += [(f"{what} term", lid.term), (f"{what} index", lid.index)]
+    for what, value in values:
+        problem = check_persisted_bound(what, value)
+        if problem:
+            raise StorageError(problem)

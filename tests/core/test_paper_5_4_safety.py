@@ -48,7 +48,8 @@ def test_5_4_2_figure_8_old_term_entry_on_a_majority_can_still_be_overwritten():
     """Figure 8 (d): an entry of an old term stored on a majority is not committed, and a
     follower holding it gives it up when a leader of a later term with a different entry there
     replicates to it."""
-    f = engine(3, terms=(1, 2), vote=Vote(4, 1), cfg=config(**PLAIN))  # holds (2, 2)
+    f = engine(3, terms=(1, 2), vote=Vote(4, 1), voters=(1, 2, 3, 4, 5),
+               cfg=config(**PLAIN))  # holds (2, 2); Figure 8 has five servers
     f.step(append(5, 5, 1, 1, 0, [Entry(3, 2, 1, b"s5"), Entry(5, 3, 0, b"")]))
     cmds = f.take_commands()
     assert TruncateLog(2) in cmds

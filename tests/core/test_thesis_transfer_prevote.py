@@ -34,6 +34,8 @@ def test_3_10_transfer_brings_the_target_up_to_date_then_sends_timeout_now():
 
 def test_3_10_target_campaigns_at_once_and_voters_grant_despite_the_lease():
     f = engine(2, cfg=config())  # pre-vote and check-quorum on
+    f.step(append(1, 1, 1, 1, 0, []))  # it follows node 1, which then hands over
+    complete_writes(f, f.take_commands())
     f.step(TimeoutNowRequest(term=1, sender=1))
     cmds = f.take_commands()
     assert f.role == Role.CANDIDATE and f.term == 2  # no pre-vote for a transfer

@@ -22,8 +22,12 @@ from fastraft.storage.memory_powerloss import MemoryDisk, PowerLossMemoryLogStor
 from fastraft.core import Config
 from cluster_fixtures import addr, kv_set, run
 
-#: No snapshots, so no purge: every entry stays in every log for the checks.
-CONFIG = Config(snapshot_policy_logs_since_last=10**9)
+#: No snapshots, so no purge: every entry stays in every log for the checks. The cuts come
+#: every 0-0.3 s of simulated time, so elections must fit between them: 50 ms heartbeats and
+#: 150-300 ms election timeouts here, not the defaults' 1-2 s (Raft §5.6's timing rule holds
+#: with the in-memory network's hops).
+CONFIG = Config(snapshot_policy_logs_since_last=10**9, heartbeat_interval_ms=50,
+                election_timeout_min_ms=150, election_timeout_max_ms=300)
 N = 3
 #: Power cuts per seed (FASTRAFT_POWERLOSS_CUTS for a long run).
 CUTS = int(os.environ.get("FASTRAFT_POWERLOSS_CUTS", "40"))

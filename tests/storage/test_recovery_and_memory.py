@@ -124,3 +124,28 @@ def test_entries_are_kept_as_given():
         assert await log.read_entries(1, 3) == batch
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("what", ["vote", "entry"])
+def test_a_persisted_term_beyond_the_ceiling_is_a_storage_error_at_start(tmp_path, what):
+    """A term of 2**64-1 that reached disk (a forged vote request accepted by an older version)
+    made every start crash on the next term + 1; now the start is refused with a clear
+    StorageError naming the value (Raft §5.1: terms only grow, so the node cannot go on)."""
+    from fastraft.kv import LmdbKVStateMachine
+    from fastraft.storage import LmdbLogStore
+
+    async def main():
+        log = await LmdbLogStore.open(str(tmp_path / "log"))
+        sm = await LmdbKVStateMachine.open(str(tmp_path / "sm"))
+        try:
+            if what == "vote":
+                await log.save_vote(Vote((1 << 64) - 1, 0))
+            else:
+                await log.append([blank(1 << 62, 1)])
+            with pytest.raises(StorageError, match=r"term \d+ is outside \[0, 2\*\*62\)"):
+                await recover_state(log, sm)
+        finally:
+            await log.aclose()
+            await sm.aclose()
+
+    trio.run(main)
