@@ -41,7 +41,10 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fastraft' has no attribute {name!r}")
@@ -52,7 +55,16 @@ def __getattr__(name):
     return value
 
 
-__version__ = "0.1.0"
+def _version() -> str:
+    # The version is kept in one place, pyproject.toml; an installed fastraft knows it from its
+    # metadata (read on first use: importlib.metadata loads threading and sockets, which
+    # importing the engine must not). A source tree that was never installed has none.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fastraft")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 __all__ = [
     "accelerated",

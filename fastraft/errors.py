@@ -67,7 +67,7 @@ class ForwardToLeader(FastraftError):
     ``leader_id`` and ``leader_node`` name the leader this node knows of, or are None.
     """
 
-    def __init__(self, leader_id=None, leader_node=None):
+    def __init__(self, leader_id: int | None = None, leader_node: object = None) -> None:
         self.leader_id = leader_id
         self.leader_node = leader_node
         super().__init__(f"not the leader; forward to leader {leader_id} ({leader_node})")

@@ -13,7 +13,7 @@ import enum
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, NoReturn
 
 from .errors import CodecError
 
@@ -173,15 +173,15 @@ def _strict_int(v: object) -> int:
     return v
 
 
-class _FrozenDict(dict):
+class _FrozenDict(dict):  # type: ignore[type-arg]
     """A dict that refuses changes, so a Membership stays immutable and hashable."""
 
     __slots__ = ()
 
-    def _refuse(self, *a, **k):
+    def _refuse(self, *a: object, **k: object) -> NoReturn:
         raise TypeError("membership nodes are immutable")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(frozenset(self.items()))
@@ -216,14 +216,14 @@ class ClientWriteResponse:
 
     __slots__ = ("_term", "_index", "data", "membership")
 
-    def __init__(self, log_id: LogId, data, membership: Membership | None = None) -> None:
+    def __init__(self, log_id: LogId, data: Any, membership: Membership | None = None) -> None:
         self._term = log_id.term
         self._index = log_id.index
         self.data = data
         self.membership = membership
 
     @classmethod
-    def _at(cls, term: int, index: int, data) -> "ClientWriteResponse":
+    def _at(cls, term: int, index: int, data: Any) -> "ClientWriteResponse":
         r = _new_response(cls)
         r._term, r._index, r.data, r.membership = term, index, data, None
         return r
@@ -232,7 +232,7 @@ class ClientWriteResponse:
     def log_id(self) -> LogId:
         return LogId(self._term, self._index)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return (type(other) is ClientWriteResponse and self._term == other._term
                 and self._index == other._index and self.data == other.data
                 and self.membership == other.membership)
@@ -247,7 +247,7 @@ class ClientWriteResponse:
 _new_response = object.__new__
 
 
-class ClientWriteResponses(Sequence):
+class ClientWriteResponses(Sequence[ClientWriteResponse]):
     """What ``client_write_many`` returns: the ``ClientWriteResponse`` of each payload, in
     order, as a read-only sequence over the consecutive entries [first_index, first_index +
     len) of ``term``. Each response is built when read, so a batch of thousands costs one
@@ -255,7 +255,7 @@ class ClientWriteResponses(Sequence):
 
     __slots__ = ("_term", "_first", "_data")
 
-    def __init__(self, term: int, first_index: int, data: list) -> None:
+    def __init__(self, term: int, first_index: int, data: list[Any]) -> None:
         self._term = term
         self._first = first_index
         self._data = data
@@ -263,7 +263,7 @@ class ClientWriteResponses(Sequence):
     def __len__(self) -> int:
         return len(self._data)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self._data)))]
         n = len(self._data)
@@ -273,12 +273,12 @@ class ClientWriteResponses(Sequence):
             raise IndexError("response index out of range")
         return ClientWriteResponse._at(self._term, self._first + i, self._data[i])
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ClientWriteResponse]:
         at, term, first = ClientWriteResponse._at, self._term, self._first
         for i, d in enumerate(self._data):
             yield at(term, first + i, d)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, ClientWriteResponses):
             return (self._term, self._first, self._data) == (other._term, other._first,
                                                              other._data)

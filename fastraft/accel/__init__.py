@@ -19,8 +19,12 @@ import importlib
 import os
 import warnings
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-__all__ = ["MODULES", "accelerated", "pure_forced", "load"]
+if TYPE_CHECKING:  # the chosen modules share the twins' API: type-check against the spec
+    from .pure import codec, entry, log_index, progress
+
+__all__ = ["MODULES", "accelerated", "pure_forced", "load", "fallback_message"]
 
 #: The accelerated modules, in import order (later ones may cimport earlier ones).
 MODULES: tuple[str, ...] = ("entry", "codec", "log_index", "progress")
@@ -38,18 +42,26 @@ def load(flavour: str) -> dict[str, ModuleType]:
     return {name: importlib.import_module(f"{__name__}.{flavour}.{name}") for name in MODULES}
 
 
+def fallback_message(error: ImportError) -> str:
+    """The warning given when the compiled core does not import: why, and what to do."""
+    return (
+        f"fastraft: the compiled core did not load ({type(error).__name__}: {error}); using the "
+        "pure-Python twins, several times slower. If this is a source tree, build it in place "
+        "(pip install -e . or python setup.py build_ext --inplace); otherwise reinstall a "
+        "wheel for this platform (pip install --force-reinstall --only-binary fastraft "
+        "fastraft) or build one from the sdist with Cython and a C compiler "
+        "(pip install --no-binary fastraft fastraft). FASTRAFT_PURE_PYTHON=1 silences this "
+        "by choosing the twins on purpose."
+    )
+
+
 def _choose() -> tuple[dict[str, ModuleType], bool]:
     if pure_forced():
         return load("pure"), False
     try:
         return load("compiled"), True
     except ImportError as e:
-        warnings.warn(
-            f"fastraft: compiled core not available ({e}); using the pure-Python twins, "
-            "which are several times slower. Reinstall with a C compiler to build it.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        warnings.warn(fallback_message(e), RuntimeWarning, stacklevel=3)
         return load("pure"), False
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "parse_init",
     "parse_add_learner",
     "parse_change_membership",
+    "parse_remove_learner",
     "ok_body",
     "err_body",
     "error_json",
@@ -221,6 +222,15 @@ def parse_change_membership(doc: object) -> frozenset[int]:
     if len(doc) > MAX_MEMBERS:
         raise BadRequest(f"/change-membership names {len(doc)} ids; at most {MAX_MEMBERS}")
     return frozenset(_node_id(v, "each voter") for v in doc)
+
+
+def parse_remove_learner(doc: object) -> frozenset[int]:
+    """A /remove-learner body: the learner ids to drop, ``[4, 5]`` (not empty)."""
+    if not isinstance(doc, list) or not doc:
+        raise BadRequest(f"/remove-learner takes a non-empty list of node ids, got {_short(doc)}")
+    if len(doc) > MAX_MEMBERS:
+        raise BadRequest(f"/remove-learner names {len(doc)} ids; at most {MAX_MEMBERS}")
+    return frozenset(_node_id(v, "each learner") for v in doc)
 
 
 # -- answers --------------------------------------------------------------------------------

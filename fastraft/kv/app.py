@@ -13,8 +13,10 @@ node's server takes ``Request`` objects and ASGI is an adapter for other servers
 Routes::
 
     POST /write  /read  /consistent_read            application API (JSON)
-    POST /init  /add-learner  /change-membership    admin API (JSON)
+    POST /init  /add-learner  /change-membership  /remove-learner
+                                                    admin API (JSON)
     GET  /metrics  /node                            this node's metrics, and who it is
+    GET  /metrics/prometheus  /health               for operators (``fastraft.kv.ops``)
     POST /raft-vote  /raft-append  /raft-snapshot  /raft-timeout-now
                                                     Raft RPCs, codec frames (HTTP network only)
 
@@ -32,9 +34,10 @@ import logging
 from ..codec import DEFAULT_MAX_FRAME_BYTES
 from .api import (MAX_BODY_BYTES, BadRequest, err_body, error_json, error_status, ok_body,
                   parse_add_learner, parse_change_membership, parse_init, parse_json, parse_key,
-                  parse_write)
+                  parse_remove_learner, parse_write)
 from .http_network import RAFT_ROUTES, handle_raft_rpc
 from .http_server import Request, Response
+from .ops import OpsRoutes
 from .service import KVService
 
 __all__ = ["KVHandler", "KVApp"]
@@ -67,8 +70,10 @@ class KVHandler:
             "/init": self._init,
             "/add-learner": self._add_learner,
             "/change-membership": self._change_membership,
+            "/remove-learner": self._remove_learner,
         }
         self._get = {"/metrics": s.metrics, "/node": s.node_info}
+        self._ops = OpsRoutes(service)  # /health, /metrics/prometheus (fastraft.kv.ops)
 
     def body_limit(self, path: str) -> int:
         """The most body bytes a request to ``path`` may carry."""
@@ -87,6 +92,9 @@ class KVHandler:
                 status, content, ctype = await handle_raft_rpc(
                     self.service.raft, path, body, self.max_rpc_bytes)
                 return Response(status, content, ctype)
+            ops = self._ops.answer(method, path, request.headers, request.query)
+            if ops is not None:
+                return Response(*ops)
             handler = self._post.get(path)
             if handler is not None:
                 if method != "POST":
@@ -151,6 +159,13 @@ class KVHandler:
         voters = parse_change_membership(parse_json(body))
         try:
             return 200, ok_body(await self.service.change_membership(voters))
+        except Exception as e:
+            return _error(e)
+
+    async def _remove_learner(self, body: bytes) -> tuple[int, bytes]:
+        node_ids = parse_remove_learner(parse_json(body))
+        try:
+            return 200, ok_body(await self.service.remove_learner(node_ids))
         except Exception as e:
             return _error(e)
 

@@ -4,21 +4,25 @@
                       --store lmdb --data ./n1
     fastraft-kv --cluster 127.0.0.1:21001 init
     fastraft-kv --cluster 127.0.0.1:21001 add-learner 2 127.0.0.1:21002
-    fastraft-kv --cluster 127.0.0.1:21001 change-membership 1 2 3
-    fastraft-kv --cluster 127.0.0.1:21001,127.0.0.1:21002 put foo bar
-    fastraft-kv --cluster 127.0.0.1:21002 get foo          # linearizable; --local: this node
+    fastraft-kv --cluster 127.0.0.1:21001 change-membership 1 2 3   # also removes voters
+    fastraft-kv --cluster 127.0.0.1:21001 remove-learner 4
+    fastraft-kv --cluster http://127.0.0.1:21001,127.0.0.1:21002 put foo bar
+    fastraft-kv get foo --cluster 127.0.0.1:21002   # linearizable; --local: this node
     fastraft-kv --cluster ... members | metrics [--json]
 
+Global options (--cluster, --timeout, -v, --log-format) go before or after the command.
 ``serve`` prints one JSON line on stdout once the node serves (``{"id", "addr", "raft_addr",
-"network", "pid"}``: with port 0 in an address, the port it picked), logs to stderr, and
-stops cleanly on SIGINT or SIGTERM. Client commands exit with status 0 on success, 1 when
-the cluster answered with an error (printed on stderr), 2 on bad usage; ``get`` exits with 1
-when the key is absent.
+"network", "pid"}``: with port 0 in an address, the port it picked), logs to stderr (at INFO
+its elections, membership changes and snapshots; -v: more, -vv: debug), and stops cleanly on
+SIGINT or SIGTERM. Every command ends within --timeout seconds (serve excepted). Exit status:
+0 on success, 1 on any error (one line on stderr: the cluster refused, a timeout, a port in
+use...), 2 on bad usage, 130 when interrupted; ``get`` exits with 1 when the key is absent.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -27,38 +31,91 @@ import sys
 
 import trio
 
+from .._cli import Parser, UsageError, leaf_error, run_command, version_text
 from ..core import Config
-from ..errors import FastraftError
+from ..errors import ConfigError, FastraftError
+from ..logs import FORMATS, configure
 
-__all__ = ["main", "metrics_table", "members_table"]
+__all__ = ["main", "build_parser", "metrics_table", "members_table", "parse_cluster"]
 
+PROG = "fastraft-kv"
 DEFAULT_CLUSTER = "127.0.0.1:21001"
+DEFAULT_TIMEOUT_S = 10.0
+#: How long after --timeout a command still running is cancelled (the client's own deadline
+#: is --timeout: its error, which says what it last saw, is the one to report).
+HARD_STOP_GRACE_S = 1.0
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fastraft-kv", description=__doc__.split("\n\n")[0])
-    p.add_argument("--cluster", default=os.environ.get("FASTRAFT_KV_CLUSTER", DEFAULT_CLUSTER),
-                   help="comma-separated HTTP addresses of nodes (env FASTRAFT_KV_CLUSTER; "
-                        f"default {DEFAULT_CLUSTER})")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds a command may take")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def parse_cluster(text: str) -> list[str]:
+    """``--cluster``: comma-separated ``host:port`` or ``http://host:port[/]``."""
+    from .api import BadRequest, check_addr
 
-    s = sub.add_parser("serve", help="run a KV node until SIGINT or SIGTERM")
+    addrs = []
+    for item in (a.strip() for a in text.split(",")):
+        if not item:
+            continue
+        if item.startswith("https://"):
+            raise UsageError(f"--cluster {item}: https is not supported; use http:// or host:port")
+        if item.startswith("http://"):
+            item = item[len("http://"):].rstrip("/")
+            if "/" in item:
+                raise UsageError(f"--cluster takes node addresses, not paths: {item!r}")
+        try:
+            addrs.append(check_addr(item, "--cluster address"))
+        except BadRequest as e:
+            raise UsageError(str(e)) from None
+    if not addrs:
+        raise UsageError("--cluster names no address")
+    return addrs
+
+
+def _add_global_options(p, *, after_command: bool) -> None:
+    """The options every command takes. Given again after the command they win; there, their
+    default is suppressed so that one given before the command stays."""
+    def default(value):
+        return argparse.SUPPRESS if after_command else value
+
+    env_cluster = os.environ.get("FASTRAFT_KV_CLUSTER", DEFAULT_CLUSTER)
+    shown = " (default: %s)" if after_command else ""
+    p.add_argument("--cluster", default=default(env_cluster), metavar="ADDRS",
+                   help="comma-separated HTTP addresses of nodes, host:port or http://host:port "
+                        "(env FASTRAFT_KV_CLUSTER)" + (shown % env_cluster if shown else ""))
+    p.add_argument("--timeout", type=_positive_float, default=default(DEFAULT_TIMEOUT_S),
+                   metavar="SECONDS", help="the most a command may take, retries included"
+                   + (shown % DEFAULT_TIMEOUT_S if shown else ""))
+    p.add_argument("-v", "--verbose", action="count", default=default(0),
+                   help="log more: -v info from every part, -vv debug")
+    p.add_argument("--log-format", choices=FORMATS, default=default("text"),
+                   help="log lines as text, or as one JSON object each"
+                   + (shown % "text" if shown else ""))
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _add_serve_options(s) -> None:
     s.add_argument("--id", type=int, required=True, help="this node's id (a positive integer)")
     s.add_argument("--addr", required=True, help="HTTP address host:port (port 0: any free one)")
     s.add_argument("--raft-addr", help="raft address host:port for the tcp network")
     s.add_argument("--network", choices=("tcp", "http"), default="tcp",
-                   help="raft RPCs over the built-in TCP network (default) or over HTTP on --addr")
-    s.add_argument("--store", choices=("memory", "lmdb"), default="memory")
+                   help="raft RPCs over the built-in TCP network or over HTTP on --addr")
+    s.add_argument("--store", choices=("memory", "lmdb"), default="memory",
+                   help="where the log and the state live (lmdb: durable, in --data)")
     s.add_argument("--data", help="data directory (lmdb store)")
     s.add_argument("--force-new-store", action="store_true",
                    help="start even if this node's data directory lost its stores (unsafe)")
     # etcd's defaults, as the engine's: a node shares its machine with other processes, and a
     # busy moment must not cost the cluster its leader
-    s.add_argument("--heartbeat-ms", type=int, default=100)
+    s.add_argument("--heartbeat-ms", type=int, default=100, help="leader heartbeat interval")
     s.add_argument("--election-timeout-ms", type=int, nargs=2, default=(1000, 2000),
-                   metavar=("MIN", "MAX"))
+                   metavar=("MIN", "MAX"), help="randomized election timeout range")
     s.add_argument("--snapshot-every", type=int, default=5000,
                    help="build a snapshot every this many applied entries (0: never)")
     # security: mutual TLS between nodes (certificates from `fastraft-kv certs` or your CA)
@@ -70,57 +127,68 @@ def _parser() -> argparse.ArgumentParser:
     sec.add_argument("--insecure", action="store_true",
                      help="allow addresses other than loopback where nothing authenticates")
 
+
+def build_parser() -> Parser:
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
+    p.add_argument("--version", action="version", version=version_text(PROG))
+    _add_global_options(p, after_command=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, description: str | None = None):
+        c = sub.add_parser(name, help=help, description=description or help)
+        _add_global_options(c, after_command=True)
+        return c
+
+    _add_serve_options(command("serve", "run a KV node until SIGINT or SIGTERM"))
     from .certs import add_parser as add_certs_parser
     add_certs_parser(sub)
-    sub.add_parser("init", help="initialize the cluster at the first --cluster address").add_argument(
+    command("init", "initialize the cluster at the first --cluster address").add_argument(
         "members", nargs="*", metavar="ID=ADDR",
         help="initial members (default: that node alone); ADDR may be ADDR/RAFT_ADDR")
-    a = sub.add_parser("add-learner", help="add a node as a learner; waits until it caught up")
+    a = command("add-learner", "add a node as a learner; waits until it caught up")
     a.add_argument("id", type=int)
     a.add_argument("addr")
     a.add_argument("raft_addr", nargs="?", help="default: asked from the node itself")
-    c = sub.add_parser("change-membership", help="set the voters (others leave)")
+    c = command("change-membership", "set the voters: voters left out leave the cluster",
+                "Set the voters by joint consensus (Raft §6). Every voter must be a member "
+                "already (add-learner first); voters left out leave the membership, which is "
+                "how a voter is removed: with voters 1 2 3 4, 'change-membership 1 2 3' "
+                "removes 4.")
     c.add_argument("voters", type=int, nargs="+")
-    sub.add_parser("put", help="set KEY to VALUE").add_argument("key")
+    r = command("remove-learner", "remove learners from the membership (voters: see "
+                "change-membership)")
+    r.add_argument("ids", type=int, nargs="+", metavar="ID")
+    command("put", "set KEY to VALUE").add_argument("key")
     sub.choices["put"].add_argument("value")
-    sub.add_parser("delete", help="remove KEY").add_argument("key")
-    cas = sub.add_parser("cas", help="set KEY to VALUE if it holds EXPECTED")
+    command("delete", "remove KEY").add_argument("key")
+    cas = command("cas", "set KEY to VALUE if it holds EXPECTED")
     cas.add_argument("key")
     cas.add_argument("expected", nargs="?", help="omit with --absent")
     cas.add_argument("value")
     cas.add_argument("--absent", action="store_true", help="swap only if KEY is absent")
-    g = sub.add_parser("get", help="print KEY's value (linearizable unless --local)")
+    g = command("get", "print KEY's value (linearizable unless --local)")
     g.add_argument("key")
     g.add_argument("--local", action="store_true", help="read the first --cluster node's state")
-    sub.add_parser("members", help="print the membership")
-    m = sub.add_parser("metrics", help="print every --cluster node's metrics")
+    command("members", "print the membership")
+    m = command("metrics", "print every --cluster node's metrics")
     m.add_argument("--json", action="store_true", help="as JSON lines")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # httpx logs every request at INFO: only with -vv
-    logging.getLogger("httpx").setLevel(level if args.verbose >= 2 else logging.WARNING)
-    try:
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "certs":
-            from .certs import run as run_certs
-            return run_certs(args)
-        return trio.run(_client_command, args)
-    except ImportError as e:
-        print(f"fastraft-kv: {e.name or e} is missing; install the extra: "
-              "pip install 'fastraft[kv]'", file=sys.stderr)
-        return 2
-    except FastraftError as e:
-        print(f"fastraft-kv: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_command(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    configure(args.verbose, args.log_format)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "certs":
+        from .certs import run as run_certs
+        return run_certs(args)
+    args.addrs = parse_cluster(args.cluster)
+    return trio.run(_client_command, args)
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -133,9 +201,8 @@ def _serve(args) -> int:
     lo, hi = args.election_timeout_ms
     tls_args = (args.cluster_id, args.peer_cacert, args.peer_cert, args.peer_key)
     if any(tls_args) and not all(tls_args):
-        print("fastraft-kv: peer TLS needs --cluster-id, --peer-cacert, --peer-cert and "
-              "--peer-key together", file=sys.stderr)
-        return 2
+        raise UsageError("peer TLS needs --cluster-id, --peer-cacert, --peer-cert and "
+                         "--peer-key together")
     options = NodeOptions(
         node_id=args.id, addr=args.addr, raft_addr=args.raft_addr, network=args.network,
         store=args.store, data_dir=args.data, force_new_store=args.force_new_store,
@@ -157,11 +224,20 @@ def _serve(args) -> int:
                 info = await nursery.start(node)
                 print(json.dumps({**info.to_json(), "pid": os.getpid()}), flush=True)
                 async for signum in signals:  # the first one stops the node
-                    logging.getLogger("fastraft.kv").info("signal %d: stopping", signum)
+                    logging.getLogger("fastraft.kv.cli").info(
+                        "node %d: signal %d, stopping", options.node_id, signum,
+                        extra={"node_id": options.node_id})
                     nursery.cancel_scope.cancel()
                     break
 
-    trio.run(serve)
+    try:
+        trio.run(serve)
+    except BaseException as error:
+        e = leaf_error(error)
+        if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
+            raise ConfigError(f"an address is in use already (--addr {options.addr}, "
+                              f"--raft-addr {options.raft_addr}): {e.strerror}") from None
+        raise
     return 0
 
 
@@ -169,63 +245,112 @@ def _serve(args) -> int:
 
 
 async def _client_command(args) -> int:
-    from .client import KVClient
+    """Every client command, bounded as a whole by --timeout (admin ones included): the
+    client stops retrying at --timeout, and whatever still runs is cancelled
+    ``HARD_STOP_GRACE_S`` later."""
+    from .client import KVClient  # imported and built before the clock starts: the bound is
+    # for waiting on the cluster, not for loading the HTTP client (slow on a busy machine)
 
-    addrs = [a.strip() for a in args.cluster.split(",") if a.strip()]
-    async with KVClient(addrs, deadline_s=args.timeout) as client:
-        cmd = args.command
-        if cmd == "init":
-            members = [_member(m) for m in args.members] or None
-            await client.init(members)
-            print("initialized")
-        elif cmd == "add-learner":
-            answer = await client.add_learner(args.id, args.addr, args.raft_addr)
-            print(f"node {args.id} added as a learner at log index {answer['log_id']['index']}")
-        elif cmd == "change-membership":
-            answer = await client.change_membership(args.voters)
-            print(f"voters are now {sorted(args.voters)} (log index {answer['log_id']['index']})")
-        elif cmd in ("put", "delete", "cas"):
-            if cmd == "put":
-                result = await client.set(args.key, args.value)
-            elif cmd == "delete":
-                result = await client.delete(args.key)
-            else:
-                if args.absent == (args.expected is not None):
-                    print("fastraft-kv: cas takes EXPECTED or --absent", file=sys.stderr)
-                    return 2
-                result = await client.compare_and_swap(args.key, args.expected, args.value)
-            print(json.dumps({"log_id": {"term": result.log_id.term, "index": result.log_id.index},
-                              **result.data}))
-        elif cmd == "get":
-            if args.local:
-                value = await client.read(args.key, addr=addrs[0])
-            else:
-                value = await client.consistent_read(args.key)
-            if value is None:
-                print(f"{args.key}: not found", file=sys.stderr)
-                return 1
-            print(value)
-        elif cmd == "members":
-            print(members_table(await client.metrics()))
-        elif cmd == "metrics":
-            rows = []
-            for addr in addrs:
-                try:
-                    rows.append((addr, await client.metrics(addr)))
-                except FastraftError as e:
-                    rows.append((addr, e))
-            if args.json:
-                for addr, m in rows:
-                    print(json.dumps(m if isinstance(m, dict) else {"addr": addr, "error": str(m)}))
-            else:
-                print(metrics_table(rows))
+    # the client gives up at --timeout and says what it last saw; the hard stop a moment
+    # later is for anything that would not end on its own
+    timeout = args.timeout
+    async with KVClient(args.addrs, deadline_s=timeout, admin_timeout_s=timeout,
+                        request_timeout_s=min(5.0, timeout)) as client:
+        with trio.move_on_after(args.timeout + HARD_STOP_GRACE_S) as scope:
+            return await _run_client_command(args, client)
+    assert scope.cancelled_caught
+    raise ClientTimeout(f"{args.command}: no answer within --timeout {args.timeout:g} s from "
+                        f"{', '.join(args.addrs)}")
+
+
+class ClientTimeout(FastraftError, TimeoutError):
+    """A client command did not finish within --timeout."""
+
+
+class NotInitialized(FastraftError):
+    """No node named by --cluster belongs to an initialized cluster."""
+
+
+async def _require_initialized(client, addrs: list[str], timeout_s: float) -> None:
+    """Refuse at once (NotInitialized) when every node of ``addrs`` that answers has no
+    membership; when none answers, let the command itself report it."""
+    answers: list[dict] = []
+
+    async def ask(addr: str) -> None:
+        with trio.move_on_after(timeout_s):
+            try:
+                answers.append(await client.metrics(addr))
+            except FastraftError:
+                pass
+
+    async with trio.open_nursery() as nursery:
+        for addr in addrs:
+            nursery.start_soon(ask, addr)
+    if answers and not any(a["membership_config"]["membership"]["configs"] for a in answers):
+        raise NotInitialized(f"the cluster is not initialized (no membership on "
+                             f"{', '.join(addrs)}): run '{PROG} init' first")
+
+
+async def _run_client_command(args, client) -> int:
+    addrs = args.addrs
+    timeout = args.timeout
+    cmd = args.command
+    if cmd in ("put", "delete", "cas") or (cmd == "get" and not args.local):
+        await _require_initialized(client, addrs, min(1.0, timeout / 4))
+    if cmd == "init":
+        members = [_member(m) for m in args.members] or None
+        await client.init(members)
+        print("initialized")
+    elif cmd == "add-learner":
+        answer = await client.add_learner(args.id, args.addr, args.raft_addr)
+        print(f"node {args.id} added as a learner at log index {answer['log_id']['index']}")
+    elif cmd == "change-membership":
+        answer = await client.change_membership(args.voters)
+        print(f"voters are now {sorted(args.voters)} (log index {answer['log_id']['index']})")
+    elif cmd == "remove-learner":
+        answer = await client.remove_learner(args.ids)
+        print(f"learners {sorted(args.ids)} removed (log index {answer['log_id']['index']})")
+    elif cmd in ("put", "delete", "cas"):
+        if cmd == "put":
+            result = await client.set(args.key, args.value)
+        elif cmd == "delete":
+            result = await client.delete(args.key)
+        else:
+            if args.absent == (args.expected is not None):
+                raise UsageError("cas takes EXPECTED or --absent")
+            result = await client.compare_and_swap(args.key, args.expected, args.value)
+        print(json.dumps({"log_id": {"term": result.log_id.term, "index": result.log_id.index},
+                          **result.data}))
+    elif cmd == "get":
+        if args.local:
+            value = await client.read(args.key, addr=addrs[0])
+        else:
+            value = await client.consistent_read(args.key)
+        if value is None:
+            print(f"{args.key}: not found", file=sys.stderr)
+            return 1
+        print(value)
+    elif cmd == "members":
+        print(members_table(await client.metrics()))
+    elif cmd == "metrics":
+        rows = []
+        for addr in addrs:
+            try:
+                rows.append((addr, await client.metrics(addr)))
+            except FastraftError as e:
+                rows.append((addr, e))
+        if args.json:
+            for addr, m in rows:
+                print(json.dumps(m if isinstance(m, dict) else {"addr": addr, "error": str(m)}))
+        else:
+            print(metrics_table(rows))
     return 0
 
 
 def _member(text: str):
     node_id, sep, addr = text.partition("=")
     if not sep or not node_id.isdigit():
-        raise SystemExit(f"fastraft-kv: expected ID=ADDR, got {text!r}")
+        raise UsageError(f"init: expected ID=ADDR, got {text!r}")
     addr, _, raft_addr = addr.partition("/")
     return (int(node_id), addr, raft_addr) if raft_addr else (int(node_id), addr)
 

@@ -160,6 +160,10 @@ class KVClient:
         """Make ``voters`` the voter set (members left out leave); ``{"log_id", "membership"}``."""
         return await self._call("POST", "/change-membership", _json(sorted(voters)), kind="admin")
 
+    async def remove_learner(self, node_ids: Iterable[int]) -> dict:
+        """Drop the learners ``node_ids`` from the membership; ``{"log_id", "membership"}``."""
+        return await self._call("POST", "/remove-learner", _json(sorted(node_ids)), kind="admin")
+
     async def metrics(self, addr: str | None = None) -> dict:
         """The metrics of the node at ``addr`` (default: any node that answers), as JSON."""
         return await self._call("GET", "/metrics", b"", kind="read", addr=addr,

@@ -210,13 +210,17 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
                                 max_body_bytes=options.http_limits.max_body_bytes)
             await nursery.start(partial(serve_http, handler, [listener],
                                         limits=options.http_limits))
-            log.info("node %d serving HTTP on %s, raft (%s) on %s", options.node_id,
-                     http_addr, options.network, raft_addr)
+            log.info("node %d serving HTTP on %s, raft (%s) on %s, store %s%s",
+                     options.node_id, http_addr, options.network, raft_addr, options.store,
+                     f" in {options.data_dir}" if options.data_dir else "",
+                     extra={"node_id": options.node_id})
             task_status.started(info)
             try:
                 await raft.wait_closed()  # the node stopped on its own: a storage failure
                 log.error("node %d stopped; closing its HTTP server", options.node_id)
             finally:
+                log.info("node %d stopping: HTTP on %s, raft on %s", options.node_id,
+                         http_addr, raft_addr, extra={"node_id": options.node_id})
                 nursery.cancel_scope.cancel()
 
 

@@ -157,6 +157,12 @@ class KVService:
         log_id = await self._admin(self.raft.change_membership(voters))
         return self._membership_answer(log_id)
 
+    async def remove_learner(self, node_ids: frozenset[int]) -> dict:
+        """Drop the learners ``node_ids`` (voters leave through change_membership)."""
+        self._require_leader()
+        log_id = await self._admin(self.raft.remove_learners(node_ids))
+        return self._membership_answer(log_id)
+
     # -- helpers ----------------------------------------------------------------------------------
 
     def _require_leader(self) -> None:

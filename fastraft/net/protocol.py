@@ -38,7 +38,7 @@ retried by the protocol (Raft §5.3).
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Awaitable, Callable, Protocol, TypeVar, runtime_checkable
 
 import trio
 
@@ -102,13 +102,13 @@ async def dispatch(handler: RaftHandler, request: Message) -> Message | None:
     """Hand ``request`` to the matching ``handle_*`` entry point of ``handler`` and return its
     response (or None). Raises TypeError for a message that is not a request."""
     t = type(request)
-    if t is AppendEntriesRequest:
+    if isinstance(request, AppendEntriesRequest):
         return await handler.handle_append_entries(request)
-    if t is VoteRequest:
+    if isinstance(request, VoteRequest):
         return await handler.handle_vote(request)
-    if t is InstallSnapshotRequest:
+    if isinstance(request, InstallSnapshotRequest):
         return await handler.handle_install_snapshot(request)
-    if t is TimeoutNowRequest:
+    if isinstance(request, TimeoutNowRequest):
         return await handler.handle_timeout_now(request)
     raise TypeError(f"{t.__name__} is not a request message")
 
@@ -119,7 +119,7 @@ class _DeferredReply(Reply):
 
     __slots__ = ("_call", "_arg", "_started")
 
-    def __init__(self, call, arg) -> None:
+    def __init__(self, call: Callable[[Message], Awaitable[Message | None]], arg: Message) -> None:
         super().__init__()
         self._call = call
         self._arg = arg

@@ -23,11 +23,13 @@ progress at a time, and nothing is issued to the store while one is.
 from __future__ import annotations
 
 from collections import deque
+from time import perf_counter
 from typing import Callable
 
 import trio
 
 from ..core.commands import AppendLog, PurgeLog, SaveVote, TruncateLog
+from ..latency import LatencyHistogram
 from ..storage.protocols import LogStore, supports_append_nowait
 from ..types import LogId, Vote
 
@@ -52,6 +54,8 @@ class LogWriter:
         self._wake = trio.Event()
         self._failed = False
         self._appends_in_store = 0  # append_nowait calls whose completion is still to come
+        #: from handing an append to the store to its being durable (the flush's latency)
+        self.append_latency = LatencyHistogram()
 
     def submit(self, cmd) -> None:
         """Take one log command, in emission order. Never blocks."""
@@ -65,12 +69,14 @@ class LogWriter:
 
     def _issue_nowait(self, cmd: AppendLog) -> None:
         last = cmd.last_log_id
+        issued = perf_counter()
 
         def on_durable(error: BaseException | None) -> None:
             self._appends_in_store -= 1
             if error is not None:
                 self._fail(error)
             elif not self._failed:
+                self.append_latency.observe(perf_counter() - issued)
                 self._on_flushed(last)
 
         self._appends_in_store += 1
@@ -119,7 +125,9 @@ class LogWriter:
                 nxt = q.popleft()
                 entries.extend(nxt.entries)
                 last = nxt.last_log_id
+            issued = perf_counter()
             await store.append(entries)
+            self.append_latency.observe(perf_counter() - issued)
             self._on_flushed(last)
         elif t is SaveVote:
             await store.save_vote(cmd.vote)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import trio
 
@@ -173,7 +173,7 @@ class Wait:
         return await self.metrics(lambda m: m.purged is not None and m.purged.index >= index,
                                   f"log purged up to {index}")
 
-    async def voter_ids(self, ids) -> RaftMetrics:
+    async def voter_ids(self, ids: Iterable[int]) -> RaftMetrics:
         """Until this node's effective membership has exactly the voters ``ids`` (uniform)."""
         want = frozenset(ids)
         return await self.metrics(

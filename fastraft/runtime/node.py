@@ -41,6 +41,7 @@ from .guard_log import GuardLog
 from .inbound import InboundReplies
 from .log_writer import LogWriter
 from .metrics import MetricsWatch, RaftMetrics, ServerState
+from .oplog import OperatorLog
 from .peers import PeerSet
 from .proposals import Proposal, Proposals
 from .snapshot_reader import SnapshotReader
@@ -95,6 +96,7 @@ class RaftRuntime:
                              timeout_s=request_timeout_s, snapshot_timeout_s=snapshot_timeout_s)
         self._role = engine.role
         self._leader_id = engine.leader_id
+        self.oplog = OperatorLog(self, unreachable_after_s=engine.config.election_timeout_max_s)
         self._dispatch = {
             C.SendMessage: self._send, C.NoAnswer: self._no_answer,
             C.AppendLog: self.log_writer.submit, C.SaveVote: self.log_writer.submit,
@@ -116,6 +118,7 @@ class RaftRuntime:
         self._nursery.start_soon(self.log_writer.run)
         self._nursery.start_soon(self.applier.run)
         self._nursery.start_soon(self._run)
+        self.oplog.started(self.log_store, self.state_machine)
 
     def shut_down(self, error: BaseException | None = None) -> None:
         """Stop serving: every waiting caller gets ``error`` (RaftShutdown by default), the
@@ -140,6 +143,7 @@ class RaftRuntime:
                 args[1].set_error(error)
         self._inputs.clear()
         self.watch.close()
+        self.oplog.stopped(self.fatal)
 
     def _on_failed(self, error: BaseException) -> None:
         """A store failed: Raft cannot go on over storage that lost a write. Stop the node."""
@@ -247,6 +251,7 @@ class RaftRuntime:
             dispatch[type(cmd)](cmd)
         self.guard_log.after_round(eng)
         self.watch.notify()
+        self.oplog.after_round()
 
     def _propose(self) -> None:
         props, payloads = self.proposals.take_queued()

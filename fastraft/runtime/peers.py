@@ -62,6 +62,7 @@ class PeerSender:
         self._starting = False  # run() holds a message taken from the queue, not yet started
         self.sent = 0  #: requests started
         self.failed = 0  #: requests that ended without a response (error or timeout)
+        self.answered = 0  #: requests the peer answered
         self.dropped = 0  #: messages dropped from a full queue
 
     def send(self, msg: Message) -> None:
@@ -155,7 +156,9 @@ class PeerSender:
         if reply.error is not None:
             self.failed += 1
             log.debug("to node %d: %s", self.target_id, reply.error)
-        elif reply.value is not None:
+            return
+        self.answered += 1
+        if reply.value is not None:
             self._on_response(reply.value)
 
     async def _expire(self) -> None:
@@ -196,6 +199,7 @@ class PeerSender:
         if response is None:
             self.failed += 1
         else:
+            self.answered += 1
             self._on_response(response)
 
 

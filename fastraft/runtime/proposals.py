@@ -21,6 +21,7 @@ waiting (queued or registered) never exceeds ``max_entries``.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import trio
 
@@ -78,7 +79,7 @@ class Proposal:
         self._task = None  # cancelled: nobody to wake any more
         return trio.lowlevel.Abort.SUCCEEDED
 
-    async def outcome(self):
+    async def outcome(self) -> Any:
         """The response (``client_write``) or list of responses (``client_write_many``)."""
         if self._done:
             await trio.lowlevel.checkpoint()

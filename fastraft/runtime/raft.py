@@ -18,7 +18,7 @@ import logging
 import random
 import sys
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, cast
 
 import trio
 
@@ -35,6 +35,7 @@ from .metrics import RaftMetrics, Wait
 from .node import RaftRuntime
 from .proposals import Proposal
 from .startup import load_engine_state
+from .stats import NodeStats, take_stats
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -50,7 +51,7 @@ class Trigger:
     def __init__(self, runtime: RaftRuntime) -> None:
         self._rt = runtime
 
-    def _post(self, fn, *args) -> None:
+    def _post(self, fn: Callable[..., None], *args: object) -> None:
         self._rt.check_open()
         self._rt.post(fn, *args)
 
@@ -98,19 +99,25 @@ class Raft(PipelinedHandler):
             if not isinstance(payload, (bytearray, memoryview)):
                 raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
             payload = bytes(payload)
-        return await self._write(Proposal([payload], many=False))
+        proposal = Proposal([payload], many=False)
+        data = await self._write(proposal)
+        return ClientWriteResponse._at(proposal.term, proposal.first_index, data)
 
     async def client_write_many(self, payloads: Iterable[bytes]) -> ClientWriteResponses:
         """Append every payload (consecutive entries, in order) and return their
-        ``ClientWriteResponse``s, in order, once all are applied (a read-only sequence). One call costs one proposal round however many
-        payloads it carries: the way to batch. Errors as ``client_write``, for the whole call
+        ``ClientWriteResponse``s, in order, once all are applied (a read-only sequence). One
+        call costs one proposal round however many payloads it carries: the way to batch. Errors as ``client_write``, for the whole call
         (a non-bytes payload fails this call only, with TypeError)."""
         batch = list(payloads)
         if not batch:
             return ClientWriteResponses(0, 0, [])
-        return await self._write(Proposal(batch, many=True))
+        proposal = Proposal(batch, many=True)
+        data = await self._write(proposal)
+        return ClientWriteResponses(proposal.term, proposal.first_index, data)
 
-    async def _write(self, proposal: Proposal):
+    async def _write(self, proposal: Proposal) -> Any:
+        """The state machine's answer (one, or a list for ``many``) once ``proposal`` is
+        applied; its ``term`` and ``first_index`` are set by then."""
         # Leadership is checked once, by the engine when the write is proposed: a follower
         # refuses it there with ForwardToLeader, nothing appended.
         rt = self._rt
@@ -118,10 +125,7 @@ class Raft(PipelinedHandler):
         await rt.proposals.wait_for_room(proposal.count)
         rt.check_open()
         rt.submit_write(proposal)
-        data = await proposal.outcome()
-        if proposal.many:
-            return ClientWriteResponses(proposal.term, proposal.first_index, data)
-        return ClientWriteResponse._at(proposal.term, proposal.first_index, data)
+        return await proposal.outcome()
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -129,27 +133,33 @@ class Raft(PipelinedHandler):
         """Wait until a read of this node's state machine is linearizable (ReadIndex, thesis
         §6.4): leadership confirmed by a quorum after this call, and everything committed
         before it applied here. Returns the read index. ForwardToLeader on a non-leader."""
-        return await self._rt.submit_read().result()
+        return cast(int, await self._rt.submit_read().result())
 
     # -- admin ------------------------------------------------------------------------------
 
-    async def _admin(self, call, *args):
+    async def _admin(self, call: Callable[..., None], *args: object) -> Any:
         return await self._rt.submit_admin(call, *args).result()
 
     async def initialize(self, nodes: Mapping[int, Node]) -> LogId:
         """Make this brand-new node the first member of a cluster of ``nodes`` (all voters).
         MembershipError if it is already initialized."""
-        return await self._admin(self._rt.engine.initialize, dict(nodes))
+        return cast(LogId, await self._admin(self._rt.engine.initialize, dict(nodes)))
 
     async def add_learner(self, node_id: int, node: Node, blocking: bool = True) -> LogId:
         """Leader: add ``node_id`` at ``node`` as a learner (or change a member's address);
         with ``blocking``, return only once it has caught up (thesis §4.2.1)."""
-        return await self._admin(self._rt.engine.add_learner, node_id, node, blocking)
+        return cast(LogId, await self._admin(self._rt.engine.add_learner, node_id, node, blocking))
 
     async def change_membership(self, voters: Iterable[int], retain: bool = False) -> LogId:
         """Leader: make ``voters`` the voter set, by joint consensus (Raft §6). Removed voters
         stay as learners with ``retain``, else leave."""
-        return await self._admin(self._rt.engine.change_membership, frozenset(voters), retain)
+        return cast(LogId, await self._admin(self._rt.engine.change_membership, frozenset(voters), retain))
+
+    async def remove_learners(self, node_ids: Iterable[int]) -> LogId:
+        """Leader: drop the learners ``node_ids`` from the membership (Raft §6); returns once
+        that committed. Voters are refused (MembershipError): ``change_membership`` removes
+        them."""
+        return cast(LogId, await self._admin(self._rt.engine.remove_learners, frozenset(node_ids)))
 
     async def transfer_leader(self, node_id: int) -> None:
         """Leader: hand leadership to the voter ``node_id`` (thesis §3.10); returns once it
@@ -161,6 +171,10 @@ class Raft(PipelinedHandler):
     def metrics(self) -> RaftMetrics:
         """A snapshot of this node's state, taken now."""
         return self._rt.metrics()
+
+    def stats(self) -> NodeStats:
+        """Counters and latency histograms since the node opened (``NodeStats``)."""
+        return take_stats(self._rt)
 
     def wait(self, timeout_s: float) -> Wait:
         """Conditions to wait for on this node's metrics, each within ``timeout_s``."""
@@ -177,22 +191,22 @@ class Raft(PipelinedHandler):
         pipelining form of ``handle_*`` that ``serve_raft_tcp`` uses)."""
         return self._rt.submit_request(request)
 
-    async def _handle(self, request: Message):
+    async def _handle(self, request: Message) -> Any:
         return await self._rt.submit_request(request).result()
 
     async def handle_append_entries(self, req: AppendEntriesRequest) -> AppendEntriesResponse | None:
         """A leader's AppendEntries: the response to send back, or None when this node does
         not answer it (it arrived while a snapshot is installed, say)."""
-        return await self._handle(req)
+        return cast("AppendEntriesResponse | None", await self._handle(req))
 
     async def handle_vote(self, req: VoteRequest) -> VoteResponse | None:
-        return await self._handle(req)
+        return cast("VoteResponse | None", await self._handle(req))
 
     async def handle_install_snapshot(self, req: InstallSnapshotRequest) -> InstallSnapshotResponse | None:
-        return await self._handle(req)
+        return cast("InstallSnapshotResponse | None", await self._handle(req))
 
     async def handle_timeout_now(self, req: TimeoutNowRequest) -> TimeoutNowResponse | None:
-        return await self._handle(req)
+        return cast("TimeoutNowResponse | None", await self._handle(req))
 
 
 @asynccontextmanager
@@ -247,7 +261,7 @@ async def open_raft(node_id: int, config: Config | None = None, *, log_store: Lo
         raise rt.fatal
 
 
-async def _close_quietly(*stores) -> None:
+async def _close_quietly(*stores: LogStore | StateMachine) -> None:
     for store in stores:
         try:
             await store.aclose()

@@ -18,12 +18,14 @@ submitted later, fails with the same StorageError (the durable state is no longe
 from __future__ import annotations
 
 from functools import partial
+from time import perf_counter
 from typing import Any, Callable, Generic, TypeVar
 
 import outcome
 import trio
 
 from ..errors import StorageError
+from ..latency import LatencyHistogram
 
 __all__ = ["WritePipeline", "Done"]
 
@@ -58,6 +60,10 @@ class WritePipeline(Generic[Op]):
         self._failure: BaseException | None = None
         self._idle_waiters: list[trio.Event] = []
         self._token: trio.lowlevel.TrioToken | None = None
+        #: one synced batch, from its start to its result back on the trio thread: the
+        #: store's fsync with the write transaction and the thread hand-off around it
+        self.sync_latency = LatencyHistogram()
+        self._started_at = 0.0
 
     # -- state ------------------------------------------------------------------------------
 
@@ -130,6 +136,7 @@ class WritePipeline(Generic[Op]):
         ops, self._queued_ops = self._queued_ops[:n], self._queued_ops[n:]
         dones, self._queued_done = self._queued_done[:n], self._queued_done[n:]
         self._inflight = (ops, dones)
+        self._started_at = perf_counter()
         token = self._token = trio.lowlevel.current_trio_token()
 
         def deliver(result: outcome.Outcome) -> None:  # in the worker thread
@@ -145,6 +152,7 @@ class WritePipeline(Generic[Op]):
         assert self._inflight is not None
         ops, dones = self._inflight
         self._inflight = None
+        self.sync_latency.observe(perf_counter() - self._started_at)
         if isinstance(result, outcome.Error):
             self._fail(result.error, dones)
         else:

@@ -80,6 +80,11 @@ class LmdbLogStore(LogStore):
         self._read_lo = 1
         self._read_hi = 1
 
+    @property
+    def sync_latency(self):
+        """Histogram of this store's synced write batches (``fastraft.latency``)."""
+        return self._pipeline.sync_latency
+
     # -- opening --------------------------------------------------------------------------
 
     @classmethod

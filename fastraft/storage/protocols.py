@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Sequence
 
 from ..types import LogId, SnapshotMeta, StoredMembership, Vote
+
+if TYPE_CHECKING:  # the codec's entry (compiled or its twin, the spec)
+    from ..accel.pure.entry import Entry
 
 __all__ = [
     "LogState",
@@ -121,7 +124,7 @@ class LogStore(abc.ABC):
         """The last purged and the last log id of the durable log."""
 
     @abc.abstractmethod
-    async def read_entries(self, lo: int, hi: int, max_entries: int | None = None) -> list:
+    async def read_entries(self, lo: int, hi: int, max_entries: int | None = None) -> list[Entry]:
         """The entries with index in [lo, hi) that the log holds, in index order.
 
         Indexes outside the log (purged, or past the end) are skipped, so the result is the
@@ -132,7 +135,7 @@ class LogStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def append(self, entries: Sequence) -> None:
+    async def append(self, entries: Sequence[Entry]) -> None:
         """Append ``entries`` (non-empty, contiguous, terms non-decreasing) at the end of the
         log; durable when it returns (Raft §5.3: a follower acknowledges only then).
 
@@ -142,7 +145,7 @@ class LogStore(abc.ABC):
         first (Raft §5.3).
         """
 
-    def append_nowait(self, entries: Sequence, on_durable: OnDurable) -> None:
+    def append_nowait(self, entries: Sequence[Entry], on_durable: OnDurable) -> None:
         """Optional non-async fast path of ``append`` for the runtime's group commit.
 
         Validates and queues ``entries`` at once (ValueError as ``append``) and returns
@@ -214,7 +217,7 @@ class StateMachine(abc.ABC):
         """(last applied log id or None, last applied membership with its log id)."""
 
     @abc.abstractmethod
-    async def apply(self, entries: Sequence) -> list[Any]:
+    async def apply(self, entries: Sequence[Entry]) -> list[Any]:
         """Apply committed ``entries`` (contiguous, starting after ``last_applied``) and
         return one response per entry, in order: None for BLANK and MEMBERSHIP entries, the
         application's response for NORMAL ones.
