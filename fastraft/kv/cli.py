@@ -31,7 +31,7 @@ import sys
 
 import trio
 
-from .._cli import Parser, UsageError, leaf_error, run_command, version_text
+from .._cli import EXIT_INTERRUPTED, Parser, UsageError, leaf_error, run_command, version_text
 from ..core import Config
 from ..errors import ConfigError, FastraftError
 from ..logs import FORMATS, configure
@@ -212,6 +212,8 @@ def _serve(args) -> int:
                       election_timeout_max_ms=hi,
                       snapshot_policy_logs_since_last=args.snapshot_every)).check()
 
+    stopped_by: list[int] = []  # the signal that stopped the node, if one did
+
     async def serve() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
@@ -227,6 +229,7 @@ def _serve(args) -> int:
                     logging.getLogger("fastraft.kv.cli").info(
                         "node %d: signal %d, stopping", options.node_id, signum,
                         extra={"node_id": options.node_id})
+                    stopped_by.append(signum)
                     nursery.cancel_scope.cancel()
                     break
 
@@ -238,7 +241,9 @@ def _serve(args) -> int:
             raise ConfigError(f"an address is in use already (--addr {options.addr}, "
                               f"--raft-addr {options.raft_addr}): {e.strerror}") from None
         raise
-    return 0
+    # Ctrl-C reads as an interruption, as shells report it (128 + SIGINT); SIGTERM is a
+    # service manager's ordinary stop
+    return EXIT_INTERRUPTED if stopped_by == [signal.SIGINT] else 0
 
 
 # -- client commands ----------------------------------------------------------------------------

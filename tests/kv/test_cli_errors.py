@@ -4,6 +4,7 @@ options go before or after the command, --version answers, and put/get on a clus
 never initialized say so at once."""
 
 import json
+import signal
 import subprocess
 import sys
 from importlib.metadata import version
@@ -134,3 +135,22 @@ def test_missing_kv_extra_is_one_line():
                           timeout=BOUND_S, stdin=subprocess.DEVNULL)
     line = one_line(done.stderr)
     assert done.returncode == 1 and "httptools is missing" in line and "fastraft[kv]" in line
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_serve_stops_cleanly_on_a_signal_with_the_shells_status(tmp_path, signum, status):
+    """Ctrl-C is an interruption (128 + SIGINT, as shells report it); SIGTERM is a service
+    manager's ordinary stop. Either way the node stops cleanly, with no traceback."""
+    http, raft = free_ports(2)
+    proc = subprocess.Popen([sys.executable, "-m", "fastraft.kv", "serve", "--id", "1",
+                             "--addr", f"127.0.0.1:{http}", "--raft-addr", f"127.0.0.1:{raft}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    try:
+        json.loads(proc.stdout.readline())  # serving
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=BOUND_S)
+        assert proc.returncode == status and "Traceback" not in err, (proc.returncode, err)
+    finally:
+        proc.kill()
+        proc.wait(BOUND_S)
