@@ -2,6 +2,8 @@
 leader purged its log (Raft §7), membership 3 -> 5 -> 3 under load (Raft §6), leadership
 transfer (thesis §3.10), linearizable reads (thesis §6.4), and the triggers."""
 
+import logging
+
 import pytest
 import trio
 
@@ -14,7 +16,9 @@ SNAPSHOTTING = Config(snapshot_policy_logs_since_last=50, max_in_snapshot_log_to
                       snapshot_max_chunk_bytes=1024)
 
 
-def test_learner_catches_up_from_a_snapshot_after_purge():
+def test_learner_catches_up_from_a_snapshot_after_purge(caplog):
+    caplog.set_level(logging.INFO, logger="fastraft.node")
+
     async def main():
         async with trio.open_nursery() as nursery:
             c = await MemCluster(nursery, config=SNAPSHOTTING, seed=7).start_all(3)
@@ -34,8 +38,15 @@ def test_learner_catches_up_from_a_snapshot_after_purge():
             await c.rafts[4].wait(5).applied_index(leader.metrics().last_log_index)
             assert c.sms[4].get("late") == "1"
             await c.stop_all()
+            return m.snapshot.index
 
-    run(main)
+    index = run(main)
+    # the operator sees it: one INFO line from the learner (runtime/oplog.py)
+    installed = [r.getMessage() for r in caplog.records if r.name == "fastraft.node"
+                 and getattr(r, "node_id", None) == 4 and "installed from the leader" in
+                 r.getMessage()]
+    assert installed, [r.getMessage() for r in caplog.records if r.name == "fastraft.node"]
+    assert max(int(line.rsplit(" ", 1)[1]) for line in installed) >= index, installed
 
 
 def test_membership_3_to_5_to_3_under_load():
