@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import httpx
 import pytest
 import trio
 
@@ -297,6 +298,9 @@ def test_follower_that_must_drop_entries_rewriting_its_committed_log_says_so(tmp
         m = await client.metrics(nodes[diverged].addr)
         assert m["committed_conflicts"] >= 1
         assert "would rewrite its committed log" in cluster.log_tail(diverged, 200_000)
+        async with httpx.AsyncClient(timeout=10) as http:  # and the health check says so
+            health = await http.get(f"http://{nodes[diverged].addr}/health")
+        assert health.status_code == 503 and "disagrees" in health.json()["reason"]
 
     run_cluster(tmp_path, attack)
 

@@ -31,6 +31,10 @@ def health(metrics, max_lag: int = DEFAULT_MAX_LAG) -> tuple[int, dict]:
             "leader": metrics.current_leader, "apply_lag": lag}
     if metrics.state.value == "shutdown":
         reason = "the node has shut down"
+    elif metrics.log_diverged:
+        reason = (f"this node's committed log disagrees with its leader's "
+                  f"({metrics.committed_conflicts} AppendEntries refused): it cannot follow; "
+                  "remove it and add it back with a new id")
     elif metrics.current_leader is None:
         reason = "no leader known (not initialized, or an election is under way)"
     elif lag > max_lag:

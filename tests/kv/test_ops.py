@@ -1,6 +1,7 @@
 """The operator's routes (fastraft.kv.ops): Prometheus text parsed by prometheus_client's own
 parser, JSON kept as /metrics' default, and /health's 200/503 with the reason."""
 
+import dataclasses
 import json
 import tempfile
 
@@ -121,6 +122,9 @@ def test_health_is_503_when_applies_lag_behind_the_bound():
     assert "1000 committed entries not applied" in health(metrics(1500, 500), 999)[1]["reason"]
     assert health(metrics(1500, 500), max_lag=1000)[0] == 200
     assert health(metrics(1500, 501), max_lag=999)[0] == 200
+    # a follower that had to refuse entries rewriting its committed log (core/guard.py)
+    diverged = dataclasses.replace(metrics(10, 10), committed_conflicts=1)
+    assert health(diverged)[0] == 503 and "disagrees" in health(diverged)[1]["reason"]
 
 
 def test_lmdb_node_reports_its_fsync_latency():
