@@ -2,7 +2,9 @@
 Figure 3), plus the storage promises a node makes to its peers.
 
 ``SafetyChecker`` keeps what the properties need across steps and raises ``Violation(kind,
-detail)`` on the first one that fails. Kinds (``KINDS``):
+detail)`` on the first one that fails. It is the one safety checker of the project: the
+simulator runs it over its nodes (``check``), and the engine's own tests over bare engines
+(``check_engines``: the same properties but those that need a node's disk). Kinds (``KINDS``):
 
 * ``election-safety``: at most one leader per term (Raft §5.2);
 * ``log-matching``: two logs that hold an entry with the same index and term hold the same
@@ -20,7 +22,9 @@ detail)`` on the first one that fails. Kinds (``KINDS``):
   within one term the voted-for node changes only from 0 (Raft Figure 2), across crashes; and
   a node's term is never below the last term of its log;
 * ``durable-before-send``: a message leaves only once the state it depends on is durable (a
-  granted vote, the sender's term, the entries a follower acknowledges);
+  granted vote, the sender's term, the entries a follower acknowledges); and an engine never
+  counts as durable (``flushed``) more log than it holds, or it would acknowledge entries it
+  lacks;
 * ``committed-truncated``: no log write removes a committed entry;
 * ``command-contract``: the engine asked storage for something its command contract forbids;
 * ``engine-error``: an engine input raised an exception it does not document;
@@ -140,9 +144,22 @@ class _CommittedLog:
         return 0
 
 
+class _BareNode:
+    """An engine checked without a simulator node around it: no disk to compare its vote
+    with, no log version (its log is compared with every other one at every check)."""
+
+    __slots__ = ("engine",)
+    disk = None
+    log_version = None
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+
 class SafetyChecker:
     """See the module docstring. The simulator calls ``check(nodes, dirty)`` after every step
-    with the nodes that are up and the ids of those the step touched."""
+    with the nodes that are up and the ids of those the step touched; a test that drives bare
+    engines calls ``check_engines(engines)``."""
 
     def __init__(self, disabled: frozenset[str] = frozenset()) -> None:
         self.disabled = frozenset(disabled)
@@ -166,6 +183,12 @@ class SafetyChecker:
         self._applied_seen.pop(node_id, None)
 
     # -- after every step ------------------------------------------------------------------------
+
+    def check_engines(self, engines) -> None:
+        """Check engines that are up (``id``, ``role``, ``term``, ``committed``, ``applied``,
+        ``flushed`` and ``log`` are read), all of them as touched by the last step."""
+        nodes = {e.id: _BareNode(e) for e in engines}
+        self.check(nodes, set(nodes))
 
     def check(self, nodes: dict, dirty: set) -> None:
         self.checks += 1
@@ -216,7 +239,10 @@ class SafetyChecker:
         if e.applied > e.committed:
             self.fail("applied-regressed", f"node {e.id} applied {e.applied} beyond its commit "
                       f"index {e.committed}")
-        if e.term < n.disk.durable_vote.term:
+        if e.flushed > e.log.last_index:
+            self.fail("durable-before-send", f"node {e.id} counts {e.flushed} durable beyond "
+                      f"its log's end {e.log.last_index}")
+        if n.disk is not None and e.term < n.disk.durable_vote.term:
             self.fail("vote-regressed", f"node {e.id} is in term {e.term} below its durable "
                       f"term {n.disk.durable_vote.term}")
         if e.log.last_term > e.term:
@@ -263,9 +289,10 @@ class SafetyChecker:
     def _check_pair(self, a, b) -> None:
         key = (a.engine.id, b.engine.id)
         versions = (a.log_version, b.log_version)
-        if self._pair_seen.get(key) == versions:
-            return
-        self._pair_seen[key] = versions
+        if None not in versions:
+            if self._pair_seen.get(key) == versions:
+                return
+            self._pair_seen[key] = versions
         la, lb = a.engine.log, b.engine.log
         lo = max(la.purged_index, lb.purged_index) + 1
         hi = min(la.last_index, lb.last_index)

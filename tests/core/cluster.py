@@ -1,5 +1,6 @@
 """A deterministic in-memory cluster of engines for tests: storage in dicts, messages in one
-FIFO, time advanced by hand, the invariant checker run after every step.
+FIFO, time advanced by hand, the simulator's safety checker (``fastraft.sim.checkers``) run
+after every step.
 
 Each node executes its engine's commands at once: votes and entries are "durable" when the
 command runs, unless ``hold_flush`` is set for the node (then ``flush(node)`` reports them),
@@ -16,8 +17,8 @@ from fastraft.core import (AppendLog, ApplyEntries, BuildSnapshot, Config, Engin
                            InitialState, InstallSnapshot, MembershipChanged, PurgeLog, ReadLog,
                            ReadReady, ReadSnapshotChunk, Respond, SaveSnapshotChunk, SaveVote,
                            SendMessage, StateChanged, TruncateLog)
-from fastraft.core.invariants import InvariantChecker
 from fastraft.core.state import Role, scan_term_runs
+from fastraft.sim.checkers import SafetyChecker
 from fastraft.types import (EntryKind, LogId, Membership, Node, SnapshotMeta,
                             StoredMembership, Vote)
 
@@ -100,7 +101,7 @@ class Cluster:
         self.responses: dict = {i: [] for i in self.ids}
         self.reads: dict = {i: [] for i in self.ids}
         self.sent: list = []  # every (frm, to, message) handed to the network
-        self.checker = InvariantChecker()
+        self.checker = SafetyChecker()
         self.check_enabled = check
         self.down: set = set()
         if init:
@@ -131,7 +132,7 @@ class Cluster:
 
     def check(self):
         if self.check_enabled:
-            self.checker.check(self.engines[i] for i in self.ids if i not in self.down)
+            self.checker.check_engines(self.engines[i] for i in self.ids if i not in self.down)
 
     def run_commands(self):
         """Execute every node's pending commands (and what they trigger) until none is left."""
@@ -143,6 +144,9 @@ class Cluster:
                 cmds = self.engines[i].take_commands()
                 if cmds:
                     busy = True
+                    # the engine's state as its commands leave it, before the state machine
+                    # applies what they say is committed
+                    self.check()
                     for c in cmds:
                         self._execute(i, c)
                     self.check()
@@ -185,7 +189,8 @@ class Cluster:
                     st.membership = StoredMembership(LogId(en.term, en.index),
                                                      Membership.from_bytes(en.payload))
             st.applied_index = c.hi - 1
-            self.checker.record_applied(i, ents)
+            for en in ents:
+                self.checker.on_applied(i, en, b"")
         elif t is BuildSnapshot:
             idx = st.applied_index
             term = st.applied[-1][1] if st.applied else (st.snapshot[0].last_log_id.term

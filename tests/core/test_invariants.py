@@ -1,13 +1,14 @@
-"""The invariant checker catches each violation it names, and randomized runs with faults keep
-every invariant after every step and recover once the faults stop."""
+"""The safety checker (``fastraft.sim.checkers``, the simulator's) on bare engines catches each
+violation it names, and randomized runs with faults keep every property after every step and
+recover once the faults stop."""
 
 import random
 
 import pytest
 
 from fastraft.core import Role
-from fastraft.core._prims import LogIndex
-from fastraft.core.invariants import InvariantChecker, InvariantViolation, log_segments
+from fastraft.core._prims import Entry, LogIndex
+from fastraft.sim.checkers import SafetyChecker, Violation
 
 from .cluster import Cluster, fast_config
 
@@ -16,7 +17,7 @@ class FakeNode:
     """What the checker reads from an engine."""
 
     def __init__(self, node_id, terms, role=Role.FOLLOWER, term=None, committed=0, applied=0,
-                 purged=(0, 0)):
+                 purged=(0, 0), flushed=0):
         self.id = node_id
         self.log = LogIndex(0, 0)
         if purged[1]:
@@ -27,73 +28,71 @@ class FakeNode:
         self.term = term if term is not None else max(list(terms) + [purged[0], 1])
         self.committed = committed
         self.applied = applied
+        self.flushed = flushed
 
 
-def test_log_segments():
-    n = FakeNode(1, [1, 1, 2, 2, 2, 5])
-    assert log_segments(n.log, 2, 6) == [(2, 2, 1), (3, 5, 2)]
-    assert log_segments(n.log, 4, 4) == []
+def violation(kind, checker, *engines):
+    with pytest.raises(Violation) as ex:
+        checker.check_engines(engines)
+    assert ex.value.kind == kind, ex.value
+    return ex.value
 
 
 def test_two_leaders_in_one_term():
-    c = InvariantChecker()
-    c.check([FakeNode(1, [1], Role.LEADER, 2), FakeNode(2, [1], Role.FOLLOWER, 2)])
-    with pytest.raises(InvariantViolation, match="election safety"):
-        c.check([FakeNode(1, [1], Role.FOLLOWER, 2), FakeNode(2, [1], Role.LEADER, 2)])
+    c = SafetyChecker()
+    c.check_engines([FakeNode(1, [1], Role.LEADER, 2), FakeNode(2, [1], Role.FOLLOWER, 2)])
+    violation("election-safety", c, FakeNode(1, [1], Role.FOLLOWER, 2),
+              FakeNode(2, [1], Role.LEADER, 2))
 
 
 def test_log_matching():
-    c = InvariantChecker()
-    c.check([FakeNode(1, [1, 2, 2]), FakeNode(2, [1, 3])])  # diverge at the end: fine
-    with pytest.raises(InvariantViolation, match="log matching"):
-        c.check([FakeNode(1, [1, 2, 3]), FakeNode(2, [1, 3, 3])])
+    c = SafetyChecker()
+    c.check_engines([FakeNode(1, [1, 2, 2]), FakeNode(2, [1, 3])])  # diverge at the end: fine
+    violation("log-matching", c, FakeNode(1, [1, 2, 3]), FakeNode(2, [1, 3, 3]))
 
 
 def test_commit_goes_back():
-    c = InvariantChecker()
-    c.check([FakeNode(1, [1, 1], committed=2)])
-    with pytest.raises(InvariantViolation, match="commit went back"):
-        c.check([FakeNode(1, [1, 1], committed=1)])
+    c = SafetyChecker()
+    c.check_engines([FakeNode(1, [1, 1], committed=2)])
+    violation("commit-regressed", c, FakeNode(1, [1, 1], committed=1))
     c.forget(1)
-    c.check([FakeNode(1, [1, 1], committed=1)])
+    c.check_engines([FakeNode(1, [1, 1], committed=1)])
 
 
-def test_state_machine_safety_and_applied():
-    c = InvariantChecker()
-    c.check([FakeNode(1, [1, 2], committed=2)])
-    with pytest.raises(InvariantViolation, match="state machine safety"):
-        c.check([FakeNode(2, [1, 3], committed=2)])
-    with pytest.raises(InvariantViolation, match="applied"):
-        InvariantChecker().check([FakeNode(3, [1], committed=0, applied=1)])
-    with pytest.raises(InvariantViolation, match="term"):
-        InvariantChecker().check([FakeNode(3, [1, 4], term=3)])
+def test_state_machine_safety_applied_and_terms():
+    c = SafetyChecker()
+    c.check_engines([FakeNode(1, [1, 2], committed=2)])
+    violation("state-machine-safety", c, FakeNode(2, [1, 3], committed=2))
+    violation("applied-regressed", SafetyChecker(), FakeNode(3, [1], committed=0, applied=1))
+    violation("vote-regressed", SafetyChecker(), FakeNode(3, [1, 4], term=3))
+
+
+def test_flushed_beyond_the_log():
+    violation("durable-before-send", SafetyChecker(), FakeNode(1, [1, 1], flushed=3))
 
 
 def test_leader_completeness():
-    c = InvariantChecker()
-    c.check([FakeNode(1, [1, 2, 2], Role.LEADER, 2, committed=3)])
-    with pytest.raises(InvariantViolation, match="leader completeness"):
-        c.check([FakeNode(2, [1, 2], Role.LEADER, 3)])
-    with pytest.raises(InvariantViolation, match="leader completeness"):
-        c.check([FakeNode(3, [1, 2, 3], Role.LEADER, 4)])
+    c = SafetyChecker()
+    c.check_engines([FakeNode(1, [1, 2, 2], Role.LEADER, 2, committed=3)])
+    violation("leader-completeness", c, FakeNode(2, [1, 2], Role.LEADER, 3))
+    violation("leader-completeness", c, FakeNode(3, [1, 2, 3], Role.LEADER, 4))
 
 
 def test_committed_record_restarts_after_a_snapshot_gap():
-    c = InvariantChecker()
-    c.check([FakeNode(1, [1, 1], committed=2)])
-    c.check([FakeNode(2, [3, 3], purged=(3, 10), committed=12)])
-    assert c._committed.last_index == 12
+    c = SafetyChecker()
+    c.check_engines([FakeNode(1, [1, 1], committed=2)])
+    c.check_engines([FakeNode(2, [3, 3], purged=(3, 10), committed=12)])
+    assert (c.committed.base, c.committed.last) == (10, 12)
 
 
-def test_record_applied_compares_content():
-    from fastraft.core._prims import Entry
-    c = InvariantChecker()
-    c.record_applied(1, [Entry(1, 1, 1, b"a")])
-    c.record_applied(2, [Entry(1, 1, 1, b"a")])
-    with pytest.raises(InvariantViolation, match="applied"):
-        c.record_applied(3, [Entry(1, 1, 1, b"b")])
-    c.trim_applied(2)
-    c.record_applied(3, [Entry(1, 1, 1, b"b")])
+def test_applied_entries_compare_content():
+    c = SafetyChecker()
+    c.check_engines([FakeNode(1, [1], committed=1)])
+    c.on_applied(1, Entry(1, 1, 1, b"a"), b"")
+    c.on_applied(2, Entry(1, 1, 1, b"a"), b"")
+    with pytest.raises(Violation) as ex:
+        c.on_applied(3, Entry(1, 1, 1, b"b"), b"")
+    assert ex.value.kind == "state-machine-safety"
 
 
 def _random_run(seed: int, steps: int) -> Cluster:
