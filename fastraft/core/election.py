@@ -18,7 +18,6 @@ from __future__ import annotations
 from fastraft.messages import VoteRequest, VoteResponse
 from fastraft.types import Vote
 
-from ._prims import progress as _progress
 from .guard import CEILING
 from .state import Role
 
@@ -87,44 +86,6 @@ class ElectionMixin:
                            last_log_index=self.log.last_index, pre_vote=pre_vote,
                            leader_transfer=transfer)
 
-    def _become_pre_candidate(self) -> None:
-        """Ask for pre-votes in term + 1 without changing term or vote (thesis §9.6)."""
-        self.role = Role.PRE_CANDIDATE
-        self.leader_id = 0
-        self._start_tally()
-        req = self._vote_request(self.vote.term + 1, True, False)
-        for v in self._membership.membership.voter_ids():
-            if v != self.id:
-                self._send(v, req)
-        self._check_election()
-
-    def _become_candidate(self, transfer: bool) -> None:
-        """Raise the term, vote for self, ask every voter (Raft §5.2). The requests and the
-        own vote count only once the vote is durable."""
-        term = self.vote.term + 1
-        self._set_vote(Vote(term, self.id))
-        self.role = Role.CANDIDATE
-        self.leader_id = 0
-        self._start_tally()
-        req = self._vote_request(term, False, transfer)
-        for v in self._membership.membership.voter_ids():
-            if v != self.id:
-                self._send(v, req, after_vote=True)
-        self._check_election()
-
-    def _check_election(self) -> None:
-        if self.role not in (Role.PRE_CANDIDATE, Role.CANDIDATE):
-            return
-        result = self.progress.vote_result()
-        if result == _progress.VOTE_LOST:
-            self.role = Role.FOLLOWER
-            self._refresh_role()
-        elif result == _progress.VOTE_WON:
-            if self.role == Role.PRE_CANDIDATE:
-                self._become_candidate(transfer=False)
-            elif self._vote_durable(self.vote):
-                self._become_leader()
-
     def _log_up_to_date(self, msg: VoteRequest) -> bool:
         """Raft §5.4.1: the candidate's last log id is at least ours."""
         return (msg.last_log_term, msg.last_log_index) >= (self.log.last_term, self.log.last_index)
@@ -140,11 +101,10 @@ class ElectionMixin:
                 and self._now - self._leader_contact_at < self.config.election_timeout_min_s)
 
     def _handle_vote_request(self, msg: VoteRequest, reply_to=None) -> None:
-        if (msg.term > self.vote.term and not self._transfer_bypass_allowed(msg)
-                and self._in_leader_lease()):
-            # a healthy leader is known: no answer, the candidate times out again
-            self._no_answer(reply_to, "a leader is known (thesis §4.2.3): vote request ignored")
-            return
+        """Any role, after the term rule (roles.py): the term is the current one, or, for a
+        pre-vote, the next one. Grants at most one vote per term, to a candidate whose log
+        is at least as up to date (Raft §5.2, §5.4.1); the answer of a real vote leaves once
+        the vote is durable."""
         if msg.pre_vote:
             grant = msg.term > self.vote.term and self._log_up_to_date(msg)
             # a pre-vote changes nothing here, so the answer depends on no durable state
@@ -152,12 +112,6 @@ class ElectionMixin:
                                                 sender=self.id, granted=grant, pre_vote=True),
                        reply_to=reply_to)
             return
-        if msg.term < self.vote.term:
-            self._send(msg.sender, VoteResponse(term=self.vote.term, sender=self.id, granted=False),
-                       after_vote=True, reply_to=reply_to)
-            return
-        if msg.term > self.vote.term:
-            self._become_follower(msg.term, 0)
         grant = self.vote.node_id in (0, msg.sender) and self._log_up_to_date(msg)
         if grant:
             if self.vote.node_id == 0:
@@ -167,23 +121,14 @@ class ElectionMixin:
                    after_vote=True, reply_to=reply_to)
 
     def _handle_vote_response(self, msg: VoteResponse) -> None:
+        """A (pre-)candidate, after the term rule: count the answer to its current campaign
+        (a pre-vote grant names term + 1, a refusal any term not newer; a vote, this term)."""
         if msg.pre_vote:
             if self.role != Role.PRE_CANDIDATE:
                 return
-            if msg.granted:
-                if msg.term != self.vote.term + 1:
-                    return  # an answer to an older pre-vote
-            elif msg.term > self.vote.term:
-                self._become_follower(msg.term, 0)
-                return
-            if self.progress.is_tracked(msg.sender):
-                self.progress.record_vote(msg.sender, msg.granted)
-            self._check_election()
-            return
-        if msg.term > self.vote.term:
-            self._become_follower(msg.term, 0)
-            return
-        if self.role != Role.CANDIDATE or msg.term != self.vote.term:
+            if msg.granted and msg.term != self.vote.term + 1:
+                return  # an answer to an older pre-vote
+        elif self.role != Role.CANDIDATE:
             return
         if self.progress.is_tracked(msg.sender):
             self.progress.record_vote(msg.sender, msg.granted)

@@ -47,6 +47,7 @@ from .guard import GuardMixin, check_initial_state
 from .membership import MembershipMixin
 from .reads import ReadsMixin
 from .replication import ReplicationMixin
+from .roles import FROM_LEADER, REQUESTS, RolesMixin
 from .snapshot import SnapshotMixin
 from .state import InitialState, Role
 from .transfer import TransferMixin
@@ -57,8 +58,6 @@ __all__ = ["Engine"]
 # (NoAnswer; the protocol retries lost messages), so a runtime that never reports its writes
 # cannot grow us unbounded. Requests in flight are bounded by the sender's window long before.
 _MAX_HELD = 4096
-_REQUESTS = frozenset((AppendEntriesRequest, VoteRequest, InstallSnapshotRequest,
-                       TimeoutNowRequest))
 
 
 class _Held:
@@ -78,7 +77,7 @@ class _Held:
 _HANDLED = frozenset(MESSAGE_TYPES.values())
 
 
-class Engine(GuardMixin, ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin,
+class Engine(GuardMixin, RolesMixin, ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin,
              ReadsMixin, TransferMixin):
     """One Raft node. See the package docstring for the input/output contract.
 
@@ -250,28 +249,63 @@ class Engine(GuardMixin, ElectionMixin, ReplicationMixin, MembershipMixin, Snaps
                 self._emit(NoAnswer(reply_to, f"message from {sender} refused by node {self.id}"
                                     " (malformed, or not a member: core/guard.py)"))
             return
-        if reply_to is not None and t in _REQUESTS:
+        if reply_to is not None and t in REQUESTS:
             self._unanswered = reply_to
-        if t is AppendEntriesRequest:
-            self._handle_append_entries(msg, reply_to)
-        elif t is AppendEntriesResponse:
-            self._handle_append_entries_response(msg)
-        elif t is VoteRequest:
-            self._handle_vote_request(msg, reply_to)
-        elif t is VoteResponse:
-            self._handle_vote_response(msg)
-        elif t is InstallSnapshotRequest:
-            self._handle_install_snapshot(msg, reply_to)
-        elif t is InstallSnapshotResponse:
-            self._handle_install_snapshot_response(msg)
-        elif t is TimeoutNowRequest:
-            self._handle_timeout_now(msg, reply_to)
-        else:
-            self._handle_timeout_now_response(msg)
+        # Raft §5.1, once for every message (roles.py); then the handler of the type and role
+        if msg.term == self.vote.term or self._heed_other_term(msg, t, reply_to):
+            if t is VoteRequest:
+                self._handle_vote_request(msg, reply_to)  # every role answers for its vote
+            else:
+                role = self.role
+                if role == Role.LEADER:
+                    self._step_leader(msg, t, reply_to)
+                elif role == Role.FOLLOWER or role == Role.LEARNER:
+                    self._step_follower(msg, t, reply_to)
+                else:
+                    self._step_candidate(msg, t, reply_to)
         if self._unanswered is not None:
             # every handler answers or names its reason; this only guards a future one
             self._no_answer(self._unanswered, "the engine has no answer to it")
         self._notify()
+
+    def _step_leader(self, msg: Message, t: type, reply_to) -> None:
+        """A leader, in its term: its followers' acknowledgements. A leader's request in this
+        term would mean two leaders (Raft §5.2 rules it out); it is followed as a candidate
+        follows one. Vote responses and TimeoutNow responses need nothing more."""
+        if t is AppendEntriesResponse:
+            self._handle_append_entries_response(msg)
+        elif t is InstallSnapshotResponse:
+            self._handle_install_snapshot_response(msg)
+        elif t in FROM_LEADER:
+            self._become_follower(msg.term, msg.sender)
+            self._step_follower(msg, t, reply_to)
+
+    def _step_candidate(self, msg: Message, t: type, reply_to) -> None:
+        """A candidate or pre-candidate, in its term: votes; a leader's request means another
+        node won this term, so it returns to follower (Raft §5.2)."""
+        if t is VoteResponse:
+            self._handle_vote_response(msg)
+        elif t in FROM_LEADER:
+            self._become_follower(msg.term, msg.sender)
+            self._step_follower(msg, t, reply_to)
+
+    def _step_follower(self, msg: Message, t: type, reply_to) -> None:
+        """A follower or learner, in its term: the leader's requests (its entries and
+        snapshots also reset the election timer and start the leader lease of thesis
+        §4.2.3). Responses are to a role this node no longer has: dropped."""
+        if t is TimeoutNowRequest:
+            self._handle_timeout_now(msg, reply_to)
+            return
+        if t is not AppendEntriesRequest and t is not InstallSnapshotRequest:
+            return
+        if self.leader_id != msg.sender:
+            self._become_follower(msg.term, msg.sender)
+        self._leader_contact_at = self._now
+        self._reset_election_timer()
+        if t is AppendEntriesRequest:
+            self._handle_append_entries(msg, reply_to)
+        else:
+            self._handle_install_snapshot(msg, reply_to)
 
     def on_vote_saved(self, vote: Vote) -> None:
         """A ``SaveVote(vote)`` is durable: release what waited for it (vote replies, vote
@@ -357,37 +391,11 @@ class Engine(GuardMixin, ElectionMixin, ReplicationMixin, MembershipMixin, Snaps
         node = self._membership.membership.nodes.get(leader) if leader else None
         return ForwardToLeader(leader or None, node)
 
-    def _refresh_role(self) -> None:
-        """Followers and learners differ only by membership: recompute after it changes."""
-        if self.role in (Role.FOLLOWER, Role.LEARNER):
-            self.role = Role.FOLLOWER if self._can_campaign() else Role.LEARNER
-        elif self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE) and not self._can_campaign():
-            self.role = Role.LEARNER
-
     def _notify(self) -> None:
         state = (self.role, self.vote.term, self.leader_id)
         if state != self._notified:
             self._notified = state
             self._emit(StateChanged(self.role, self.vote.term, self.leader_id))
-
-    def _become_follower(self, term: int, leader_id: int) -> None:
-        """Follow ``leader_id`` (0: unknown) in ``term`` >= the current term (Raft §5.1)."""
-        if term > self.vote.term:
-            self._set_vote(Vote(term, 0))
-        was_leader = self.role == Role.LEADER
-        self.role = Role.FOLLOWER
-        self.leader_id = leader_id
-        self._refresh_role()
-        if was_leader:
-            self._on_leadership_lost()
-        self._reset_election_timer()
-
-    def _on_leadership_lost(self) -> None:
-        """Answer everything that waited on this node's leadership."""
-        self._fail_reads()
-        self._end_transfer_on_step_down()
-        self._fail_membership_change()
-        self._stop_replication()
 
     def __repr__(self) -> str:
         return (f"Engine(id={self.id}, {self.role}, term={self.vote.term}, "

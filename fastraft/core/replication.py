@@ -42,11 +42,9 @@ class ReplicationMixin:
 
     # -- becoming leader -------------------------------------------------------------------------
 
-    def _become_leader(self) -> None:
-        """Won the election: reset every follower's progress, append the blank entry of the
-        term (Raft §5.4.2, §8) and start replicating it at once."""
-        self.role = Role.LEADER
-        self.leader_id = self.id
+    def _start_leading(self) -> None:
+        """This node just became leader (roles.py): reset every follower's progress and the
+        timers, append the blank entry of the term (Raft §5.4.2, §8)."""
         self._track_membership()
         p = self.progress
         p.reset(self.log.last_index + 1)
@@ -57,13 +55,9 @@ class ReplicationMixin:
         self._progress_at = {}
         self._heartbeat_at = self._now + self.config.heartbeat_interval_s
         self._check_quorum_at = self._now + self.config.election_timeout_min_s
-        self._on_leader_start_reads()
         entries = self.log.append_payloads(self.vote.term, EntryKind.BLANK, [b""])
         self._leader_first_index = entries[0].index
         self._emit(AppendLog(entries, LogId(self.vote.term, entries[0].index)))
-        self._on_leader_start_membership()
-        self._replicate_all()
-        self._notify()
 
     def _stop_replication(self) -> None:
         self._log_reads.clear()
@@ -211,17 +205,10 @@ class ReplicationMixin:
     # -- the follower side -----------------------------------------------------------------------
 
     def _handle_append_entries(self, m: AppendEntriesRequest, reply_to=None) -> None:
+        """A follower of ``m.sender`` in ``m.term`` (the term rule and ``_step_follower``
+        made it one): Raft §5.3's receiver steps. The acknowledgement leaves once the entries
+        it covers are durable."""
         log = self.log
-        if m.term < self.vote.term:
-            self._send(m.sender, AppendEntriesResponse(
-                term=self.vote.term, sender=self.id, success=False,
-                match_index=m.prev_log_index, seq=m.seq), after_vote=True, reply_to=reply_to)
-            return
-        if m.term > self.vote.term or self.role not in (Role.FOLLOWER, Role.LEARNER) \
-                or self.leader_id != m.sender:
-            self._become_follower(m.term, m.sender)
-        self._leader_contact_at = self._now
-        self._reset_election_timer()
         if self._snapshot_installing():
             # the log is about to be replaced; the leader resends
             self._no_answer(reply_to, "a snapshot is being installed")
@@ -285,12 +272,10 @@ class ReplicationMixin:
     # -- the leader side of responses ------------------------------------------------------------
 
     def _handle_append_entries_response(self, m: AppendEntriesResponse) -> None:
-        if m.term > self.vote.term:
-            self._become_follower(m.term, 0)
-            return
+        """The leader, in its term: a follower's acknowledgement or rejection."""
         p = self.progress
         peer = m.sender
-        if self.role != Role.LEADER or m.term < self.vote.term or not p.is_tracked(peer):
+        if not p.is_tracked(peer):
             return
         p.mark_active(peer)
         if m.seq:

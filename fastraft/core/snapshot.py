@@ -159,13 +159,10 @@ class SnapshotMixin:
             done=bool(done)))
 
     def _handle_install_snapshot_response(self, m: InstallSnapshotResponse) -> None:
-        if m.term > self.vote.term:
-            self._become_follower(m.term, 0)
-            return
+        """The leader, in its term: a follower's answer to a chunk."""
         peer = m.sender
         st = self._snap_sends.get(peer)
-        if (self.role != Role.LEADER or m.term < self.vote.term or st is None
-                or st.meta.snapshot_id != m.snapshot_id or not self.progress.is_tracked(peer)):
+        if (st is None or st.meta.snapshot_id != m.snapshot_id or not self.progress.is_tracked(peer)):
             return
         self.progress.mark_active(peer)
         if st.reading:
@@ -203,14 +200,8 @@ class SnapshotMixin:
                    after_vote=True, after_flush=after_flush, reply_to=reply_to)
 
     def _handle_install_snapshot(self, m: InstallSnapshotRequest, reply_to=None) -> None:
-        if m.term < self.vote.term:
-            self._reply_snapshot(m.sender, m.snapshot_id, 0, False, reply_to)
-            return
-        if m.term > self.vote.term or self.role not in (Role.FOLLOWER, Role.LEARNER) \
-                or self.leader_id != m.sender:
-            self._become_follower(m.term, m.sender)
-        self._leader_contact_at = self._now
-        self._reset_election_timer()
+        """A follower of ``m.sender`` in ``m.term`` (the term rule and ``_step_follower``
+        made it one): take one chunk (Raft §7's receiver)."""
         if self._snapshot_installing():
             self._no_answer(reply_to, "a snapshot is being installed")
             return

@@ -96,20 +96,12 @@ class TransferMixin:
                                error=TransferFailed("leadership lost before the transfer")))
 
     def _handle_timeout_now(self, m: TimeoutNowRequest, reply_to=None) -> None:
-        if m.term < self.vote.term:
-            self._send(m.sender, TimeoutNowResponse(term=self.vote.term, sender=self.id),
-                       after_vote=True, reply_to=reply_to)
-            return
-        if m.term > self.vote.term or self.leader_id != m.sender:
-            self._become_follower(m.term, m.sender)
-        if self.role == Role.LEADER or not self._can_campaign():
+        """A follower of ``m.sender`` in its term (guard.py drops any other TimeoutNow): the
+        leader hands over, campaign at once."""
+        if not self._can_campaign():
             self._no_answer(reply_to, "this node cannot campaign")
             return
         self._become_candidate(transfer=True)
         # answered in the new term, so the old leader stops at once
         self._send(m.sender, TimeoutNowResponse(term=self.vote.term, sender=self.id),
                    after_vote=True, reply_to=reply_to)
-
-    def _handle_timeout_now_response(self, m: TimeoutNowResponse) -> None:
-        if m.term > self.vote.term:
-            self._become_follower(m.term, 0)
