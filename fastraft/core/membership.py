@@ -48,11 +48,22 @@ class _Change:
         self.blocking = blocking
 
 
+class _CatchUpWaiter:
+    """A blocking add_learner request whose entry ``log_id`` committed, waiting for its
+    learner to catch up."""
+
+    __slots__ = ("request_id", "log_id")
+
+    def __init__(self, request_id: Hashable, log_id: LogId) -> None:
+        self.request_id = request_id
+        self.log_id = log_id
+
+
 class MembershipMixin:
     def _init_membership(self) -> None:
         self._change: _Change | None = None
-        # blocking add_learner requests waiting for their learner: node id -> [(request, id)]
-        self._catch_up: dict[int, list] = {}
+        # blocking add_learner requests waiting for their learner, by learner id, oldest first
+        self._catch_up: dict[int, list[_CatchUpWaiter]] = {}
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -150,7 +161,7 @@ class MembershipMixin:
             self._emit(Respond(request_id, error=MembershipError(
                 f"nodes {missing} have no address: add them as learners first")))
             return
-        old = m.configs[0]
+        (old,) = m.configs  # not joint: _ready_for_change refused that
         if new == old:
             self._emit(Respond(request_id, result=self._membership.log_id))
             return
@@ -230,11 +241,12 @@ class MembershipMixin:
         if m.is_joint:
             # C_old,new committed: C_new next (also for a joint config inherited from a
             # previous leader, which openraft finishes the same way)
+            old_voters, new_voters = m.configs
             nodes = dict(m.nodes)
             if ch is not None and not ch.retain:
-                for v in m.configs[0] - m.configs[1]:
+                for v in old_voters - new_voters:
                     nodes.pop(v, None)
-            idx = self._append_membership(Membership((m.configs[1],), nodes))
+            idx = self._append_membership(Membership((new_voters,), nodes))
             if ch is not None:
                 ch.kind, ch.wait_index = "final", idx
             return
@@ -258,9 +270,9 @@ class MembershipMixin:
                 return
             waiting = self._catch_up.setdefault(ch.node_id, [])
             if len(waiting) >= _MAX_CATCH_UP_WAITERS:
-                self._emit(Respond(waiting.pop(0)[0], error=Busy(
+                self._emit(Respond(waiting.pop(0).request_id, error=Busy(
                     f"too many requests wait for node {ch.node_id} to catch up")))
-            waiting.append((ch.request_id, lid))
+            waiting.append(_CatchUpWaiter(ch.request_id, lid))
             self._on_follower_progress(ch.node_id)
 
     def _on_follower_progress(self, peer: int) -> None:
@@ -271,8 +283,8 @@ class MembershipMixin:
             lag = self.log.last_index - (p.match_index(peer) if p.is_tracked(peer) else 0)
             if lag < self.config.replication_lag_threshold:
                 del self._catch_up[peer]
-                for request_id, lid in waiting:
-                    self._emit(Respond(request_id, result=lid))
+                for w in waiting:
+                    self._emit(Respond(w.request_id, result=w.log_id))
         self._maybe_send_timeout_now(peer)
 
     def _on_leader_start_membership(self) -> None:
@@ -286,14 +298,14 @@ class MembershipMixin:
             self._emit(Respond(ch.request_id, error=OutcomeUnknown(
                 "leadership lost during a membership change; it may still complete")))
         for waiting in self._catch_up.values():
-            for request_id, _ in waiting:
-                self._emit(Respond(request_id, error=OutcomeUnknown(
+            for w in waiting:
+                self._emit(Respond(w.request_id, error=OutcomeUnknown(
                     "leadership lost while the learner caught up; it was added")))
         self._catch_up = {}
 
     def _drop_catch_up_of_removed(self) -> None:
         m = self._membership.membership
         for node_id in [i for i in self._catch_up if i not in m.nodes]:
-            for request_id, _ in self._catch_up.pop(node_id):
-                self._emit(Respond(request_id, error=MembershipError(
+            for w in self._catch_up.pop(node_id):
+                self._emit(Respond(w.request_id, error=MembershipError(
                     f"node {node_id} was removed before it caught up")))

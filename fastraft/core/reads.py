@@ -32,10 +32,33 @@ __all__ = ["ReadsMixin"]
 _MAX_ROUND_TIMES = 256
 
 
+class _PendingRead:
+    """A read waiting for the round ``seq`` (0: within a lease, none) to be acknowledged by a
+    quorum and for ``read_index`` to be applied."""
+
+    __slots__ = ("seq", "read_index", "request_id")
+
+    def __init__(self, seq: int, read_index: int, request_id: Hashable) -> None:
+        self.seq = seq
+        self.read_index = read_index
+        self.request_id = request_id
+
+
+class _Round:
+    """A heartbeat round ``seq``, sent at ``sent_at``: a quorum's acknowledgement of it
+    extends the lease from that time."""
+
+    __slots__ = ("seq", "sent_at")
+
+    def __init__(self, seq: int, sent_at: float) -> None:
+        self.seq = seq
+        self.sent_at = sent_at
+
+
 class ReadsMixin:
     def _init_reads(self) -> None:
-        self._reads: deque = deque()  # (seq, read_index, request_id), FIFO
-        self._round_times: deque = deque()  # (seq, sent_at)
+        self._reads: deque[_PendingRead] = deque()  # FIFO
+        self._round_times: deque[_Round] = deque()  # the most recent rounds, oldest first
         self._confirmed_seq = 0
         self._lease_until = float("-inf")
 
@@ -53,9 +76,9 @@ class ReadsMixin:
             return
         read_index = max(self.committed, self._leader_first_index)
         if self.lease_valid:
-            self._reads.append((0, read_index, request_id))
+            self._reads.append(_PendingRead(0, read_index, request_id))
         else:
-            self._reads.append((self._seq + 1, read_index, request_id))
+            self._reads.append(_PendingRead(self._seq + 1, read_index, request_id))
             self._broadcast_heartbeat()  # starts round seq + 1
         self._maybe_serve_reads()
 
@@ -77,7 +100,7 @@ class ReadsMixin:
     def _new_round(self) -> None:
         self._seq += 1
         times = self._round_times
-        times.append((self._seq, self._now))
+        times.append(_Round(self._seq, self._now))
         if len(times) > _MAX_ROUND_TIMES:
             times.popleft()
         if self.progress.is_tracked(self.id):
@@ -97,11 +120,11 @@ class ReadsMixin:
         self._confirmed_seq = q
         if self.config.lease_read:
             times = self._round_times
-            while times and times[0][0] < q:
+            while times and times[0].seq < q:
                 times.popleft()
-            if times and times[0][0] == q:
+            if times and times[0].seq == q:
                 c = self.config
-                lease = times[0][1] + c.election_timeout_min_s * (1.0 - c.lease_drift_ratio)
+                lease = times[0].sent_at + c.election_timeout_min_s * (1.0 - c.lease_drift_ratio)
                 if lease > self._lease_until:
                     self._lease_until = lease
         self._maybe_serve_reads()
@@ -109,14 +132,14 @@ class ReadsMixin:
     def _maybe_serve_reads(self) -> None:
         reads = self._reads
         while reads:
-            seq, read_index, request_id = reads[0]
-            if seq > self._confirmed_seq or self.applied < read_index:
+            r = reads[0]
+            if r.seq > self._confirmed_seq or self.applied < r.read_index:
                 return
             reads.popleft()
-            self._emit(ReadReady(request_id, read_index))
+            self._emit(ReadReady(r.request_id, r.read_index))
 
     def _fail_reads(self) -> None:
         err = self.forward_to_leader()
         while self._reads:
-            self._emit(Respond(self._reads.popleft()[2], error=err))
+            self._emit(Respond(self._reads.popleft().request_id, error=err))
         self._lease_until = float("-inf")
