@@ -6,12 +6,21 @@ never reads a clock (time arrives as ``tick(now)``), never draws a random number
 its own ``random.Random(seed)``, and never performs I/O: the same inputs give the same
 commands. The runtime's obligations are in ``fastraft.core.commands``.
 
-Each concern lives in its own module, mixed into ``Engine``: election.py (Raft §5.2, thesis
-§9.6 pre-vote, §6.2 check-quorum), replication.py (§5.3, §5.4, pipelining and flow control),
-membership.py (§6, joint consensus), snapshot.py (§7), reads.py (thesis §6.4) and transfer.py
-(thesis §3.10); guard.py drops what a peer must not be able to make it do (malformed terms,
-strangers' messages) before dispatch. This module holds the shared state, the dispatch and the
-durable-before-send gate.
+A message goes through three stages in ``step``, as in etcd-raft's ``Step``: guard.py drops
+what a peer must not be able to make it do (malformed terms, strangers' messages); roles.py
+applies the term rule of Raft §5.1 once (a newer term makes this node a follower, an older
+one is refused); then the role's handler (``_step_leader``, ``_step_candidate``,
+``_step_follower``, here) passes it to the concern it belongs to. Vote requests are answered
+in every role.
+
+Each concern lives in its own module, mixed into ``Engine``; each module's docstring says what
+state it reads and writes: roles.py (terms and every role transition), election.py (Raft
+§5.2, thesis §9.6 pre-vote, §6.2 check-quorum), replication.py (§5.3, §5.4, pipelining and flow
+control), membership.py (§6, joint consensus), snapshot.py (§7), reads.py (thesis §6.4),
+transfer.py (thesis §3.10) and outbox.py (the durable-before-send gate, the answers owed to
+requests). This module holds the state they share (``id``, ``config``, ``role``, ``vote``,
+``leader_id``, the log, ``committed``, ``applied``, ``flushed``, the membership, ``progress``,
+the clock), the inputs, and the dispatch.
 
 Invariant: a message that depends on durable state (a vote, entries acknowledged) is emitted
 only after ``on_vote_saved`` / ``on_log_flushed`` reported that state.
@@ -40,11 +49,12 @@ from fastraft.messages import (
 from fastraft.types import LogId, StoredMembership, Vote
 
 from ._prims import LogIndex, ProgressTracker
-from .commands import Command, NoAnswer, SaveVote, SendMessage, StateChanged
+from .commands import Command, NoAnswer, StateChanged
 from .config import Config
 from .election import ElectionMixin
 from .guard import GuardMixin, check_initial_state
 from .membership import MembershipMixin
+from .outbox import OutboxMixin
 from .reads import ReadsMixin
 from .replication import ReplicationMixin
 from .roles import FROM_LEADER, REQUESTS, RolesMixin
@@ -54,31 +64,11 @@ from .transfer import TransferMixin
 
 __all__ = ["Engine"]
 
-# Messages waiting for durable state: beyond this many, a new one is not held but refused
-# (NoAnswer; the protocol retries lost messages), so a runtime that never reports its writes
-# cannot grow us unbounded. Requests in flight are bounded by the sender's window long before.
-_MAX_HELD = 4096
-
-
-class _Held:
-    """A message waiting for the vote ``need`` (None: none) to be saved and the log to be
-    durable up to ``after_flush``; ``reply_to`` is the token of the request it answers."""
-
-    __slots__ = ("need", "after_flush", "to", "msg", "reply_to")
-
-    def __init__(self, need, after_flush, to, msg, reply_to) -> None:
-        self.need = need
-        self.after_flush = after_flush
-        self.to = to
-        self.msg = msg
-        self.reply_to = reply_to
-
-
 _HANDLED = frozenset(MESSAGE_TYPES.values())
 
 
-class Engine(GuardMixin, RolesMixin, ElectionMixin, ReplicationMixin, MembershipMixin, SnapshotMixin,
-             ReadsMixin, TransferMixin):
+class Engine(OutboxMixin, GuardMixin, RolesMixin, ElectionMixin, ReplicationMixin,
+             MembershipMixin, SnapshotMixin, ReadsMixin, TransferMixin):
     """One Raft node. See the package docstring for the input/output contract.
 
     ``Engine(node_id, config, seed, state, now)``: ``node_id`` > 0; ``config`` is validated
@@ -114,11 +104,7 @@ class Engine(GuardMixin, RolesMixin, ElectionMixin, ReplicationMixin, Membership
         self.config = config
         self._rng = random.Random(seed)
         self._now = float(now)
-        self._out: list[Command] = []
-        self.vote = state.vote
-        self._saved_vote = state.vote
-        self._held: list[_Held] = []
-        self._unanswered = None  # the token of the request being stepped, until answered
+        self._init_outbox(state.vote)
         self.role = Role.LEARNER
         self.leader_id = 0
         self._leader_contact_at = float("-inf")
@@ -268,6 +254,8 @@ class Engine(GuardMixin, RolesMixin, ElectionMixin, ReplicationMixin, Membership
             self._no_answer(self._unanswered, "the engine has no answer to it")
         self._notify()
 
+    # -- dispatch by role (after the term rule: the message is of the current term) -------------
+
     def _step_leader(self, msg: Message, t: type, reply_to) -> None:
         """A leader, in its term: its followers' acknowledgements. A leader's request in this
         term would mean two leaders (Raft §5.2 rules it out); it is followed as a candidate
@@ -317,72 +305,6 @@ class Engine(GuardMixin, RolesMixin, ElectionMixin, ReplicationMixin, Membership
         self._notify()
 
     # -- shared helpers --------------------------------------------------------------------------
-
-    def _emit(self, cmd: Command) -> None:
-        self._out.append(cmd)
-
-    def _set_vote(self, vote: Vote) -> None:
-        """Change the vote in memory and ask the runtime to save it (Raft Figure 2: persist
-        before responding)."""
-        if vote.term > self.vote.term:
-            # acknowledgements for an older term would claim entries a newer leader may
-            # overwrite: they must never leave
-            keep = []
-            for h in self._held:
-                if h.msg.term >= vote.term:
-                    keep.append(h)
-                elif h.reply_to is not None:
-                    self._emit(NoAnswer(h.reply_to, f"its answer in term {h.msg.term} was "
-                                                    f"not yet durable when term {vote.term} began"))
-            self._held = keep
-        self.vote = vote
-        self._emit(SaveVote(vote))
-
-    def _vote_durable(self, need: Vote) -> bool:
-        s = self._saved_vote
-        # within a term the vote only moves from "nobody" to a candidate, so a saved vote for
-        # a candidate also covers the term alone (the runtime may report only the latest save)
-        return s.term > need.term or (s.term == need.term and need.node_id in (0, s.node_id))
-
-    def _send(self, to: int, msg: Message, after_vote: bool = False, after_flush: int = 0,
-              reply_to=None) -> None:
-        """Emit ``msg`` now, or hold it until the vote as of now is saved (``after_vote``) and the
-        log is durable up to ``after_flush``. ``reply_to``: the token of the request ``msg``
-        answers (None: a message of our own, or an answer nobody waits on)."""
-        if reply_to is not None and reply_to == self._unanswered:
-            self._unanswered = None
-        need = self.vote if after_vote else None
-        if (need is None or self._vote_durable(need)) and self.flushed >= after_flush:
-            self._out.append(SendMessage(to, msg, reply_to))
-            return
-        # Every request gets a response of its own, even when a later acknowledgement would
-        # cover it: its sender waits for exactly that answer.
-        if len(self._held) >= _MAX_HELD:
-            if reply_to is not None:
-                self._emit(NoAnswer(reply_to, f"{_MAX_HELD} answers already wait for durable "
-                                              f"state"))
-            return
-        self._held.append(_Held(need, after_flush, to, msg, reply_to))
-
-    def _no_answer(self, reply_to, reason: str) -> None:
-        """The request stepped with ``reply_to`` (None: nobody waits) gets no answer."""
-        if reply_to is not None:
-            if reply_to == self._unanswered:
-                self._unanswered = None
-            self._emit(NoAnswer(reply_to, reason))
-
-    def _release_held(self) -> None:
-        if not self._held:
-            return
-        keep = []
-        flushed = self.flushed
-        for h in self._held:
-            need = h.need
-            if (need is None or self._vote_durable(need)) and flushed >= h.after_flush:
-                self._out.append(SendMessage(h.to, h.msg, h.reply_to))
-            else:
-                keep.append(h)
-        self._held = keep
 
     def forward_to_leader(self) -> ForwardToLeader:
         """The refusal of a request only a leader serves: it names the leader this node knows

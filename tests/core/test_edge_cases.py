@@ -4,7 +4,7 @@ bounds, and the same run on both flavours of the primitives."""
 import importlib
 
 from fastraft.core import Engine, MembershipError, ReadLog, ReadReady, Respond, Role
-from fastraft.core.engine import _MAX_HELD
+from fastraft.core.outbox import _MAX_HELD
 from fastraft.core.reads import _MAX_ROUND_TIMES
 from fastraft.messages import (AppendEntriesRequest, AppendEntriesResponse,
                                InstallSnapshotRequest, InstallSnapshotResponse,

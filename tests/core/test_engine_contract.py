@@ -164,7 +164,7 @@ def test_every_request_stepped_with_a_token_gets_exactly_one_answer_within_the_b
     refused at once ("no answer", with the reason) instead of evicting one already waiting;
     once the entries are durable every held answer leaves with its own token, in order."""
     from fastraft.core import NoAnswer, SendMessage
-    from fastraft.core.engine import _MAX_HELD
+    from fastraft.core.outbox import _MAX_HELD
     from fastraft import Entry
 
     e = engine(2, terms=(1, 1, 1))
