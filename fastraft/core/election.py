@@ -8,6 +8,11 @@ vote requests (thesis §4.2.3), and a leader that did not hear from a quorum wit
 steps down. Together they keep a node rejoining after a partition from deposing a healthy
 leader.
 
+Reads: ``vote``, ``role``, ``leader_id``, ``_leader_contact_at``, the membership,
+``committed``, the log's last id, ``config``, ``_now``. Writes: ``_election_deadline`` (drawn
+from ``_rng``), ``_check_quorum_at``, the vote it grants (``_set_vote``), the tally in
+``progress``. Role changes go through roles.py, messages through outbox.py.
+
 Invariant: a candidate's vote requests leave only once its own vote is durable, and a vote
 reply leaves only once the vote it reports is durable.
 Invariant: at most one vote per term: ``vote.node_id`` changes only from 0 within a term.

@@ -36,6 +36,8 @@ Raft §5.4's Leader Completeness no longer holds) counts it in ``committed_confl
 keeps the latest in ``committed_conflict``; that node cannot make progress by itself, so the
 runtime reports it as unhealthy.
 
+Reads: ``vote``, ``leader_id``, the membership. Writes only its counters and report queue.
+
 Invariant: a dropped message changes nothing but the counters and the report queue.
 """
 

@@ -8,6 +8,12 @@ once the previous one committed and once it committed an entry of its own term, 
 last membership entry of any log is uncommitted: the engine keeps that one and the one before.
 A leader not among the new voters steps down once C_new commits (thesis §4.2.2).
 
+Reads: ``role``, ``vote``, ``committed``, ``flushed``, the log, ``config``, ``progress``,
+``_leader_first_index`` (replication.py). Writes: ``_membership``, ``_prev_membership``,
+``_committed_membership``, ``_change``, ``_catch_up``; appends membership entries (and, on
+initialize, the first vote). Calls roles.py (``_refresh_role``; ``_become_follower`` for a
+leader removed), replication.py (``_replicate_all``) and transfer.py.
+
 Invariant: the effective membership is the last membership entry of the log (or of the
 snapshot when the log holds none).
 Invariant: a leader has at most one membership change in progress; blocking add_learner

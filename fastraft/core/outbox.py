@@ -4,8 +4,9 @@ owed to requests.
 Every command leaves through ``_emit``; every message through ``_send``, which emits it at
 once or holds it until the vote it depends on is saved (``on_vote_saved``) and the log is
 durable up to what it acknowledges (``on_log_flushed``). A request stepped with a ``reply_to``
-token is owed one answer: ``_send(..., reply_to=token)`` or ``_no_answer(token, reason)``;
-``_unanswered`` names the token of the request being stepped until one of them is emitted.
+token is owed one answer: ``_send(..., reply_to=token)`` or ``_no_answer(token, reason)``,
+now or, after ``_answer_later(token)``, from a later input; ``_unanswered`` names the token of
+the request being stepped until one of these happened (``step`` refuses it otherwise).
 
 Reads: ``vote``, ``_saved_vote``, ``flushed``. Writes: ``vote`` (``_set_vote``, the one place
 it changes), ``_held``, ``_unanswered``, ``_out``.
@@ -98,6 +99,12 @@ class OutboxMixin:
                                               f"state"))
             return
         self._held.append(_Held(need, after_flush, to, msg, reply_to))
+
+    def _answer_later(self, reply_to) -> None:
+        """The request being stepped with ``reply_to`` is answered by a later input (which
+        keeps the token): ``step`` must not refuse it."""
+        if reply_to is not None and reply_to == self._unanswered:
+            self._unanswered = None
 
     def _no_answer(self, reply_to, reason: str) -> None:
         """The request stepped with ``reply_to`` (None: nobody waits) gets no answer."""

@@ -14,6 +14,11 @@ the target's transfer campaign even within it.
 
 Invariant: a read is answered only after a quorum acknowledged a round sent after the read was
 registered (or within a lease), and after ``ApplyEntries`` reached its read index.
+
+Reads: ``role``, ``committed``, ``applied``, ``config``, ``_now``, ``_leader_first_index``,
+``_transfer``, ``progress`` (the rounds acknowledged). Writes: ``_reads``, ``_round_times``,
+``_seq``, ``_confirmed_seq``, ``_lease_until``. A read without a lease starts a heartbeat round
+(replication.py).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class ReadsMixin:
     def _init_reads(self) -> None:
         self._reads: deque[_PendingRead] = deque()  # FIFO
         self._round_times: deque[_Round] = deque()  # the most recent rounds, oldest first
+        self._seq = 0  # the latest heartbeat round
         self._confirmed_seq = 0
         self._lease_until = float("-inf")
 

@@ -8,6 +8,13 @@ pipeline: up to ``max_inflight`` messages of at most ``max_payload_entries`` ent
 ``max_message_bytes``. A new leader appends a blank entry and commits by counting only entries
 of its own term (Raft §5.4.2).
 
+Reads: ``vote``, ``role``, ``config``, ``_now``, ``_seq`` (reads.py's round), ``_transfer``
+(no proposals during one). Writes: the log, ``progress``, ``committed``, ``applied``,
+``flushed``, and its own timers and windows (``_heartbeat_at``, ``_check_quorum_at``,
+``_log_reads``, ``_progress_at``, ``_leader_first_index``). Calls membership.py when entries
+carry a configuration or the commit moves, snapshot.py when a follower needs purged entries,
+reads.py on each round and apply, membership.py and transfer.py when a follower progresses.
+
 Invariant: a follower acknowledges entries only once they are durable (the reply is held
 until ``on_log_flushed`` covers them).
 Invariant: entries at or below the commit index are never truncated.
@@ -34,7 +41,6 @@ class ReplicationMixin:
     def _init_replication(self) -> None:
         self._heartbeat_at = float("inf")
         self._check_quorum_at = float("inf")
-        self._seq = 0
         self._leader_first_index = 0
         self._log_reads: dict[int, int] = {}
         self._progress_at: dict[int, float] = {}

@@ -7,6 +7,12 @@ from the log. A follower that needs purged entries gets the snapshot instead, in
 most ``snapshot_max_chunk_bytes``: the follower answers each chunk with the offset it expects
 next, so a lost chunk or a restarted transfer resumes where the follower is.
 
+Reads: ``role``, ``vote``, ``config``, ``_now``, ``progress``, the membership. Writes:
+``snapshot``, ``_snapshot_index``, ``_building_snapshot``, ``_snap_sends``, ``_snap_recv``, the
+log's purge point; an install also writes the log, ``flushed``, ``applied``, ``committed`` and
+the membership (``_set_membership_from_snapshot``); on a leader, a follower's ``progress`` and
+``_progress_at`` when its snapshot is done.
+
 Invariant: the log is purged only up to a snapshot already built or installed.
 Invariant: a follower answers the last chunk only once the snapshot is installed (durable);
 its log is then purged up to the snapshot, or replaced if it does not continue the snapshot.
@@ -239,8 +245,7 @@ class SnapshotMixin:
             self._reply_snapshot(m.sender, m.snapshot_id, rx.offset, False, reply_to)
             return
         rx.reply_to = reply_to
-        if reply_to is not None and reply_to == self._unanswered:
-            self._unanswered = None  # answered by on_snapshot_installed
+        self._answer_later(reply_to)  # by on_snapshot_installed
         mlid = LogId(m.membership_term, m.membership_index) if m.membership_index else None
         rx.meta = SnapshotMeta(LogId(m.last_log_term, m.last_log_index),
                                StoredMembership(mlid, membership), m.snapshot_id)

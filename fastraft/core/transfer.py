@@ -6,6 +6,10 @@ the old leader (the vote request says it is a transfer). The transfer ends when 
 sees a higher term (success), or after an election timeout (failure: it keeps leading and
 takes proposals again).
 
+Reads: ``role``, ``vote``, ``config``, ``_now``, the membership, ``progress``, the log's last
+index. Writes: ``_transfer``. Calls ``_maybe_send_append`` to bring the target up to date and,
+on the target, ``_become_candidate`` (roles.py).
+
 Invariant: while a transfer is pending, ``propose`` appends nothing.
 """
 
