@@ -11,7 +11,7 @@ what a peer must not be able to make it do (malformed terms, strangers' messages
 applies the term rule of Raft §5.1 once (a newer term makes this node a follower, an older
 one is refused); then the role's handler (``_step_leader``, ``_step_candidate``,
 ``_step_follower``, here) passes it to the concern it belongs to. Vote requests are answered
-in every role.
+in every role; a request of the term's leader makes every role its follower.
 
 Each concern lives in its own module, mixed into ``Engine``; each module's docstring says what
 state it reads and writes: roles.py (terms and every role transition), election.py (Raft
@@ -39,7 +39,6 @@ from fastraft.messages import (
     MESSAGE_TYPES,
     AppendEntriesRequest,
     AppendEntriesResponse,
-    InstallSnapshotRequest,
     InstallSnapshotResponse,
     Message,
     TimeoutNowRequest,
@@ -65,6 +64,7 @@ from .transfer import TransferMixin
 __all__ = ["Engine"]
 
 _HANDLED = frozenset(MESSAGE_TYPES.values())
+_FOLLOWING = frozenset((Role.FOLLOWER, Role.LEARNER))
 
 
 class Engine(OutboxMixin, GuardMixin, RolesMixin, ElectionMixin, ReplicationMixin,
@@ -241,14 +241,13 @@ class Engine(OutboxMixin, GuardMixin, RolesMixin, ElectionMixin, ReplicationMixi
         if msg.term == self.vote.term or self._heed_other_term(msg, t, reply_to):
             if t is VoteRequest:
                 self._handle_vote_request(msg, reply_to)  # every role answers for its vote
-            else:
-                role = self.role
-                if role == Role.LEADER:
-                    self._step_leader(msg, t, reply_to)
-                elif role == Role.FOLLOWER or role == Role.LEARNER:
-                    self._step_follower(msg, t, reply_to)
-                else:
-                    self._step_candidate(msg, t, reply_to)
+            elif t in FROM_LEADER:
+                self._step_follower(msg, t, reply_to)  # every role follows this term's leader
+            elif self.role == Role.LEADER:
+                self._step_leader(msg, t)
+            elif self.role == Role.CANDIDATE or self.role == Role.PRE_CANDIDATE:
+                self._step_candidate(msg, t)
+            # else a response to a role this node no longer has: dropped
         if self._unanswered is not None:
             # every handler answers or names its reason; this only guards a future one
             self._no_answer(self._unanswered, "the engine has no answer to it")
@@ -256,38 +255,30 @@ class Engine(OutboxMixin, GuardMixin, RolesMixin, ElectionMixin, ReplicationMixi
 
     # -- dispatch by role (after the term rule: the message is of the current term) -------------
 
-    def _step_leader(self, msg: Message, t: type, reply_to) -> None:
-        """A leader, in its term: its followers' acknowledgements. A leader's request in this
-        term would mean two leaders (Raft §5.2 rules it out); it is followed as a candidate
-        follows one. Vote responses and TimeoutNow responses need nothing more."""
+    def _step_leader(self, msg: Message, t: type) -> None:
+        """A leader, in its term: its followers' acknowledgements. (Vote and TimeoutNow
+        responses ask nothing more of it.)"""
         if t is AppendEntriesResponse:
             self._handle_append_entries_response(msg)
         elif t is InstallSnapshotResponse:
             self._handle_install_snapshot_response(msg)
-        elif t in FROM_LEADER:
-            self._become_follower(msg.term, msg.sender)
-            self._step_follower(msg, t, reply_to)
 
-    def _step_candidate(self, msg: Message, t: type, reply_to) -> None:
-        """A candidate or pre-candidate, in its term: votes; a leader's request means another
-        node won this term, so it returns to follower (Raft §5.2)."""
+    def _step_candidate(self, msg: Message, t: type) -> None:
+        """A candidate or pre-candidate, in its term: the votes."""
         if t is VoteResponse:
             self._handle_vote_response(msg)
-        elif t in FROM_LEADER:
-            self._become_follower(msg.term, msg.sender)
-            self._step_follower(msg, t, reply_to)
 
     def _step_follower(self, msg: Message, t: type, reply_to) -> None:
-        """A follower or learner, in its term: the leader's requests (its entries and
-        snapshots also reset the election timer and start the leader lease of thesis
-        §4.2.3). Responses are to a role this node no longer has: dropped."""
+        """A request of this term's leader (AppendEntries, InstallSnapshot, TimeoutNow). Any
+        other role first follows its sender: a candidate learns that another node won the
+        term (Raft §5.2); a leader would mean two leaders in one term, which §5.2 rules out,
+        and it follows too rather than keep leading. Entries and snapshots also reset the
+        election timer and start the leader lease of thesis §4.2.3."""
+        if self.leader_id != msg.sender or self.role not in _FOLLOWING:
+            self._become_follower(msg.term, msg.sender)
         if t is TimeoutNowRequest:
             self._handle_timeout_now(msg, reply_to)
             return
-        if t is not AppendEntriesRequest and t is not InstallSnapshotRequest:
-            return
-        if self.leader_id != msg.sender:
-            self._become_follower(msg.term, msg.sender)
         self._leader_contact_at = self._now
         self._reset_election_timer()
         if t is AppendEntriesRequest:
