@@ -293,7 +293,8 @@ class StateMachine(abc.ABC):
 
     @abc.abstractmethod
     async def aclose(self) -> None:
-        """Release every resource. Further calls raise StorageError. Idempotent."""
+        """Make every apply durable (a clean stop loses nothing: the durable suite checks
+        it), then release every resource. Further calls raise StorageError. Idempotent."""
 
 
 def supports_append_nowait(store: LogStore) -> bool:
