@@ -129,7 +129,9 @@ class TlsStream:
         parts = []
         size = 0
         try:
-            while size < limit:
+            # ask ssl only while it holds ciphertext or plaintext: a read that finds
+            # neither raises SSLWantReadError, which costs more than the question
+            while size < limit and (self._incoming.pending or self._ssl.pending() or self._eof):
                 part = self._ssl.read(limit - size)
                 if not part:
                     break
