@@ -70,7 +70,6 @@ class FrameWriter:
         #: first; with the number of envelopes they complete
         self._carry = b""
         self._carry_count = 0
-        self.closed = False
 
     def put_nowait(self, data: bytes) -> None:
         """Write or queue ``data``; trio.WouldBlock when the queue is full,
@@ -117,7 +116,6 @@ class FrameWriter:
 
     def close(self) -> None:
         """End the queue: puts waiting or to come raise trio.BrokenResourceError."""
-        self.closed = True
         self._idle = False  # no write-now on a connection that is ending
         self._recv.close()
 
