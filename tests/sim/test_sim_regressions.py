@@ -23,6 +23,8 @@ SCRIPTED = {
     3866: "core/test_edge_cases.py::test_initialize_again_after_a_crash_kept_only_its_vote",
     58810: "core/test_liveness_rejections.py::"
            "test_rejection_at_the_match_index_is_not_answered_with_a_resend",
+    405969: "core/test_paper_5_4_safety.py::"
+            "test_5_3_stale_leader_may_truncate_an_entry_committed_in_a_later_term",
     92360: "sim/test_sim_liveness.py::"
            "test_timing_rule_changes_only_the_election_timeouts_of_profiles_that_break_it",
 }
@@ -51,6 +53,13 @@ CASES = [
      "liveness: initialize's vote was durable but its membership entry was not; every later "
      "initialize was refused as 'already initialized' and the cluster never formed (fixed: a "
      "saved vote alone does not make a node initialized)"),
+    (405969, SimOptions(steps=2000), "5451690",
+     "committed-truncated: node 5 truncates from 3, committed up to 4: a false alarm of the "
+     "checker, not an engine bug. Learner 5, still in term 8, took the AppendEntries of term "
+     "10's leader (sent before that leader crashed, held while node 5 was paused) after term "
+     "11 had committed entry 6/3; Leader Completeness covers only leaders of term 11 and later "
+     "(Raft §5.4.1), so the truncation is Raft's (§5.3). The checker now flags a truncated "
+     "committed entry only in its committing term or a later one"),
 ]
 
 
