@@ -356,6 +356,8 @@ def _micro_table(idx):
 
 
 def update_readme(path: str, rows: list[str]) -> None:
+    if not os.path.exists(path):
+        return
     text = open(path).read()
     if HEAD_START not in text:
         return
