@@ -4,6 +4,7 @@ automatically) writes BENCHMARKS.md and its plots from the results JSON.
 
     python -m benchmarks [--mode smoke|medium|full] [--budget SECONDS] [--suites micro,cluster,kv]
                          [--out results.json] [--base-port 27000] [--no-peers] [--no-progress]
+                         [--snapshot-mb 100,1024]
     python -m benchmarks report [results.json] [--md BENCHMARKS.md] [--plots docs/benchmarks]
 
 ``--mode smoke`` runs every part for a moment (CI); ``full`` is the documented method
@@ -66,8 +67,8 @@ def estimate_s(plan: Plan, suites, peers: int) -> float:
     if "cluster" in suites:
         per_rep = (len(plan.in_flight) + len(plan.payloads) + len(plan.offered_loads)) * peers
         total += (plan.reps * per_rep + len(plan.sizes) * plan.reps * peers) * point
-        total += (1 + len(plan.sizes)) * 4 * peers + plan.failover_trials * 4
-        total += sum(5 + mb * 0.3 for mb in plan.snapshot_mb)
+        total += (1 + len(plan.sizes)) * 6 * peers + plan.failover_trials * 12
+        total += sum(10 + mb * 0.3 for mb in plan.snapshot_mb)
     if "kv" in suites:
         total += kv_suite.count_steps(plan) * point + 15
     return total
@@ -75,6 +76,8 @@ def estimate_s(plan: Plan, suites, peers: int) -> float:
 
 def run(args) -> str:
     plan = Plan.for_mode(args.mode)
+    if args.snapshot_mb is not None:
+        plan.snapshot_mb = tuple(int(x) for x in args.snapshot_mb.split(",") if x)
     suites = [s for s in args.suites.split(",") if s]
     unknown = set(suites) - set(SUITES)
     if unknown:
@@ -87,6 +90,10 @@ def run(args) -> str:
     workdir = tempfile.mkdtemp(prefix="fastraft-bench-")
     with Progress(enabled=not args.no_progress) as bar:
         ctx = Context(plan, results, Ports(args.base_port), workdir, bar, args.budget)
+        for mb in Plan.for_mode(args.mode).snapshot_mb:
+            if mb not in plan.snapshot_mb and "cluster" in suites:
+                results.skip(f"snapshot install of {mb} MB", "left out of this run by "
+                             f"--snapshot-mb {args.snapshot_mb}", bar.say)
         if "cluster" in suites and not args.no_peers:
             from .peers.side_venv import PeerMissing, python_for_pysyncobj
 
@@ -141,6 +148,8 @@ def main(argv=None) -> None:
     p.add_argument("--base-port", type=int,
                    default=int(os.environ.get("RAFTBENCH_BASE_PORT", "27000")))
     p.add_argument("--no-peers", action="store_true", help="fastraft alone")
+    p.add_argument("--snapshot-mb", default=None,
+                   help="state sizes of the snapshot install, MB, comma list (default: the mode's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md")
     p.add_argument("--md", default=None, help="report path (default: BENCHMARKS.md, or "

@@ -40,7 +40,8 @@ def run_flavour(flavour: str, max_time_s: float, smoke: bool) -> list[dict]:
         cmd = [sys.executable, "-m", "pytest", *[os.path.join(HERE, m) for m in MODULES], "-q",
                "-p", "no:cacheprovider", "-k", "not pure" if flavour == "compiled" else "not compiled",
                "--benchmark-json", out, "--benchmark-save-data", "--benchmark-disable-gc",
-               f"--benchmark-max-time={max_time_s}", "--benchmark-min-rounds=3"]
+               f"--benchmark-max-time={max_time_s}",
+               f"--benchmark-min-rounds={3 if smoke else 5}"]
         if smoke:
             cmd.append("--benchmark-warmup=off")
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800,
