@@ -58,6 +58,14 @@ class Context:
         return True
 
 
+def guarded(ctx, name: str, fn) -> None:
+    """Run one step; a failure is named in the results and the run goes on to the next."""
+    try:
+        fn(ctx)
+    except Exception as e:
+        ctx.results.skip(f"{name} (unfinished)", f"failed: {type(e).__name__}: {e}", ctx.say)
+
+
 def estimate_s(plan: Plan, suites, peers: int) -> float:
     """A rough duration of the run, for fitting it into the budget."""
     point = plan.warmup_s + plan.duration_s + 0.3
@@ -117,11 +125,11 @@ def run(args) -> str:
                 micro_suite.run(ctx)
             if "cluster" in suites:
                 for name, fn in cluster_suite.STEPS:
-                    fn(ctx)
+                    guarded(ctx, name, fn)
             if "kv" in suites:
                 if args.no_peers:
                     kv_suite.etcd.available = lambda: "--no-peers"
-                kv_suite.run(ctx)
+                guarded(ctx, "KV suite", kv_suite.run)
         finally:
             results.machine["load_avg_end"] = os.getloadavg()
             results.machine["peers"] = ctx.peer_versions

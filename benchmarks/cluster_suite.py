@@ -36,6 +36,22 @@ def _stop(clusters) -> None:
         c.stop()
 
 
+def _ask(ctx, clusters, system, c, what: str, request: dict):
+    """``request`` on ``system``'s leader; if that fails (no leader, a node gone), the failure
+    is named in the results and that system leaves the rest of this step: one system's
+    collapse never costs the other's figures."""
+    try:
+        return c.on_leader(request)
+    except Exception as e:
+        ctx.results.skip(f"{system}: {what} and the rest of this step", f"failed: {e}", ctx.say)
+        clusters.remove((system, c))
+        try:
+            c.stop()
+        except Exception:
+            pass
+        return None
+
+
 def throughput_points(ctx) -> None:
     plan = ctx.plan
     points = ([("in_flight", w, 100, w) for w in plan.in_flight]
@@ -44,20 +60,26 @@ def throughput_points(ctx) -> None:
     try:
         for rep in range(plan.reps):
             for metric, x, payload, window in points:
-                for system, c in clusters:  # A then B, for every point of every rep
+                for system, c in list(clusters):  # A then B, for every point of every rep
                     if not ctx.step(f"cluster {metric}={x} {system} rep {rep + 1}"):
                         return
-                    r = c.on_leader({"cmd": "throughput", "window": window, "payload": payload,
-                                     "warmup_s": plan.warmup_s, "duration_s": plan.duration_s})
+                    r = _ask(ctx, clusters, system, c, f"{metric}={x}", {
+                        "cmd": "throughput", "window": window, "payload": payload,
+                        "warmup_s": plan.warmup_s, "duration_s": plan.duration_s})
+                    if r is None:
+                        continue
                     ctx.results.add("cluster", metric=metric, x=x, system=system, rep=rep,
                                     size=3, window=window, payload=payload, ops_s=r["ops_s"],
-                                    errors=r.get("errors", 0))
+                                    errors=r.get("errors", 0), error_kinds=r.get("error_kinds", {}))
             for rate in plan.offered_loads:
-                for system, c in clusters:
+                for system, c in list(clusters):
                     if not ctx.step(f"cluster latency at {rate}/s {system} rep {rep + 1}"):
                         return
-                    r = c.on_leader({"cmd": "open_loop", "rate": rate, "payload": 100,
-                                     "warmup_s": plan.warmup_s, "duration_s": plan.duration_s})
+                    r = _ask(ctx, clusters, system, c, f"latency at {rate}/s", {
+                        "cmd": "open_loop", "rate": rate, "payload": 100,
+                        "warmup_s": plan.warmup_s, "duration_s": plan.duration_s})
+                    if r is None:
+                        continue
                     ctx.results.add("cluster", metric="open_loop", x=rate, system=system, rep=rep,
                                     size=3, payload=100, latency_ms=r["latency_ms"],
                                     dropped=r["dropped"], unfinished=r["unfinished"])
@@ -73,11 +95,14 @@ def size_points(ctx) -> None:
         clusters = _both(ctx, size)
         try:
             for rep in range(plan.reps):
-                for system, c in clusters:
+                for system, c in list(clusters):
                     if not ctx.step(f"cluster size {size} {system} rep {rep + 1}"):
                         return
-                    r = c.on_leader({"cmd": "throughput", "window": 256, "payload": 100,
-                                     "warmup_s": plan.warmup_s, "duration_s": plan.duration_s})
+                    r = _ask(ctx, clusters, system, c, f"cluster of {size}", {
+                        "cmd": "throughput", "window": 256, "payload": 100,
+                        "warmup_s": plan.warmup_s, "duration_s": plan.duration_s})
+                    if r is None:
+                        continue
                     ctx.results.add("cluster", metric="size", x=size, system=system, rep=rep,
                                     size=size, window=256, payload=100, ops_s=r["ops_s"])
         finally:

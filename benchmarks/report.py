@@ -76,6 +76,7 @@ def summarise(data: dict) -> dict:
         else:
             if any("ops_s" in r for r in rs):
                 p["ops_s"] = [r["ops_s"] for r in rs]
+                p["errors"] = sum(r.get("errors", 0) for r in rs)
             lat = [x for r in rs for x in r.get("latency_ms", [])]
             if lat:
                 p["latency_ms"] = percentiles(lat)
@@ -254,6 +255,15 @@ def render(summary: dict, plots: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def _cell(p) -> str:
+    """ops/s median (min–max), and the failed requests of the point if any (they count as
+    no throughput: a repetition whose leader was lost under load shows as a low minimum)."""
+    if p is None:
+        return "–"
+    failed = f" ({p['errors']:,} failed)" if p.get("errors") else ""
+    return spread(p["ops_s"]) + failed
+
+
 def _sys_table(idx, suite, metric, xlabel, systems):
     xs = sorted({k[2] for k in idx if k[:2] == (suite, metric)})
     if not xs:
@@ -261,8 +271,7 @@ def _sys_table(idx, suite, metric, xlabel, systems):
     L = [f"| {xlabel} | " + " | ".join(systems) + " | ratio [95% CI] |",
          "|---:|" + "---:|" * (len(systems) + 1)]
     for x in xs:
-        cells = [spread(idx[(suite, metric, x, s)]["ops_s"]) if (suite, metric, x, s) in idx else "–"
-                 for s in systems]
+        cells = [_cell(idx.get((suite, metric, x, s))) for s in systems]
         a, b = idx.get((suite, metric, x, systems[0])), idx.get((suite, metric, x, systems[-1]))
         r = fmt_ratio(ratio_ci(a["ops_s"], b["ops_s"])) if a and b and a is not b and min(b["ops_s"]) > 0 else "–"
         L.append(f"| {x:,} | " + " | ".join(cells) + f" | {r} |")
@@ -370,8 +379,11 @@ def update_readme(path: str, rows: list[str]) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks report")
-    p.add_argument("results", nargs="?", default=os.path.join(ROOT, "benchmarks", "results",
-                                                              "results-full.json"))
+    full = os.path.join(ROOT, "benchmarks", "results", "results-full.json")
+    p.add_argument("results", nargs="?", default=full if os.path.exists(full) else
+                   os.path.join(ROOT, "benchmarks", "results", "results-full.summary.json"),
+                   help="a run's results, or the summary JSON a report wrote (the committed "
+                        "one by default when no full run's results are here)")
     p.add_argument("--md", default=os.path.join(ROOT, "BENCHMARKS.md"))
     p.add_argument("--readme", default=None, help="README whose headline table to rewrite "
                    "(default: the repository's, when --md is the repository's BENCHMARKS.md)")

@@ -79,7 +79,8 @@ def main() -> None:
         elif cmd == "throughput":
             r = node.call(node.throughput, [b"x" * max(0, msg["payload"] - 4)], msg["window"],
                           msg["warmup_s"], msg["duration_s"])
-            emit({"ops_s": r["ops_per_s"], "errors": r["failed_in_window"]})
+            emit({"ops_s": r["ops_per_s"], "errors": r["failed_in_window"],
+                  "error_kinds": r["error_kinds"]})
         elif cmd == "open_loop":
             emit(node.call(node.open_loop, msg["payload"], msg["rate"], msg["warmup_s"],
                            msg["duration_s"]))

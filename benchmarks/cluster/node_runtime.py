@@ -148,6 +148,7 @@ class BenchNode:
         cmds = self.commands(payloads, key_offset)
         ncmd = len(cmds)
         counts = [0, 0]  # entries committed, calls failed
+        kinds: dict[str, int] = {}  # failed calls by error class
         clock = trio.current_time
         t_meas = clock() + warmup_s
         t_end = t_meas + duration_s
@@ -172,8 +173,9 @@ class BenchNode:
                             chunk = chunk + cmds[:batch - len(chunk)]
                         await raft.client_write_many(chunk)
                     counts[0] += batch
-                except FastraftError:
+                except FastraftError as e:
                     counts[1] += 1
+                    kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
                     await trio.sleep(0.01)
                 i += window * batch
 
@@ -187,7 +189,8 @@ class BenchNode:
         elapsed = t1 - t0
         return {"ops_per_s": (ok1 - ok0) / elapsed, "committed_in_window": ok1 - ok0,
                 "failed_in_window": err1 - err0, "window_s": elapsed, "batch": batch,
-                "ok_total": counts[0], "failed_total": counts[1], "unfinished_after_drain": 0}
+                "ok_total": counts[0], "failed_total": counts[1], "unfinished_after_drain": 0,
+                "error_kinds": kinds}
 
     async def latency(self, payloads, warmup_s, duration_s, key_offset=0) -> dict:
         """One writer, one write at a time; with the storage's own synced-append latency
@@ -282,7 +285,7 @@ class BenchNode:
                 "error": failed[0] if failed else None}
 
     async def open_loop(self, payload_bytes: int, rate: float, warmup_s: float,
-                        duration_s: float, max_in_flight: int = 20_000) -> dict:
+                        duration_s: float, max_in_flight: int = 4096) -> dict:
         """Writes started on a fixed schedule, ``rate`` per second, whatever the answers do
         (open loop); each latency runs from the write's scheduled start, so a stalled node
         shows in the figures instead of slowing the offered load. Writes beyond
