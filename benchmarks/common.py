@@ -109,7 +109,9 @@ def machine() -> dict:
             "memory_gib": mem_gib, "kernel": platform.release(), "os": platform.platform(),
             "load_avg_start": os.getloadavg(), "versions": versions,
             "git_commit": _run(["git", "rev-parse", "HEAD"]),
-            "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"])),
+            # local changes to the code measured (the results folder itself does not count)
+            "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                    ".", ":!benchmarks/results"])),
             "argv": sys.argv[1:]}
 
 
