@@ -21,7 +21,9 @@ from libc.stdint cimport uint64_t
 from fastraft.accel.compiled.ints cimport index_arg, plus1, read_u64
 from fastraft.accel.compiled.members cimport (
     C_PIPELINE, C_PROBE, C_SNAPSHOT, GRANTED, NO_VOTE, REJECTED, Member, MemberTable)
-from fastraft.accel.compiled cimport quorum
+from fastraft.accel.compiled.quorum cimport quorum_active as majority_active
+from fastraft.accel.compiled.quorum cimport quorum_value
+from fastraft.accel.compiled.quorum cimport vote_result as majority_vote
 
 __all__ = [
     "ProgressTracker",
@@ -270,7 +272,7 @@ cdef class ProgressTracker(MemberTable):
         """The highest index matched by a majority of every voter configuration (Raft §5.3,
         §6); 0 with no member. The engine commits it only if its term is the leader's
         (Raft §5.4.2). O(members log members)."""
-        return quorum.quorum_value(self._m, self._n, self._scratch, False)
+        return quorum_value(self._m, self._n, self._scratch, False)
 
     def mark_active(self, node_id):
         """``node_id`` was heard from (check-quorum). O(1)."""
@@ -289,7 +291,7 @@ cdef class ProgressTracker(MemberTable):
     def quorum_active(self):
         """Whether a majority of every voter configuration was heard from (a leader that is
         not stays no longer: check-quorum, thesis §6.2). O(members)."""
-        return quorum.quorum_active(self._m, self._n)
+        return majority_active(self._m, self._n)
 
     def on_seq_ack(self, node_id, seq):
         """``node_id`` acknowledged the leader's round ``seq`` (and so every earlier one).
@@ -307,7 +309,7 @@ cdef class ProgressTracker(MemberTable):
         """The highest round acknowledged by a majority of every voter configuration: reads
         registered before that round may be served (ReadIndex, thesis §6.4). O(members log
         members)."""
-        return quorum.quorum_value(self._m, self._n, self._scratch, True)
+        return quorum_value(self._m, self._n, self._scratch, True)
 
     # -- votes ---------------------------------------------------------------------------------
 
@@ -331,7 +333,7 @@ cdef class ProgressTracker(MemberTable):
         """VOTE_WON once a majority of every configuration granted, VOTE_LOST once some
         configuration can no longer reach a majority, else VOTE_PENDING (Raft §5.2, §6).
         O(members)."""
-        return quorum.vote_result(self._m, self._n)
+        return majority_vote(self._m, self._n)
 
     def __repr__(self):
         cdef Py_ssize_t s
