@@ -157,11 +157,12 @@ class MemberTable:
         return s is not None and self._role[s] != 0
 
     def _s(self, node_id: int) -> int:
+        # The slot of a tracked member; ValueError for any other id (every public method
+        # taking a node id finds its slot through here first, before it changes anything).
         s = self._slot.get(node_id)
         if s is None:
             raise ValueError(f"node {node_id} is not tracked")
         return s
-
 
 
 def check_u64(value: int) -> None:

@@ -156,11 +156,12 @@ cdef class MemberTable:
         return s is not None and self._m[<Py_ssize_t>s].role != 0
 
     cdef Member *_member(self, object node_id) except NULL:
+        # The struct of a tracked member; ValueError for any other id (every public method
+        # taking a node id reads its member through here first, before it changes anything).
         s = self._slot.get(node_id)
         if s is None:
             raise ValueError(f"node {node_id} is not tracked")
         return &self._m[<Py_ssize_t>s]
-
 
     # -- copying -------------------------------------------------------------------------------
 
