@@ -54,6 +54,8 @@ from .frame import BODY_START as _BODY_START
 from .frame import (
     DEFAULT_MAX_FRAME_BYTES, FRAME_ENTRIES, FRAME_MESSAGE, HEADER_SIZE, WIRE_VERSION, check_limit,
     frame_size, open_frame, wrap_frame)
+from .ints import MAX_U32 as _MAX_U32
+from .ints import MAX_U64 as _MAX_U64
 
 __all__ = [
     "WIRE_VERSION",
@@ -70,8 +72,6 @@ __all__ = [
     "decode_message",
 ]
 
-_MAX_U64 = (1 << 64) - 1
-_MAX_U32 = (1 << 32) - 1
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 

@@ -17,6 +17,8 @@ from fastraft.errors import CodecError
 from .entry import Entry
 from .frame import (
     BODY_START, DEFAULT_MAX_FRAME_BYTES, FRAME_ENTRIES, check_limit, open_frame, wrap_frame)
+from .ints import MAX_U32 as _MAX_U32
+from .ints import MAX_U64 as _MAX_U64
 
 __all__ = ["ENTRY_HEADER_SIZE", "MAX_ENTRY_KIND", "encode_entries", "decode_entries"]
 
@@ -25,8 +27,6 @@ ENTRY_HEADER_SIZE = 21
 #: The largest known ``EntryKind`` value.
 MAX_ENTRY_KIND = 2
 
-_MAX_U64 = (1 << 64) - 1
-_MAX_U32 = (1 << 32) - 1
 
 _ENTRY_HEAD = struct.Struct("<QQBI")
 _U32 = struct.Struct("<I")

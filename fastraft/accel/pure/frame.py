@@ -14,6 +14,8 @@ import struct
 
 from fastraft.errors import CodecError
 
+from .ints import MAX_U32 as _MAX_U32
+
 
 def _crc32c(data) -> int:
     """CRC32C of ``data``. The crc32c package is imported on the first call, not at import:
@@ -44,7 +46,6 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 FRAME_ENTRIES = 1
 FRAME_MESSAGE = 2
 
-_MAX_U32 = (1 << 32) - 1
 _FRAME_NAMES = {FRAME_ENTRIES: "an entry batch", FRAME_MESSAGE: "a message"}
 
 _HEADER = struct.Struct("<BBHII")

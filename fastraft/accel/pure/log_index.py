@@ -12,12 +12,12 @@ index is unchanged.
 from __future__ import annotations
 
 from fastraft.accel.pure.entry import Entry
+from fastraft.accel.pure.ints import MAX_U64 as _MAX_U64
 from fastraft.accel.pure.log_cache import ENTRY_OVERHEAD_BYTES, LogCache
 from fastraft.accel.pure.log_terms import KIND_MEMBERSHIP
 
 __all__ = ["LogIndex", "ENTRY_OVERHEAD_BYTES", "KIND_MEMBERSHIP"]
 
-_MAX_U64 = (1 << 64) - 1
 
 
 class LogIndex(LogCache):

@@ -18,6 +18,8 @@ when a method raises.
 
 from __future__ import annotations
 
+from fastraft.accel.pure.ints import check_u64
+
 __all__ = ["MemberTable", "PROBE", "PIPELINE", "SNAPSHOT"]
 
 #: Replication modes (a new member starts in PROBE).
@@ -25,7 +27,6 @@ PROBE = 0
 PIPELINE = 1
 SNAPSHOT = 2
 
-_MAX_U64 = (1 << 64) - 1
 
 # Bits of _role: which voter configuration a member belongs to (none: a learner).
 IN_A = 1
@@ -164,10 +165,3 @@ class MemberTable:
             raise ValueError(f"node {node_id} is not tracked")
         return s
 
-
-def check_u64(value: int) -> None:
-    """OverflowError unless ``value`` fits in a u64."""
-    # What the tracker stores is a log index or a round: a u64, as on the wire (the compiled
-    # tracker keeps them in C words, so a larger value has nowhere to go).
-    if value > _MAX_U64:
-        raise OverflowError(f"{value} does not fit in an unsigned 64-bit integer")

@@ -34,7 +34,8 @@ from __future__ import annotations
 from fastraft.accel.pure import quorum
 from fastraft.accel.pure.members import GRANTED as _GRANTED
 from fastraft.accel.pure.members import NO_VOTE as _NO_VOTE
-from fastraft.accel.pure.members import PIPELINE, PROBE, SNAPSHOT, MemberTable, check_u64
+from fastraft.accel.pure.ints import check_u64
+from fastraft.accel.pure.members import PIPELINE, PROBE, SNAPSHOT, MemberTable
 from fastraft.accel.pure.members import REJECTED as _REJECTED
 from fastraft.accel.pure.quorum import VOTE_LOST, VOTE_PENDING, VOTE_WON
 
