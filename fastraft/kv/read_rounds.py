@@ -55,6 +55,7 @@ class ReadRounds:
     async def wait(self) -> None:
         """Return once a read of the local state machine is linearizable; raises what the
         round raised (ForwardToLeader, ...) or Unavailable when it took too long."""
+        self.reads += 1
         round_ = self._next
         if round_ is None:  # this reader gathers the next batch and drives its round
             round_ = self._next = _Round()
