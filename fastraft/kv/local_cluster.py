@@ -108,11 +108,11 @@ class LocalCluster:
         ids = sorted(self.nodes) if ids is None else ids
         return [self.nodes[i].addr for i in ids]
 
-    async def start(self, node_id: int) -> NodeProcess:
-        """Start node ``node_id`` on free ports; return once it serves."""
+    async def start(self, node_id: int, port: int = 0, raft_port: int = 0) -> NodeProcess:
+        """Start node ``node_id`` on these ports (0: free ones); return once it serves."""
         if node_id in self.nodes and self.nodes[node_id].running:
             raise ValueError(f"node {node_id} is running already")
-        node = NodeProcess(node_id, f"{self.host}:0", f"{self.host}:0",
+        node = NodeProcess(node_id, f"{self.host}:{port}", f"{self.host}:{raft_port}",
                            os.path.join(self.base_dir, f"n{node_id}"),
                            os.path.join(self.base_dir, f"n{node_id}.log"))
         self.nodes[node_id] = node
