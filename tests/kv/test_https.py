@@ -5,7 +5,6 @@ change nothing (no entry appended, no term moved, no membership changed)."""
 
 from __future__ import annotations
 
-import json
 from functools import partial
 
 import httpx
@@ -140,11 +139,9 @@ def test_roles_and_the_https_raft_network(pki):
                     status, answer = await post(ctx_c2, la, path, body)
                     assert status == 403 and b"cluster 'c2'" in answer, answer
                 # 5. a node of ours speaking for another node: dropped
-                other = next(i for i in (1, 2, 3) if i != leader)
-                forged = VoteRequest(term=before["current_term"] + 5, sender=leader % 3 + 1
-                                     if leader % 3 + 1 != other else (other % 3) + 1,
+                other, third = sorted({1, 2, 3} - {leader})
+                forged = VoteRequest(term=before["current_term"] + 5, sender=third,
                                      last_log_term=99, last_log_index=99, leader_transfer=True)
-                assert forged.sender != other
                 status, answer = await post(node_cert_ctx(pki, other), la, "/raft-vote",
                                             codec.encode_message(forged))
                 assert status == 403 and b"dropped" in answer, answer
@@ -275,4 +272,4 @@ def test_peer_of_certificate_reads_roles_from_the_san_and_the_ou():
     assert authorize(client, "/raft-vote") is not None
     admin = Peer("admin", "client 'ops' (admin)")
     assert authorize(admin, "/init") is None and authorize(admin, "/raft-vote") is not None
-    assert json.dumps(authorize(client, "/init"))  # a reason a client can show
+    assert authorize(client, "/init").startswith("/init needs a certificate with the admin role")
