@@ -16,7 +16,8 @@ connections to the leader, each with one ``POST /write`` in flight (100-byte val
 10,000 keys), TLS through Python's ``ssl`` module (asyncio's ``ssl=`` transport) and the
 answers parsed by httptools. It runs in one process on the same machine, so the client's TLS
 work is counted too. Reported per point: writes/s, p50 and p99 latency, server CPU per
-write (µs, the three nodes' utime + stime from /proc) and the load average; the summary
+write (µs, the three nodes' utime + stime from /proc), the load generator's own CPU (cores)
+and the load average; the summary
 gives medians over reps and the https/http ratios. FASTRAFT_BENCH_QUICK=1: 1 rep of 2 s.
 """
 
@@ -111,6 +112,13 @@ def _cpu_ticks(pids) -> int:
     return total
 
 
+def _own_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def _point(addr, ca, cert, key, clients, warmup, duration, pids) -> dict:
     host, port = addr.rsplit(":", 1)
     ctx = None
@@ -125,9 +133,9 @@ async def _point(addr, ca, cert, key, clients, warmup, duration, pids) -> dict:
     tasks = [asyncio.ensure_future(_client(host, int(port), ctx, 1000 * clients + i, warm_at,
                                            stop_at, latencies, counts)) for i in range(clients)]
     await asyncio.sleep(max(0.0, warm_at - time.monotonic()))
-    cpu0, t0 = _cpu_ticks(pids), time.monotonic()
+    cpu0, t0, own0 = _cpu_ticks(pids), time.monotonic(), _own_cpu_s()
     await asyncio.wait_for(asyncio.gather(*tasks), warmup + duration + 60)
-    cpu1, t1 = _cpu_ticks(pids), time.monotonic()
+    cpu1, t1, own1 = _cpu_ticks(pids), time.monotonic(), _own_cpu_s()
     latencies.sort()
     n = len(latencies)
     ticks = os.sysconf("SC_CLK_TCK")
@@ -137,6 +145,7 @@ async def _point(addr, ca, cert, key, clients, warmup, duration, pids) -> dict:
             "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else None,
             "server_us_per_write": ((cpu1 - cpu0) / ticks * 1e6 / counts["ok"]
                                     if counts["ok"] else None),
+            "loadgen_cores": (own1 - own0) / (t1 - t0),
             "measured_s": t1 - t0, "loadavg_1m": os.getloadavg()[0]}
 
 
@@ -173,14 +182,27 @@ async def _cluster(stack, base: str, secured: bool, base_port: int):
     async with KVClient(addrs, deadline_s=30, tls=cluster.client_tls()) as client:
         await client.init([(i, addrs[i - 1], cluster.nodes[i].raft_addr) for i in (1, 2, 3)],
                           addr=addrs[0])
-        with trio.fail_after(30):
-            while (leader := (await client.metrics(addrs[0]))["current_leader"]) is None:
-                await trio.sleep(0.05)
-        leader_addr = cluster.nodes[leader].addr
     files = ((os.path.join(pki, "ca.pem"), os.path.join(pki, "client-load.pem"),
               os.path.join(pki, "client-load-key.pem")) if secured else ("-", "-", "-"))
     pids = ",".join(str(cluster.nodes[i].pid) for i in (1, 2, 3))
-    return leader_addr, files, pids
+    return cluster, files, pids
+
+
+async def _leader_addr(cluster) -> str:
+    """The HTTP address of the cluster's leader now (asked before every point: under load a
+    leader may change between points, and the load generator does not follow it)."""
+    import trio
+
+    from fastraft.kv.client import KVClient
+
+    async with KVClient(cluster.addrs(), deadline_s=30, tls=cluster.client_tls()) as client:
+        with trio.fail_after(30):
+            while True:  # bounded by fail_after
+                for addr in cluster.addrs():
+                    m = await client.metrics(addr)
+                    if m["state"] == "Leader":
+                        return addr
+                await trio.sleep(0.05)
 
 
 async def main_async(args) -> None:
@@ -195,10 +217,10 @@ async def main_async(args) -> None:
             systems = {"http": await _cluster(stack, os.path.join(base, "http"), False, bp),
                        "https": await _cluster(stack, os.path.join(base, "https"), True,
                                                bp + 20 if bp else 0)}
-            print(f"# leaders: {({k: v[0] for k, v in systems.items()})}", flush=True)
             for rep in range(args.reps):
                 for clients in args.rows:
-                    for label, (addr, files, pids) in systems.items():  # A/B, same row
+                    for label, (cluster, files, pids) in systems.items():  # A/B, same row
+                        addr = await _leader_addr(cluster)
                         cmd = [sys.executable, __file__, "loadgen", addr, *files, str(clients),
                                str(args.warmup), str(args.duration), pids]
                         with trio.fail_after(args.warmup + args.duration + 120):
@@ -224,13 +246,13 @@ def summarize(path: str) -> str:
         vals = [r[key] for r in recs if r.get(key) is not None]
         return statistics.median(vals) if vals else float("nan")
 
-    lines = ["| clients | API | writes/s | p50 ms | p99 ms | server µs/write | errors | reps | "
-             "load avg |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| clients | API | writes/s | p50 ms | p99 ms | server µs/write | loadgen cores | "
+             "errors | reps | load avg |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (clients, label), recs in sorted(rows.items()):
         lines.append(f"| {clients} | {label} | {med(recs, 'writes_s'):.0f} | "
                      f"{med(recs, 'p50_ms'):.2f} | {med(recs, 'p99_ms'):.2f} | "
                      f"{med(recs, 'server_us_per_write'):.0f} | "
-                     f"{sum(r['errors'] for r in recs)} | {len(recs)} | "
+                     f"{med(recs, 'loadgen_cores'):.2f} | {sum(r['errors'] for r in recs)} | {len(recs)} | "
                      f"{med(recs, 'loadavg_1m'):.1f} |")
     lines.append("")
     for clients in sorted({c for c, _ in rows}):
