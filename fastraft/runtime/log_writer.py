@@ -18,11 +18,13 @@ over storage that lost a write).
 
 Invariant: mutations reach the store in emission order; at most one awaited mutation is in
 progress at a time, and nothing is issued to the store while one is.
+Invariant: at most ``_MAX_QUEUED`` commands wait (the engine emits one log command per input
+at most, and appends bypass the queue unless a rare write is under way); one more is a
+runaway producer and fails the node rather than grow memory.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from time import perf_counter
 from typing import Callable
 
@@ -32,11 +34,14 @@ from ..core.commands import AppendLog, PurgeLog, SaveVote, TruncateLog
 from ..latency import LatencyHistogram
 from ..storage.protocols import LogStore, supports_append_nowait
 from ..types import LogId, Vote
+from .work_queue import QueueFull, WorkQueue
 
 __all__ = ["LogWriter"]
 
 #: Most entries put into one ``append`` call on the slow road (stores without append_nowait).
 _MAX_APPEND_BATCH = 65536
+#: Most log commands waiting behind an awaited write.
+_MAX_QUEUED = 65536
 
 
 class LogWriter:
@@ -49,9 +54,8 @@ class LogWriter:
         self._on_vote_saved = on_vote_saved
         self._on_flushed = on_flushed
         self._on_failed = on_failed
-        self._queue: deque = deque()  # bounded by the engine: it emits one command per input
+        self._queue = WorkQueue(_MAX_QUEUED)
         self._busy = False  # a queued command is being executed by run()
-        self._wake = trio.Event()
         self._failed = False
         self._appends_in_store = 0  # append_nowait calls whose completion is still to come
         #: from handing an append to the store to its being durable (the flush's latency)
@@ -64,8 +68,10 @@ class LogWriter:
         if self._nowait and type(cmd) is AppendLog and not self._busy and not self._queue:
             self._issue_nowait(cmd)
             return
-        self._queue.append(cmd)
-        self._wake.set()
+        try:
+            self._queue.put(cmd)
+        except QueueFull as e:
+            self._fail(e)
 
     def _issue_nowait(self, cmd: AppendLog) -> None:
         last = cmd.last_log_id
@@ -97,8 +103,7 @@ class LogWriter:
         q = self._queue
         while not self._failed:  # one round per batch of queued commands
             if not q:
-                self._wake = trio.Event()
-                await self._wake.wait()
+                await q.wait()
                 continue
             self._busy = True
             try:
@@ -112,7 +117,7 @@ class LogWriter:
 
     async def _execute_head(self) -> None:
         q = self._queue
-        cmd = q.popleft()
+        cmd = q.take()
         t = type(cmd)
         store = self._store
         if t is AppendLog:
@@ -121,8 +126,8 @@ class LogWriter:
                 return
             entries = list(cmd.entries)
             last = cmd.last_log_id
-            while q and type(q[0]) is AppendLog and len(entries) < _MAX_APPEND_BATCH:
-                nxt = q.popleft()
+            while q and type(q.peek()) is AppendLog and len(entries) < _MAX_APPEND_BATCH:
+                nxt = q.take()
                 entries.extend(nxt.entries)
                 last = nxt.last_log_id
             issued = perf_counter()

@@ -1,10 +1,10 @@
 """The runtime: one task owns the engine, feeds it inputs in rounds and hands each command it
 emits to the part that executes it (``fastraft.core.commands`` lists the obligations).
 
-A round: ``tick(now)``; the latest log flush reported; every input queued since the last
-round (peers' requests and responses, storage completions, admin and read requests); the
-client writes gathered since the last round as one ``propose``; then the commands, each to its
-executor without waiting:
+A round: every input queued since the last round (peers' requests and responses, storage
+completions, admin and read requests), urgent ones first; ``tick(now)``; the latest log flush
+reported; the client writes gathered since the last round as one ``propose``; then the
+commands, each to its executor without waiting:
 
 * durable writes -> ``LogWriter`` (in order, group commit);
 * state-machine work and read points -> ``Applier`` (in order, batched);
@@ -17,22 +17,35 @@ The engine task never awaits I/O, so a slow disk or peer delays only what depend
 Between rounds it sleeps until an input arrives or the engine's next timer (trio's clock, so
 ``trio.testing.MockClock`` drives time in tests).
 
-Invariant: only this task calls the engine. Every other task reaches it through ``post``.
-Invariant: the input queue is bounded by its producers: networks bound their requests in
-flight, peers their replies, clients their pending writes, storage its completions.
+Urgent inputs (Raft §5.6: broadcast time well below the election timeout): vote requests and
+their answers, heartbeats (AppendEntries without entries) and TimeoutNow go to the input
+queue's urgent lane, handled before the client work queued ahead of them.
+
+A log flush completion is reported to the engine from the completion itself (``_on_flushed``,
+a "flush round"), not in the next round: a follower's acknowledgement, or the leader's commit
+and apply, leave without waiting for the engine task's next turn. Inside a round (a store that
+completes synchronously) the flush is reported at the end of that round.
+
+Invariant: the engine is called from the trio thread only, by the engine task's round or a
+flush round, never across an ``await``, and each call's commands are dispatched before the
+next call; every other task reaches it through ``post``.
+Invariant: the input queue holds at most ``_MAX_INPUTS`` items: peers' messages are refused
+(a request answered "no answer", a response dropped: Raft copes, §5.3) beyond
+``_MAX_MESSAGE_INPUTS``, leaving the rest for completions, which the engine's own commands
+bound.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections import deque
 
 import trio
 
 from ..core import commands as C
 from ..core import Engine, LeaderTransferring, Role
 from ..errors import ForwardToLeader, RaftShutdown
+from ..messages import AppendEntriesRequest, TimeoutNowRequest, VoteRequest, VoteResponse
 from ..net.protocol import RESPONSE_TYPE
 from ..reply import Reply
 from ..types import LogId
@@ -45,6 +58,7 @@ from .oplog import OperatorLog
 from .peers import PeerSet
 from .proposals import Proposal, Proposals
 from .snapshot_reader import SnapshotReader
+from .work_queue import WorkQueue
 
 __all__ = ["RaftRuntime"]
 
@@ -55,6 +69,11 @@ _STATE = {Role.LEADER: ServerState.LEADER, Role.FOLLOWER: ServerState.FOLLOWER,
           Role.LEARNER: ServerState.LEARNER}
 #: Inputs taken per round at most, so timers and commands keep flowing under a flood.
 _MAX_INPUTS_PER_ROUND = 4096
+#: The input queue's bound, and the share of it peers' messages may fill.
+_MAX_INPUTS = 65536
+_MAX_MESSAGE_INPUTS = 49152
+#: Requests that keep a leader in place or elect one (see the module docstring).
+_URGENT_REQUESTS = (VoteRequest, TimeoutNowRequest)
 #: Client writers woken per scheduler pass after an apply (see ``_on_applied``).
 _WAKE_SLICE = 256
 
@@ -69,9 +88,10 @@ class RaftRuntime:
         self.engine = engine
         self.id = engine.id
         self._nursery = nursery
-        self._inputs: deque = deque()
-        self._wake = trio.Event()
+        self._inputs = WorkQueue(_MAX_INPUTS)
         self._flushed: LogId | None = None
+        self._in_round = False  # the engine's commands are being produced or dispatched
+        self.refused_inputs = 0  #: peers' messages refused because the input queue was full
         self._request_ids = itertools.count(1)
         self._admin: dict[int, Reply] = {}
         self._reads: list[Reply] = []  # ensure_linearizable calls gathered for the next round
@@ -138,10 +158,9 @@ class RaftRuntime:
         self._admin.clear()
         self._reads = []
         self._read_groups.clear()
-        for fn, args in self._inputs:
+        for fn, args in self._inputs.clear():
             if fn == self._on_inbound:
                 args[1].set_error(error)
-        self._inputs.clear()
         self.watch.close()
         self.oplog.stopped(self.fatal)
 
@@ -162,21 +181,28 @@ class RaftRuntime:
         """Queue ``fn(*args)`` to run in the engine task's next round."""
         if self.closed.is_set():
             return
-        self._inputs.append((fn, args))
-        self._wake.set()
+        self._inputs.put((fn, args))
 
     def submit_request(self, request) -> Reply:
         """A peer's request: the reply resolves with the engine's response (or None)."""
         self.check_open()
-        if type(request) not in RESPONSE_TYPE:
-            raise TypeError(f"{type(request).__name__} is not a request message")
+        t = type(request)
+        if t not in RESPONSE_TYPE:
+            raise TypeError(f"{t.__name__} is not a request message")
         reply = Reply()
-        self.post(self._on_inbound, request, reply)
+        inputs = self._inputs
+        if len(inputs) >= _MAX_MESSAGE_INPUTS:
+            self.refused_inputs += 1
+            reply.no_answer(f"{len(inputs)} inputs already wait for the engine")
+        elif t in _URGENT_REQUESTS or (t is AppendEntriesRequest and not request.entries):
+            inputs.put_urgent((self._on_inbound, (request, reply)))
+        else:
+            inputs.put((self._on_inbound, (request, reply)))
         return reply
 
     def submit_write(self, proposal: Proposal) -> None:
         self.proposals.queue(proposal)
-        self._wake.set()
+        self._inputs.wake_consumer()
 
     def submit_admin(self, call, *args) -> Reply:
         """Run the engine's admin ``call(request_id, *args)``; the reply gets its Respond."""
@@ -192,7 +218,7 @@ class RaftRuntime:
         self.check_open()
         reply = Reply()
         self._reads.append(reply)
-        self._wake.set()
+        self._inputs.wake_consumer()
         return reply
 
     def _on_inbound(self, request, reply: Reply) -> None:
@@ -203,29 +229,55 @@ class RaftRuntime:
             self.engine.step(request, reply_to=token)
 
     def _on_peer_response(self, response) -> None:
-        self.post(self.engine.step, response)
+        inputs = self._inputs
+        if self.closed.is_set():
+            return
+        if len(inputs) >= _MAX_MESSAGE_INPUTS:
+            self.refused_inputs += 1  # lost like any message; the engine retries (Raft §5.3)
+        elif type(response) is VoteResponse:
+            inputs.put_urgent((self.engine.step, (response,)))
+        else:
+            inputs.put((self.engine.step, (response,)))
 
     def _on_vote_saved(self, vote) -> None:
         self.post(self.engine.on_vote_saved, vote)
 
     def _on_flushed(self, log_id: LogId) -> None:
-        self._flushed = log_id  # completions come in order: the latest covers the others
-        self._wake.set()
+        # completions come in order: the latest covers the others
+        if self._in_round or self.closed.is_set():
+            self._flushed = log_id  # reported at the end of this round (or never: closed)
+            return
+        # A flush round: what waited for this flush (a follower's acknowledgement, the
+        # leader's commit and the applies it allows) leaves now, not a task turn later.
+        self._in_round = True
+        try:
+            self.engine.on_log_flushed(log_id)
+            self._dispatch_commands()
+        finally:
+            self._in_round = False
+        if self._flushed is not None:  # a store completed during the dispatch: next round
+            self._inputs.wake_consumer()
+        self._after_round()
 
     # -- the engine task --------------------------------------------------------------------
 
     async def _run(self) -> None:
         eng = self.engine
+        inputs = self._inputs
         while not self.closed.is_set():  # one round per wake-up; ends at shutdown (or cancel)
-            if not (self._inputs or self._flushed or self.proposals.has_queued or self._reads):
-                self._wake = trio.Event()
+            if not (inputs or self._flushed or self.proposals.has_queued or self._reads):
                 with trio.move_on_at(eng.next_deadline()):
-                    await self._wake.wait()
+                    await inputs.wait()
             else:
                 await trio.lowlevel.checkpoint()  # let the executors run between busy rounds
             if self.closed.is_set():
                 return
-            self._round()
+            self._in_round = True
+            try:
+                self._round()
+            finally:
+                self._in_round = False
+            self._after_round()
 
     def _round(self) -> None:
         eng = self.engine
@@ -234,9 +286,7 @@ class RaftRuntime:
         # first, then let time move. Ticking first would, after a busy stretch, run the
         # leader's check-quorum before the acknowledgements sitting in the queue and make a
         # healthy leader step down (thesis §6.2).
-        inputs = self._inputs
-        for _ in range(min(len(inputs), _MAX_INPUTS_PER_ROUND)):
-            fn, args = inputs.popleft()
+        for fn, args in self._inputs.take_batch(_MAX_INPUTS_PER_ROUND):
             fn(*args)
         eng.tick(now)
         if self._flushed is not None:
@@ -246,10 +296,21 @@ class RaftRuntime:
             self._start_read()
         if self.proposals.has_queued:
             self._propose()
+        self._dispatch_commands()
+        for _ in range(4):  # a store that completed during dispatch (bounded: it is rare)
+            if self._flushed is None:
+                break
+            flushed, self._flushed = self._flushed, None
+            eng.on_log_flushed(flushed)
+            self._dispatch_commands()
+
+    def _dispatch_commands(self) -> None:
         dispatch = self._dispatch
-        for cmd in eng.take_commands():
+        for cmd in self.engine.take_commands():
             dispatch[type(cmd)](cmd)
-        self.guard_log.after_round(eng)
+
+    def _after_round(self) -> None:
+        self.guard_log.after_round(self.engine)
         self.watch.notify()
         self.oplog.after_round()
 

@@ -1,0 +1,65 @@
+"""A follower's acknowledgement leaves from its log flush's completion, not a round later
+(fastraft/runtime/node.py, "flush round"), and never before it (Raft §5.3 with the runtime's
+obligation: a follower acknowledges only entries that are durable, commands.py item 3)."""
+
+import trio
+import trio.testing
+
+from fastraft import Entry, Node
+from fastraft.core import Config
+from fastraft.kv import MemoryKVStateMachine
+from fastraft.messages import AppendEntriesRequest, AppendEntriesResponse
+from fastraft.net import MemoryRouter
+from fastraft.runtime import open_raft
+from fastraft.storage import MemoryLogStore
+from fastraft.types import EntryKind
+
+
+class HeldFlushLog(MemoryLogStore):
+    """A memory log whose appends become durable only when the test says so (as the lmdb
+    store reports a sync from a callback on the trio thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unflushed: list = []
+
+    def append_nowait(self, entries, on_durable) -> None:
+        self._append_now(entries)
+        self.unflushed.append(on_durable)
+
+    def flush_all(self) -> None:
+        waiting, self.unflushed = self.unflushed, []
+        for on_durable in waiting:
+            on_durable(None)
+
+
+def test_the_acknowledgement_leaves_with_the_flush_completion():
+    async def main():
+        store = HeldFlushLog()
+        nodes = {i: Node(f"n{i}") for i in (1, 2, 3)}
+        async with open_raft(2, Config(), log_store=store, state_machine=MemoryKVStateMachine(),
+                             network=MemoryRouter().network(2)) as raft:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(raft.initialize, nodes)
+                await trio.testing.wait_all_tasks_blocked()
+                store.flush_all()  # the membership entry
+                await trio.testing.wait_all_tasks_blocked()
+            rt = raft._rt
+            prev_term = rt.engine.log.term_at(1)
+            request = AppendEntriesRequest(
+                term=1, sender=1, prev_log_term=prev_term, prev_log_index=1, leader_commit=1,
+                entries=[Entry(1, 2, EntryKind.NORMAL, b"x")])
+            reply = rt.submit_request(request)
+            await trio.testing.wait_all_tasks_blocked()
+            # appended, not durable: no acknowledgement yet (it would promise a lost entry)
+            assert len(store.unflushed) == 1 and not reply.done
+            store.flush_all()
+            # no await since the flush completed: the engine task has had no turn, and the
+            # answer is already there
+            assert reply.done, "the acknowledgement waited for the engine task's next round"
+            response = reply.value
+            assert type(response) is AppendEntriesResponse
+            assert response.success and response.match_index == 2
+
+    # time stands still: no election timer fires while the test holds the flush
+    trio.run(main, clock=trio.testing.MockClock())
