@@ -11,6 +11,10 @@ The rare writes (vote, truncate, purge) are awaited one at a time, in order; an 
 after one of them waits in the queue until it completed, so the store sees every mutation in
 the engine's order (commands.py, obligation 1).
 
+An append submitted while the store reports a completion (``on_flushed`` runs the engine's
+flush round, which may append) is queued for the writer task instead of handed to the store
+at once: a store's completion loop need not expect new writes from inside itself.
+
 Completions are reported through callbacks on the trio thread: ``on_vote_saved(vote)`` and
 ``on_flushed(last_log_id)`` (the latest only is enough, as completions come in order). A
 store failure is reported to ``on_failed(error)``: the node must stop (Raft cannot go on
@@ -57,6 +61,7 @@ class LogWriter:
         self._queue = WorkQueue(_MAX_QUEUED)
         self._busy = False  # a queued command is being executed by run()
         self._failed = False
+        self._completing = False  # inside the store's completion callback
         self._appends_in_store = 0  # append_nowait calls whose completion is still to come
         #: from handing an append to the store to its being durable (the flush's latency)
         self.append_latency = LatencyHistogram()
@@ -65,7 +70,8 @@ class LogWriter:
         """Take one log command, in emission order. Never blocks."""
         if self._failed:
             return
-        if self._nowait and type(cmd) is AppendLog and not self._busy and not self._queue:
+        if (self._nowait and type(cmd) is AppendLog and not self._busy and not self._queue
+                and not self._completing):
             self._issue_nowait(cmd)
             return
         try:
@@ -83,7 +89,11 @@ class LogWriter:
                 self._fail(error)
             elif not self._failed:
                 self.append_latency.observe(perf_counter() - issued)
-                self._on_flushed(last)
+                self._completing = True
+                try:
+                    self._on_flushed(last)
+                finally:
+                    self._completing = False
 
         self._appends_in_store += 1
         try:

@@ -21,14 +21,25 @@ Urgent inputs (Raft §5.6: broadcast time well below the election timeout): vote
 their answers, heartbeats (AppendEntries without entries) and TimeoutNow go to the input
 queue's urgent lane, handled before the client work queued ahead of them.
 
-A log flush completion is reported to the engine from the completion itself (``_on_flushed``,
-a "flush round"), not in the next round: a follower's acknowledgement, or the leader's commit
-and apply, leave without waiting for the engine task's next turn. Inside a round (a store that
-completes synchronously) the flush is reported at the end of that round.
+Rounds run where the work arrives when that saves a task turn on the path of a write:
 
-Invariant: the engine is called from the trio thread only, by the engine task's round or a
-flush round, never across an ``await``, and each call's commands are dispatched before the
-next call; every other task reaches it through ``post``.
+* a log flush completion runs a round at once (``_on_flushed``): a follower's
+  acknowledgement, or the leader's commit and apply, leave without waiting for the engine
+  task's next turn (inside a round, a store that completed synchronously is reported at the
+  end of that round);
+* an input or client write that finds the engine task parked with nothing queued (an idle
+  node, one writer) runs its round in the producer's task (``_inline_round``), so a write's
+  AppendLog and sends start in the client's own turn, and a follower's append in the turn
+  that read the request. Under load the engine task is awake and inputs queue up as before,
+  one round per batch.
+
+A round run outside the engine task wakes it, so that inputs arriving in the same scheduler
+pass are batched into its round instead of each running a round of its own, and so that it
+re-reads the engine's next timer.
+
+Invariant: the engine is called on the trio thread only, by one round at a time (the engine
+task's, a flush round or an inline round), never across an ``await``; each round dispatches
+its commands before it ends.
 Invariant: the input queue holds at most ``_MAX_INPUTS`` items: peers' messages are refused
 (a request answered "no answer", a response dropped: Raft copes, §5.3) beyond
 ``_MAX_MESSAGE_INPUTS``, leaving the rest for completions, which the engine's own commands
@@ -178,10 +189,14 @@ class RaftRuntime:
     # -- inputs (any task) ----------------------------------------------------------------
 
     def post(self, fn, *args) -> None:
-        """Queue ``fn(*args)`` to run in the engine task's next round."""
+        """Run ``fn(*args)`` in a round now if the engine task is idle, else queue it for the
+        engine task's next round."""
         if self.closed.is_set():
             return
-        self._inputs.put((fn, args))
+        if self._idle():
+            self._inline_round(fn, args)
+        else:
+            self._inputs.put((fn, args))
 
     def submit_request(self, request) -> Reply:
         """A peer's request: the reply resolves with the engine's response (or None)."""
@@ -191,7 +206,9 @@ class RaftRuntime:
             raise TypeError(f"{t.__name__} is not a request message")
         reply = Reply()
         inputs = self._inputs
-        if len(inputs) >= _MAX_MESSAGE_INPUTS:
+        if self._idle():
+            self._inline_round(self._on_inbound, (request, reply))
+        elif len(inputs) >= _MAX_MESSAGE_INPUTS:
             self.refused_inputs += 1
             reply.no_answer(f"{len(inputs)} inputs already wait for the engine")
         elif t in _URGENT_REQUESTS or (t is AppendEntriesRequest and not request.entries):
@@ -202,7 +219,10 @@ class RaftRuntime:
 
     def submit_write(self, proposal: Proposal) -> None:
         self.proposals.queue(proposal)
-        self._inputs.wake_consumer()
+        if self._idle():
+            self._inline_round()
+        else:
+            self._inputs.wake_consumer()
 
     def submit_admin(self, call, *args) -> Reply:
         """Run the engine's admin ``call(request_id, *args)``; the reply gets its Respond."""
@@ -232,7 +252,9 @@ class RaftRuntime:
         inputs = self._inputs
         if self.closed.is_set():
             return
-        if len(inputs) >= _MAX_MESSAGE_INPUTS:
+        if self._idle():
+            self._inline_round(self.engine.step, (response,))
+        elif len(inputs) >= _MAX_MESSAGE_INPUTS:
             self.refused_inputs += 1  # lost like any message; the engine retries (Raft §5.3)
         elif type(response) is VoteResponse:
             inputs.put_urgent((self.engine.step, (response,)))
@@ -249,15 +271,27 @@ class RaftRuntime:
             return
         # A flush round: what waited for this flush (a follower's acknowledgement, the
         # leader's commit and the applies it allows) leaves now, not a task turn later.
+        self._inline_round(self.engine.on_log_flushed, (log_id,))
+
+    def _idle(self) -> bool:
+        """Whether the engine task is parked with nothing to do and no round is under way."""
+        return self._inputs.consumer_parked and not self._in_round and not self.closed.is_set()
+
+    def _inline_round(self, fn=None, args=()) -> None:
+        """``fn(*args)`` (an input), then a round, in the calling task (see the module
+        docstring); the engine task is woken if work or an earlier timer is left for it."""
         self._in_round = True
         try:
-            self.engine.on_log_flushed(log_id)
-            self._dispatch_commands()
+            if fn is not None:
+                fn(*args)
+            self._round()
         finally:
             self._in_round = False
-        if self._flushed is not None:  # a store completed during the dispatch: next round
-            self._inputs.wake_consumer()
         self._after_round()
+        # Wake the engine task: what else arrives in this scheduler pass (the other writers
+        # an apply woke, the other requests of one read) then queues for its round, one
+        # round per batch as under load, and it re-reads the engine's next timer.
+        self._inputs.wake_consumer()
 
     # -- the engine task --------------------------------------------------------------------
 

@@ -63,6 +63,11 @@ class WorkQueue:
             self._waiter = None
             trio.lowlevel.reschedule(task)
 
+    @property
+    def consumer_parked(self) -> bool:
+        """Whether the consumer waits in ``wait`` and nothing has woken it yet."""
+        return self._waiter is not None
+
     def wake_consumer(self) -> None:
         """Wake the waiting consumer without an item (work arrived by another road)."""
         if self._waiter is not None:

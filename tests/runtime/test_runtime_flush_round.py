@@ -6,11 +6,12 @@ import trio
 import trio.testing
 
 from fastraft import Entry, Node
-from fastraft.core import Config
+from fastraft.core import Config, Role
 from fastraft.kv import MemoryKVStateMachine
 from fastraft.messages import AppendEntriesRequest, AppendEntriesResponse
 from fastraft.net import MemoryRouter
 from fastraft.runtime import open_raft
+from fastraft.runtime.proposals import Proposal
 from fastraft.storage import MemoryLogStore
 from fastraft.types import EntryKind
 
@@ -22,15 +23,23 @@ class HeldFlushLog(MemoryLogStore):
     def __init__(self) -> None:
         super().__init__()
         self.unflushed: list = []
+        self.completing = False
 
     def append_nowait(self, entries, on_durable) -> None:
+        # a store's completion loop (group_commit.py's) is not made to take new writes from
+        # inside itself: the runtime must not append from a completion callback
+        assert not self.completing, "append_nowait called from inside a completion"
         self._append_now(entries)
         self.unflushed.append(on_durable)
 
     def flush_all(self) -> None:
         waiting, self.unflushed = self.unflushed, []
-        for on_durable in waiting:
-            on_durable(None)
+        self.completing = True
+        try:
+            for on_durable in waiting:
+                on_durable(None)
+        finally:
+            self.completing = False
 
 
 def test_the_acknowledgement_leaves_with_the_flush_completion():
@@ -62,4 +71,40 @@ def test_the_acknowledgement_leaves_with_the_flush_completion():
             assert response.success and response.match_index == 2
 
     # time stands still: no election timer fires while the test holds the flush
+    trio.run(main, clock=trio.testing.MockClock())
+
+
+def test_a_flush_round_appends_through_the_writer_task_not_inside_the_completion():
+    """The flush round proposes what was queued; its AppendLog reaches the store after the
+    store's completion callback returned (and still becomes durable and commits)."""
+    async def main():
+        store = HeldFlushLog()
+        async with open_raft(1, Config(), log_store=store, state_machine=MemoryKVStateMachine(),
+                             network=MemoryRouter().network(1)) as raft:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(raft.initialize, {1: Node("n1")})
+                await trio.testing.wait_all_tasks_blocked()
+                store.flush_all()
+                await trio.testing.wait_all_tasks_blocked()
+            await raft.trigger.elect()
+            for _ in range(3):  # the vote, the leader's blank entry: each flushed
+                await trio.testing.wait_all_tasks_blocked()
+                store.flush_all()
+            rt = raft._rt
+            assert rt.engine.role == Role.LEADER
+            before = rt.engine.log.last_index
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(raft.client_write, b"first")
+                await trio.testing.wait_all_tasks_blocked()
+                assert rt.engine.log.last_index == before + 1 and len(store.unflushed) == 1
+                rt.proposals.queue(Proposal([b"second"], many=False))  # the engine not woken
+                store.flush_all()  # the flush round proposes the second write...
+                assert rt.engine.log.last_index == before + 2
+                assert store.unflushed == []  # ...and does not append inside the completion
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(store.unflushed) == 1  # the writer task issued it
+                store.flush_all()
+                await trio.testing.wait_all_tasks_blocked()
+            assert rt.engine.committed == before + 2
+
     trio.run(main, clock=trio.testing.MockClock())
