@@ -37,6 +37,9 @@ A round run outside the engine task wakes it, so that inputs arriving in the sam
 pass are batched into its round instead of each running a round of its own, and so that it
 re-reads the engine's next timer.
 
+The module is over 400 lines for one reason: the engine task's round, the two other places a
+round runs and the command executors share the engine task's state and one invariant.
+
 Invariant: the engine is called on the trio thread only, by one round at a time (the engine
 task's, a flush round or an inline round), never across an ``await``; each round dispatches
 its commands before it ends.
@@ -56,7 +59,7 @@ import trio
 from ..core import commands as C
 from ..core import Engine, LeaderTransferring, Role
 from ..errors import ForwardToLeader, RaftShutdown
-from ..messages import AppendEntriesRequest, TimeoutNowRequest, VoteRequest, VoteResponse
+from ..messages import VoteResponse
 from ..net.protocol import RESPONSE_TYPE
 from ..reply import Reply
 from ..types import LogId
@@ -66,8 +69,8 @@ from .inbound import InboundReplies
 from .log_writer import LogWriter
 from .metrics import MetricsWatch, RaftMetrics, ServerState
 from .oplog import OperatorLog
-from .peers import PeerSet
-from .proposals import Proposal, Proposals
+from .peers import PeerSet, is_urgent
+from .proposals import Proposal, Proposals, wake_in_slices
 from .snapshot_reader import SnapshotReader
 from .work_queue import WorkQueue
 
@@ -83,8 +86,6 @@ _MAX_INPUTS_PER_ROUND = 4096
 #: The input queue's bound, and the share of it peers' messages may fill.
 _MAX_INPUTS = 65536
 _MAX_MESSAGE_INPUTS = 49152
-#: Requests that keep a leader in place or elect one (see the module docstring).
-_URGENT_REQUESTS = (VoteRequest, TimeoutNowRequest)
 #: Client writers woken per scheduler pass after an apply (see ``_on_applied``).
 _WAKE_SLICE = 256
 
@@ -211,7 +212,7 @@ class RaftRuntime:
         elif len(inputs) >= _MAX_MESSAGE_INPUTS:
             self.refused_inputs += 1
             reply.no_answer(f"{len(inputs)} inputs already wait for the engine")
-        elif t in _URGENT_REQUESTS or (t is AppendEntriesRequest and not request.entries):
+        elif is_urgent(request):
             inputs.put_urgent((self._on_inbound, (request, reply)))
         else:
             inputs.put((self._on_inbound, (request, reply)))
@@ -433,20 +434,7 @@ class RaftRuntime:
     async def _on_applied(self, entries: list, responses: list) -> None:
         settled = self.proposals.on_applied(entries, responses, self.engine.forward_to_leader())
         self.watch.notify()
-        # Wake the writers a slice at a time: each woken writer runs (and usually writes
-        # again) before the scheduler gets back to the engine task, so waking ten thousand
-        # at once would hold back heartbeats long enough for followers to start an election.
-        woken = 0
-        try:
-            for i in range(0, len(settled), _WAKE_SLICE):
-                if i:
-                    await trio.sleep(0)
-                for p in settled[i:i + _WAKE_SLICE]:
-                    p.wake()
-                woken = i + _WAKE_SLICE
-        finally:
-            for p in settled[woken:]:  # cancelled (shutting down): nobody may be left waiting
-                p.wake()
+        await wake_in_slices(settled, _WAKE_SLICE)
 
     def _on_snapshot_installed(self, meta) -> None:
         self.post(self._adopt_snapshot, meta)
