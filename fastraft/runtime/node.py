@@ -27,15 +27,15 @@ Rounds run where the work arrives when that saves a task turn on the path of a w
   acknowledgement, or the leader's commit and apply, leave without waiting for the engine
   task's next turn (inside a round, a store that completed synchronously is reported at the
   end of that round);
-* an input or client write that finds the engine task parked with nothing queued (an idle
-  node, one writer) runs its round in the producer's task (``_inline_round``), so a write's
-  AppendLog and sends start in the client's own turn, and a follower's append in the turn
-  that read the request. Under load the engine task is awake and inputs queue up as before,
-  one round per batch.
+* an input that finds the engine task parked with nothing queued (an idle node) runs its
+  round in the producer's task (``_inline_round``), so a follower's append starts in the
+  turn that read the request; so does a client write that is the only one pending (one
+  writer): its AppendLog and sends start in the client's own turn. A write among others
+  waits for the engine task's round, so the writers an apply woke are still proposed as one
+  batch (one AppendLog, one message per peer).
 
-A round run outside the engine task wakes it, so that inputs arriving in the same scheduler
-pass are batched into its round instead of each running a round of its own, and so that it
-re-reads the engine's next timer.
+A round run outside the engine task wakes it only when it left work queued or moved the
+engine's next timer before the deadline the task sleeps until.
 
 The module is over 400 lines for one reason: the engine task's round, the two other places a
 round runs and the command executors share the engine task's state and one invariant.
@@ -103,6 +103,7 @@ class RaftRuntime:
         self._inputs = WorkQueue(_MAX_INPUTS)
         self._flushed: LogId | None = None
         self._in_round = False  # the engine's commands are being produced or dispatched
+        self._parked_until: float | None = None  # the parked engine task's deadline
         self.refused_inputs = 0  #: peers' messages refused because the input queue was full
         self._request_ids = itertools.count(1)
         self._admin: dict[int, Reply] = {}
@@ -220,7 +221,7 @@ class RaftRuntime:
 
     def submit_write(self, proposal: Proposal) -> None:
         self.proposals.queue(proposal)
-        if self._idle():
+        if len(self.proposals) == proposal.count and self._idle():  # the only write pending
             self._inline_round()
         else:
             self._inputs.wake_consumer()
@@ -289,10 +290,11 @@ class RaftRuntime:
         finally:
             self._in_round = False
         self._after_round()
-        # Wake the engine task: what else arrives in this scheduler pass (the other writers
-        # an apply woke, the other requests of one read) then queues for its round, one
-        # round per batch as under load, and it re-reads the engine's next timer.
-        self._inputs.wake_consumer()
+        parked_until = self._parked_until
+        if parked_until is not None and (
+                self._inputs or self._flushed is not None or self.proposals.has_queued
+                or self._reads or self.engine.next_deadline() < parked_until):
+            self._inputs.wake_consumer()
 
     # -- the engine task --------------------------------------------------------------------
 
@@ -301,8 +303,12 @@ class RaftRuntime:
         inputs = self._inputs
         while not self.closed.is_set():  # one round per wake-up; ends at shutdown (or cancel)
             if not (inputs or self._flushed or self.proposals.has_queued or self._reads):
-                with trio.move_on_at(eng.next_deadline()):
-                    await inputs.wait()
+                self._parked_until = deadline = eng.next_deadline()
+                try:
+                    with trio.move_on_at(deadline):
+                        await inputs.wait()
+                finally:
+                    self._parked_until = None
             else:
                 await trio.lowlevel.checkpoint()  # let the executors run between busy rounds
             if self.closed.is_set():
