@@ -1,6 +1,8 @@
-"""A follower's acknowledgement leaves from its log flush's completion, not a round later
-(fastraft/runtime/node.py, "flush round"), and never before it (Raft §5.3 with the runtime's
-obligation: a follower acknowledges only entries that are durable, commands.py item 3)."""
+"""Where and in what order the runtime's rounds run (fastraft/runtime/node.py): a follower's
+acknowledgement leaves from its log flush's completion, not a round later ("flush round"), and
+never before it (Raft §5.3 with the runtime's obligation: a follower acknowledges only entries
+that are durable, commands.py item 3); a flush round does not append from inside the store's
+completion; heartbeats and votes go before queued client work (Raft §5.6)."""
 
 import trio
 import trio.testing
@@ -8,7 +10,7 @@ import trio.testing
 from fastraft import Entry, Node
 from fastraft.core import Config, Role
 from fastraft.kv import MemoryKVStateMachine
-from fastraft.messages import AppendEntriesRequest, AppendEntriesResponse
+from fastraft.messages import AppendEntriesRequest, AppendEntriesResponse, VoteRequest
 from fastraft.net import MemoryRouter
 from fastraft.runtime import open_raft
 from fastraft.runtime.proposals import Proposal
@@ -106,5 +108,31 @@ def test_a_flush_round_appends_through_the_writer_task_not_inside_the_completion
                 store.flush_all()
                 await trio.testing.wait_all_tasks_blocked()
             assert rt.engine.committed == before + 2
+
+    trio.run(main, clock=trio.testing.MockClock())
+
+
+def test_heartbeats_and_votes_are_handled_before_queued_client_work():
+    """Raft §5.6: with inputs queued for the engine task (it is busy), a heartbeat or a vote
+    request arriving later is taken first in its round."""
+    async def main():
+        store = HeldFlushLog()
+        async with open_raft(2, Config(), log_store=store, state_machine=MemoryKVStateMachine(),
+                             network=MemoryRouter().network(2)) as raft:
+            await trio.testing.wait_all_tasks_blocked()
+            rt = raft._rt
+            seen = []
+            rt.post(seen.append, "idle")  # the engine task is parked: runs at once
+            assert seen == ["idle"]
+            rt._inputs.put((seen.append, ("client work",)))  # now it has work queued
+            entries = AppendEntriesRequest(term=1, sender=1, prev_log_term=0, prev_log_index=0,
+                                           leader_commit=0, entries=[Entry(1, 1, EntryKind.NORMAL, b"x")])
+            heartbeat = AppendEntriesRequest(term=1, sender=1, prev_log_term=0, prev_log_index=0,
+                                             leader_commit=0)
+            vote = VoteRequest(term=1, sender=3, last_log_term=0, last_log_index=0)
+            for request in (entries, heartbeat, vote):
+                rt.submit_request(request)
+            order = [args[0] for _, args in rt._inputs.take_batch(10)]
+            assert order[:2] == [heartbeat, vote] and order[2:] == ["client work", entries]
 
     trio.run(main, clock=trio.testing.MockClock())
