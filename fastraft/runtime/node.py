@@ -23,10 +23,11 @@ queue's urgent lane, handled before the client work queued ahead of them.
 
 Rounds run where the work arrives when that saves a task turn on the path of a write:
 
-* a log flush completion runs a round at once (``_on_flushed``): a follower's
-  acknowledgement, or the leader's commit and apply, leave without waiting for the engine
-  task's next turn (inside a round, a store that completed synchronously is reported at the
-  end of that round);
+* a log flush completion is reported to the engine at once and the commands that emits are
+  dispatched (``_on_flushed``, a flush round: nothing else, so it never splits the batch of
+  inputs and writes the engine task's round gathers): a follower's acknowledgement, or the
+  leader's commit and apply, leave without waiting for the engine task's next turn (inside a
+  round, a store that completed synchronously is reported at the end of that round);
 * an input that finds the engine task parked with nothing queued (an idle node) runs its
   round in the producer's task (``_inline_round``), so a follower's append starts in the
   turn that read the request; so does a client write that is the only one pending (one
@@ -273,7 +274,13 @@ class RaftRuntime:
             return
         # A flush round: what waited for this flush (a follower's acknowledgement, the
         # leader's commit and the applies it allows) leaves now, not a task turn later.
-        self._inline_round(self.engine.on_log_flushed, (log_id,))
+        self._in_round = True
+        try:
+            self.engine.on_log_flushed(log_id)
+            self._dispatch_commands()
+        finally:
+            self._in_round = False
+        self._after_inline_round()
 
     def _idle(self) -> bool:
         """Whether the engine task is parked with nothing to do and no round is under way."""
@@ -289,6 +296,9 @@ class RaftRuntime:
             self._round()
         finally:
             self._in_round = False
+        self._after_inline_round()
+
+    def _after_inline_round(self) -> None:
         self._after_round()
         parked_until = self._parked_until
         if parked_until is not None and (

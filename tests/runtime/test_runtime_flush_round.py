@@ -76,9 +76,10 @@ def test_the_acknowledgement_leaves_with_the_flush_completion():
     trio.run(main, clock=trio.testing.MockClock())
 
 
-def test_a_flush_round_appends_through_the_writer_task_not_inside_the_completion():
-    """The flush round proposes what was queued; its AppendLog reaches the store after the
-    store's completion callback returned (and still becomes durable and commits)."""
+def test_a_flush_round_appends_nothing_inside_the_completion_and_wakes_the_engine_task():
+    """A write queued when a flush completes is proposed by the engine task (woken by the
+    flush round), its AppendLog reaching the store after the store's completion callback
+    returned; it becomes durable and commits."""
     async def main():
         store = HeldFlushLog()
         async with open_raft(1, Config(), log_store=store, state_machine=MemoryKVStateMachine(),
@@ -100,11 +101,11 @@ def test_a_flush_round_appends_through_the_writer_task_not_inside_the_completion
                 await trio.testing.wait_all_tasks_blocked()
                 assert rt.engine.log.last_index == before + 1 and len(store.unflushed) == 1
                 rt.proposals.queue(Proposal([b"second"], many=False))  # the engine not woken
-                store.flush_all()  # the flush round proposes the second write...
-                assert rt.engine.log.last_index == before + 2
-                assert store.unflushed == []  # ...and does not append inside the completion
+                store.flush_all()  # nothing is appended from inside the completion (the store
+                assert store.unflushed == []  # asserts it), the engine task is woken...
                 await trio.testing.wait_all_tasks_blocked()
-                assert len(store.unflushed) == 1  # the writer task issued it
+                assert rt.engine.log.last_index == before + 2  # ...and proposes the second
+                assert len(store.unflushed) == 1
                 store.flush_all()
                 await trio.testing.wait_all_tasks_blocked()
             assert rt.engine.committed == before + 2
