@@ -18,7 +18,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from run import FASTRAFT_CONF, raftbench  # noqa: E402
+from run import raftbench  # noqa: E402
 
 
 def main(argv=None):
@@ -35,7 +35,7 @@ def main(argv=None):
     args.reps = 1
     args.workdir = tempfile.mkdtemp(prefix="fastraft-tls-cost-")
     script = os.path.join(HERE, "raftbench_fastraft.py")
-    base = ["--journal", "file"] + FASTRAFT_CONF
+    base = ["--journal", "file"]  # the engine's default Config, as run.py
     got = {(case, tls): [] for case in ("throughput", "latency") for tls in (False, True)}
     for r in range(args.rounds):
         for tls in (False, True):

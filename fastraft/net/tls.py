@@ -16,7 +16,8 @@ from that URI:
 
 A certificate of another cluster id, of another CA, or without a node URI is refused during
 the handshake, before one message is read. Hostnames are not checked: the node id in the URI
-is the identity, and addresses may change.
+is the identity, and addresses may change. The TLS connection itself is a ``TlsStream``
+(``fastraft.net.tls_stream``: ``ssl`` on memory buffers, encrypting without a task switch).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import trio
 
 from ..errors import CodecError, ConfigError
 from ..messages import Message
+from .tls_stream import TlsStream
 
 __all__ = ["TlsConfig", "PeerRefused", "message_sender", "peer_identity", "encode_hello",
            "read_hello", "open_client_tls", "accept_server_tls"]
@@ -120,7 +122,7 @@ async def read_hello(reader, cluster_id: str, peer_id: int) -> None:
                           f"certificate node {peer_id} of cluster {cluster_id!r}")
 
 
-def _verified_identity(stream: trio.SSLStream, cluster_id: str) -> int:
+def _verified_identity(stream: TlsStream, cluster_id: str) -> int:
     identity = peer_identity(stream.getpeercert())
     if identity is None:
         raise PeerRefused("the peer's certificate names no fastraft node")
@@ -130,10 +132,10 @@ def _verified_identity(stream: trio.SSLStream, cluster_id: str) -> int:
     return identity[1]
 
 
-async def open_client_tls(stream: trio.abc.Stream, tls: TlsConfig, target_id: int) -> trio.SSLStream:
+async def open_client_tls(stream: trio.SocketStream, tls: TlsConfig, target_id: int) -> TlsStream:
     """Wrap a dialled stream: handshake, check the server is node ``target_id`` of our cluster,
     send the hello. PeerRefused or a stream error when it fails (the caller closes ``stream``)."""
-    ssl_stream = trio.SSLStream(stream, tls.client_context(), server_hostname=None)
+    ssl_stream = TlsStream(stream, tls.client_context(), server_side=False)
     try:
         await ssl_stream.do_handshake()
     except trio.BrokenResourceError as e:
@@ -145,11 +147,11 @@ async def open_client_tls(stream: trio.abc.Stream, tls: TlsConfig, target_id: in
     return ssl_stream
 
 
-async def accept_server_tls(stream: trio.abc.Stream, tls: TlsConfig) -> tuple[trio.SSLStream, int]:
+async def accept_server_tls(stream: trio.SocketStream, tls: TlsConfig) -> tuple[TlsStream, int]:
     """Wrap an accepted stream: handshake (the client must show a certificate of our CA), and
     return it with the node id its certificate names. The caller then reads the hello
     (``read_hello``) before any request."""
-    ssl_stream = trio.SSLStream(stream, tls.server_context(), server_side=True)
+    ssl_stream = TlsStream(stream, tls.server_context(), server_side=True)
     try:
         await ssl_stream.do_handshake()
     except trio.BrokenResourceError as e:

@@ -326,15 +326,17 @@ def test_frames_written_straight_to_the_socket_never_overtake_queued_ones():
 def test_answers_reach_a_client_that_reads_late():
     """The server writes answers straight to the socket while its writer is idle and queues
     them once the socket is full: a client that sends many requests before reading any
-    answer still gets each answer once, with its own id."""
+    answer still gets each answer once, with its own id. (Sending happens in its own task:
+    once MAX_PENDING answers wait to be written the server stops reading, so a client that
+    only sends would be pushed back for good, as TCP intends.)"""
     async def main():
         async with trio.open_nursery() as nursery:
             node = await start_server(nursery, EchoHandler(node_id=2))
             host, port = parse_addr(node.addr)
             stream = await trio.open_tcp_stream(host, port)
             n = 20_000
-            await stream.send_all(b"".join(encode_ok(i, append_request(seq=i, prev=i))
-                                           for i in range(1, n + 1)))
+            nursery.start_soon(stream.send_all, b"".join(
+                encode_ok(i, append_request(seq=i, prev=i)) for i in range(1, n + 1)))
             await trio.sleep(0.2)  # the server answers into a socket nobody reads yet
             reader = FrameReader(stream, 1 << 20)
             seen = set()
@@ -344,6 +346,34 @@ def test_answers_reach_a_client_that_reads_late():
                     assert body.seq == request_id and body.match_index == request_id
                     seen.add(request_id)
             assert seen == set(range(1, n + 1))
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_a_connection_holds_at_most_max_pending_requests_owed_an_answer(monkeypatch):
+    """Past MAX_PENDING requests read and not yet answered on the wire, the server reads no
+    more from that connection (TCP pushes back on the peer): what a peer can make it hold is
+    bounded. A slot frees when its answer has been written."""
+    import fastraft.net.tcp_server as tcp_server
+
+    monkeypatch.setattr(tcp_server, "MAX_PENDING", 8)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            handler = EchoHandler(node_id=2)
+            handler.hang_terms.add(1)  # term 1: never answered
+            node = await start_server(nursery, handler)
+            host, port = parse_addr(node.addr)
+            stream = await trio.open_tcp_stream(host, port)
+            await stream.send_all(b"".join(encode_ok(i, append_request(term=1, seq=i))
+                                           for i in range(1, 21)))
+            with trio.fail_after(10):
+                while len(handler.seen) < 8:  # bounded by the deadline
+                    await trio.sleep(0.01)
+            await trio.sleep(0.3)  # room for a wrong 9th read to happen
+            assert len(handler.seen) == 8
             await stream.aclose()
             nursery.cancel_scope.cancel()
 

@@ -1,0 +1,153 @@
+"""TLS over a trio socket stream with the encryption done synchronously, so that a frame can
+be encrypted and written without a task switch.
+
+``TlsStream`` keeps an ``ssl.SSLObject`` on two ``ssl.MemoryBIO`` buffers (as trio's
+``SSLStream`` does), but exposes the encryption step on its own: ``seal(plaintext)`` encrypts
+into the outgoing buffer and returns the ciphertext to write, at once, without awaiting. The
+connection's writer (``fastraft.net.writer``) then treats TLS like plain TCP: the same write
+loop (one ``seal`` and one socket write per batch of frames) and the same write-now path
+(``os.write`` of the sealed frame when nothing is queued before it). trio's ``SSLStream``
+cannot do either: every ``send_all`` awaits, so each frame costs the writer task's turn, and
+each receive returns at most one TLS record.
+
+Why this is sound:
+
+* the ``SSLObject`` is used by one trio task at a time with no await between its calls, so
+  ``seal`` calls are ordered as the frames are, and each ciphertext is written in the order
+  it was sealed (the writer guarantees that, ``fastraft.net.writer``);
+* ``receive_some`` decrypts every whole record that has arrived, up to ``max_bytes``, so a
+  burst of pipelined frames costs one call;
+* bytes that decrypting produces for the peer (a TLS 1.3 KeyUpdate answer) wait in the
+  outgoing buffer and leave with the next ``seal``; ``on_output`` (set by the writer) is
+  called so the writer makes that next write soon.
+
+The handshake (``do_handshake``) and the certificate checks are those of ``ssl``: the
+contexts of ``fastraft.net.tls`` (CA, ``CERT_REQUIRED``, TLS 1.2 at least) decide; a failed
+handshake is ``trio.BrokenResourceError`` whose ``__cause__`` is the ``ssl`` error. A peer
+that closes the TCP connection without TLS's close_notify ends the stream (``b""``) like a
+clean close: the envelope framing on top detects a stream cut inside a frame.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Callable
+
+import trio
+
+__all__ = ["TlsStream"]
+
+#: Largest single read from the socket.
+_RECEIVE_BYTES = 256 * 1024
+
+
+class TlsStream:
+    """A TLS connection over ``transport`` (a connected ``trio.SocketStream``)."""
+
+    def __init__(self, transport: trio.SocketStream, context: ssl.SSLContext, *,
+                 server_side: bool) -> None:
+        self.transport = transport
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._ssl = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side,
+                                     server_hostname=None)
+        self._eof = False
+        #: called (no arguments) when decrypting left bytes for the peer in the outgoing
+        #: buffer: the writer makes sure a write follows (``seal(b"")`` picks them up)
+        self.on_output: Callable[[], None] | None = None
+
+    @property
+    def socket(self):
+        return self.transport.socket
+
+    def getpeercert(self) -> dict | None:
+        return self._ssl.getpeercert()
+
+    async def do_handshake(self) -> None:
+        """Run the TLS handshake to its end; trio.BrokenResourceError when it fails (the
+        peer's certificate is refused, the peer refused ours, or the connection ended)."""
+        while True:
+            try:
+                self._ssl.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            except ssl.SSLError as e:
+                await self._send_alert()
+                raise trio.BrokenResourceError(f"TLS handshake failed: {e}") from e
+            out = self._outgoing.read()
+            if out:
+                await self.transport.send_all(out)
+            if done:
+                return
+            if not await self._receive_ciphertext():
+                raise trio.BrokenResourceError("the peer closed the connection during the TLS "
+                                               "handshake")
+
+    async def _send_alert(self) -> None:
+        # the alert that says why (bad certificate...) helps the peer's operator; best effort
+        out = self._outgoing.read()
+        if out:
+            try:
+                await self.transport.send_all(out)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _receive_ciphertext(self) -> bool:
+        chunk = await self.transport.receive_some(_RECEIVE_BYTES)
+        if not chunk:
+            self._incoming.write_eof()
+            return False
+        self._incoming.write(chunk)
+        return True
+
+    def seal(self, plaintext: bytes) -> bytes:
+        """Encrypt ``plaintext`` (b"" for none) and return every byte waiting for the peer;
+        the caller writes them before the next ``seal``'s."""
+        if plaintext:
+            self._ssl.write(plaintext)
+        return self._outgoing.read()
+
+    async def send_all(self, data: bytes) -> None:
+        await self.transport.send_all(self.seal(data))
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Up to ``max_bytes`` of plaintext (everything decryptable, at least one byte); b""
+        at the end of the stream. trio.BrokenResourceError on bytes that are not valid TLS."""
+        limit = max_bytes or _RECEIVE_BYTES
+        while True:
+            got = self._decrypt(limit)
+            if got is not None:
+                return got
+            if self._eof or not await self._receive_ciphertext():
+                self._eof = True
+                got = self._decrypt(limit)
+                return got or b""
+
+    def _decrypt(self, limit: int) -> bytes | None:
+        """Whatever whole records hold, up to ``limit`` bytes; None when none is complete."""
+        parts = []
+        size = 0
+        try:
+            # ask ssl only while it holds ciphertext or plaintext: a read that finds
+            # neither raises SSLWantReadError, which costs more than the question
+            while size < limit and (self._incoming.pending or self._ssl.pending() or self._eof):
+                part = self._ssl.read(limit - size)
+                if not part:
+                    break
+                parts.append(part)
+                size += len(part)
+        except ssl.SSLWantReadError:
+            pass
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            self._eof = True  # close_notify, or a TCP close without it: the end either way
+        except ssl.SSLError as e:
+            raise trio.BrokenResourceError(f"bad TLS data: {e}") from e
+        if self._outgoing.pending and self.on_output is not None:
+            self.on_output()
+        if parts:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        return b"" if self._eof else None
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
