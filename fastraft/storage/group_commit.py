@@ -129,6 +129,11 @@ class WritePipeline(Generic[Op]):
             self._idle_waiters.append(event)
             await event.wait()
 
+    async def aclose(self) -> None:
+        """Wait until nothing is queued or in flight (shielded): the store closes after."""
+        with trio.CancelScope(shield=True):
+            await self.wait_idle()
+
     # -- the batch cycle -----------------------------------------------------------------------
 
     def _start(self) -> None:
