@@ -1,6 +1,7 @@
 """What the durable log stores (lmdb, RocksDB) share: the staged and durable state, the read
 path's checks, the append, vote and committed writes through a ``WritePipeline``, the
-bookkeeping when a batch is durable, and closing. The block format both share is ``fastraft.storage.log_blocks``.
+bookkeeping when a batch is durable, and closing. The block format both share is
+``fastraft.storage.log_blocks``.
 
 A store built on ``DurableLogStore`` keeps only what is its own engine's: how it reads the
 blocks of [start, stop) (``_read``), how it writes a batch (``_write_batch``), how it
