@@ -5,9 +5,15 @@ of its key and itself: ``fastraft.kv.sealed_values``) and ``kv_meta`` (``format`
 ``applied``, ``membership``, ``snapshot_meta``, ``snapshot_file``: checksummed records of
 ``fastraft.storage.records``). Snapshot files live in ``<env>/kv-snapshots/``.
 
-* Apply: the data writes and the new applied state commit in one synced transaction, so a
-  crash leaves both before or both after a batch, never half (Raft §5.3: an entry applies
-  exactly once).
+* Apply: off the write's path of syncs. A batch is applied to memory (its responses are
+  ready at once) and staged; a background thread commits the staged batches, their data
+  and the applied index in one synced transaction, every ``commit_interval_s``
+  (``fastraft.kv.apply_buffer``: why, and why not lmdb's MDB_NOSYNC). A crash leaves the
+  state of the last commit, never half a batch (Raft §5.3: an entry applies exactly once);
+  the applies after it are lost and the node applies those committed entries again from
+  its log when it starts (the contract: ``fastraft.storage.protocols.StateMachine``).
+  Building or installing a snapshot commits what is staged first, so a snapshot, and the
+  log purge it allows, never covers an apply that is not durable.
 * Build: a read transaction is a consistent view (lmdb's MVCC), so the snapshot is streamed
   from it to a file while applies go on; the file is synced and renamed into place before
   the transaction that makes it current.
@@ -38,6 +44,7 @@ from ..storage.lmdb_env import LmdbEnv
 from ..storage.protocols import Snapshot, StateMachine
 from ..types import LogId, SnapshotMeta, StoredMembership
 from .commands import MAX_KEY_BYTES
+from .apply_buffer import ApplyBuffer
 from .sealed_values import seal, unseal
 from .snapshot_format import SnapshotWriter, read_snapshot
 from .state_machine import apply_entries, check_apply_start, check_snapshot_matches, new_snapshot_id
@@ -54,6 +61,11 @@ _OLD_FORMATS = {
 }
 _SNAP_DIR = "kv-snapshots"
 _COPY_CHUNK_BYTES = 1024 * 1024
+#: etcd's backend commits every 100 ms (its ``--backend-batch-interval``); the same here.
+DEFAULT_COMMIT_INTERVAL_S = 0.1
+#: Bounds on what waits for the next commit (an apply past them commits first).
+DEFAULT_MAX_STAGED_KEYS = 65536
+DEFAULT_MAX_STAGED_BYTES = 64 << 20
 
 
 def _fsync_dir(path: str) -> None:
@@ -67,10 +79,12 @@ def _fsync_dir(path: str) -> None:
 class LmdbKVStateMachine(StateMachine):
     """A durable KV ``StateMachine``; open with ``await LmdbKVStateMachine.open(path_or_env)``.
 
-    Invariant: ``_last_applied`` and ``_membership`` mirror what is committed in ``kv_meta``.
+    Invariant: ``_last_applied`` and ``_membership`` are those of the last batch applied (staged
+    or committed); ``durable_applied`` is what a crash now would leave.
     """
 
-    def __init__(self, env: LmdbEnv, owns_env: bool) -> None:
+    def __init__(self, env: LmdbEnv, owns_env: bool, commit_interval_s: float,
+                 max_staged_keys: int, max_staged_bytes: int) -> None:
         self._env = env
         self._owns_env = owns_env
         self._data_db = env.open_db(b"kv_data")
@@ -83,19 +97,32 @@ class LmdbKVStateMachine(StateMachine):
         self._closed = False
         self._damage: StorageError | None = None  # set once a value failed its checksum
         self._data_where = self._where("kv_data sub-database")
+        self._buffer = ApplyBuffer(self._commit_staged, commit_interval_s=commit_interval_s,
+                                   max_staged_keys=max_staged_keys,
+                                   max_staged_bytes=max_staged_bytes, name=env.path)
 
     @classmethod
-    async def open(cls, where: str | os.PathLike | LmdbEnv, **env_options) -> "LmdbKVStateMachine":
+    async def open(cls, where: str | os.PathLike | LmdbEnv, *,
+                   commit_interval_s: float = DEFAULT_COMMIT_INTERVAL_S,
+                   max_staged_keys: int = DEFAULT_MAX_STAGED_KEYS,
+                   max_staged_bytes: int = DEFAULT_MAX_STAGED_BYTES,
+                   **env_options) -> "LmdbKVStateMachine":
         """Open (or create) the state machine at ``where``: a directory (its own environment,
-        ``env_options`` go to ``LmdbEnv``) or an ``LmdbEnv`` shared with the log store.
+        ``env_options`` go to ``LmdbEnv``) or an ``LmdbEnv`` shared with the log store (its
+        background commits then take lmdb's one write lock from the log's appends: prefer a
+        directory of its own). Applies are committed every ``commit_interval_s``, or sooner
+        once ``max_staged_keys`` keys or ``max_staged_bytes`` bytes wait.
         StorageError if stored state fails its checks."""
         def open_sync() -> LmdbKVStateMachine:
             owns = not isinstance(where, LmdbEnv)
             env = LmdbEnv(where, **env_options) if owns else where
+            sm = None
             try:
-                sm = cls(env, owns)
+                sm = cls(env, owns, commit_interval_s, max_staged_keys, max_staged_bytes)
                 sm._load()
             except BaseException:
+                if sm is not None:
+                    sm._buffer.close()
                 if owns:
                     env.close()
                 raise
@@ -120,6 +147,7 @@ class LmdbKVStateMachine(StateMachine):
         try:
             if got[b"applied"] is not None:
                 self._last_applied = records.decode_log_id(got[b"applied"], "applied")
+                self._buffer.durable_applied = self._last_applied
             if got[b"membership"] is not None:
                 self._membership = records.decode_stored_membership(got[b"membership"])
             if got[b"snapshot_meta"] is not None:
@@ -163,9 +191,18 @@ class LmdbKVStateMachine(StateMachine):
         raw = key.encode()
         if not raw or len(raw) > MAX_KEY_BYTES:
             return None  # no command can have stored it
+        value = self._buffer.read(raw, self._read_committed)
+        return None if value is None else value.decode()
+
+    def _read_committed(self, raw: bytes) -> bytes | None:
         with self._env.read_txn() as txn:
             record = txn.get(raw, db=self._data_db)
-        return None if record is None else self._unseal(raw, record).decode()
+        return None if record is None else self._unseal(raw, record)
+
+    @property
+    def durable_applied(self) -> LogId | None:
+        """The last applied log id committed to disk: what a crash now would leave."""
+        return self._buffer.durable_applied
 
     async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
         self._check_open()
@@ -177,34 +214,53 @@ class LmdbKVStateMachine(StateMachine):
         self._check_open()
         async with self._write_lock:
             check_apply_start(entries, self._last_applied)
+            if self._buffer.full():  # bounded memory: the staged applies go to disk first
+                await trio.to_thread.run_sync(self._buffer.commit_now)
             last = entries[len(entries) - 1]
             applied = LogId(last.term, last.index)
-            start_membership = self._membership
-            data_db, meta_db, check = self._data_db, self._meta_db, self._unseal
+            start = self._membership
+            outcome: list = []
 
-            def body(txn) -> tuple[list, StoredMembership]:
-                def get(key: str) -> str | None:
-                    raw = key.encode()
-                    record = txn.get(raw, db=data_db)
-                    return None if record is None else check(raw, record).decode()
+            def run(get, put) -> list:
+                def get_value(key: str) -> str | None:
+                    value = get(key.encode())
+                    return None if value is None else value.decode()
 
                 def write(key: str, value: str | None) -> None:
-                    raw = key.encode()
-                    if value is None:
-                        txn.delete(raw, db=data_db)
-                    else:
-                        txn.put(raw, seal(raw, value.encode()), db=data_db)
+                    put(key.encode(), None if value is None else value.encode())
 
-                responses, membership = apply_entries(entries, start_membership, get, write)
-                txn.put(b"applied", records.encode_log_id(applied), db=meta_db)
-                if membership is not start_membership:
-                    txn.put(b"membership", records.encode_stored_membership(membership),
-                            db=meta_db)
-                return responses, membership
+                responses, membership = apply_entries(entries, start, get_value, write)
+                outcome.append(membership)
+                return responses
 
-            responses, membership = await trio.to_thread.run_sync(self._env.write, body)
-            self._last_applied, self._membership = applied, membership
+            def changed_membership() -> StoredMembership | None:
+                return None if outcome[0] is start else outcome[0]
+
+            responses = self._buffer.apply(run, applied, changed_membership,
+                                           self._read_committed)
+            self._last_applied, self._membership = applied, outcome[0]
             return responses
+
+    def _commit_staged(self, changes: dict, applied: LogId,
+                       membership: StoredMembership | None) -> None:
+        """Commit staged applies with their applied index in one synced transaction
+        (the buffer's thread, or a worker thread)."""
+        data_db, meta_db = self._data_db, self._meta_db
+        keys = sorted(changes)  # in key order: lmdb touches each page once
+
+        def body(txn) -> None:
+            for raw in keys:
+                value = changes[raw]
+                if value is None:
+                    txn.delete(raw, db=data_db)
+                else:
+                    txn.put(raw, seal(raw, value), db=data_db)
+            txn.put(b"applied", records.encode_log_id(applied), db=meta_db)
+            if membership is not None:
+                txn.put(b"membership", records.encode_stored_membership(membership),
+                        db=meta_db)
+
+        self._env.write(body)
 
     # -- snapshots ----------------------------------------------------------------------------
 
@@ -224,6 +280,7 @@ class LmdbKVStateMachine(StateMachine):
 
     def _build_sync(self) -> tuple[SnapshotMeta, str]:
         """Stream a consistent copy to a new file (worker thread); writes go on meanwhile."""
+        self._buffer.commit_now()  # the snapshot covers only durable applies
         tmp = os.path.join(self._dir, f"build-{os.urandom(6).hex()}.tmp")
         try:
             with self._env.read_txn() as txn, open(tmp, "wb") as out:
@@ -281,8 +338,15 @@ class LmdbKVStateMachine(StateMachine):
         async with self._write_lock:
             await trio.to_thread.run_sync(self._install_sync, meta, data)
             self._last_applied, self._membership = meta.last_log_id, meta.last_membership
+            self._buffer.durable_applied = meta.last_log_id
 
     def _install_sync(self, meta: SnapshotMeta, data: BinaryIO) -> None:
+        try:
+            # staged applies first: an install that fails must leave the state as it was
+            self._buffer.commit_now()
+        except BaseException:
+            data.close()
+            raise
         path = getattr(data, "name", None)
         if not (isinstance(path, str) and os.path.dirname(os.path.abspath(path)) == self._dir):
             # Bytes from elsewhere (not begin_receiving_snapshot's file): copy them into a
@@ -336,6 +400,10 @@ class LmdbKVStateMachine(StateMachine):
         with trio.CancelScope(shield=True):
             async with self._write_lock:
                 self._closed = True
+            try:  # what is staged goes to disk: a clean stop loses no apply
+                await trio.to_thread.run_sync(self._buffer.close)
+            except StorageError:
+                pass  # reported to the apply that met it; nothing more can be saved
         self._env.remove_user()
         if self._owns_env:
             self._env.close()

@@ -1,6 +1,15 @@
 """What a node starts from: its stores read back (and repaired where a crash left them out of
 step, ``fastraft.storage.recover_state``) and turned into the engine's ``InitialState``.
 
+Re-applying what a crash took from the state machine: a state machine may lose the applies
+after its last durable point (``fastraft.storage.protocols.StateMachine``). The engine starts
+at the applied index the freshly opened state machine reports (what the crash left), never at
+one remembered elsewhere, so every committed entry after it is applied again from the log:
+those up to a committed id the log store saved before the engine starts (``recover_state``),
+the rest once the engine learns the commit index (Raft §5.3: a follower from its leader's
+AppendEntries, a leader by committing an entry of its term). The log still holds them: the
+engine purges only up to a snapshot, and a snapshot is durable state (``fastraft.core.snapshot``).
+
 The engine needs the log's terms as runs ``(term, last_index)`` rather than the entries, so a
 node with a million entries starts without reading them: ``scan_term_runs`` binary-searches
 the term boundaries, O(runs * log n) single-entry reads.
@@ -49,6 +58,7 @@ async def load_engine_state(log_store: LogStore, state_machine: StateMachine) ->
         purged=purged,
         log_runs=runs,
         committed=st.committed.index if st.committed is not None else 0,
+        # where the state machine is after the crash, not where it was: the re-apply
         applied=st.last_applied.index if st.last_applied is not None else 0,
         membership=ms.effective,
         prev_membership=ms.committed,

@@ -204,12 +204,40 @@ class StateMachine(abc.ABC):
     """What the committed log is applied to, and its snapshots (Raft §5.3, §7).
 
     Entries are applied in log order, each exactly once: ``apply`` is given the entries
-    after ``last_applied``, and the state it leaves is durable (for a store that persists)
-    together with the new ``last_applied`` (a crash never leaves one without the other).
+    after ``last_applied``. Its effect is visible at once (reads, the responses), but need
+    not be durable when it returns: the log store holds every committed entry durably, and
+    ``last_applied`` is volatile state in Raft (Figure 2), so a crash may cost the applies
+    since the state machine's last durable point and nothing else.
+
+    What a crash may lose: the applies after the last durable point. A store chooses its
+    durable points (every apply, or a commit in the background every so often, as etcd's
+    backend does and ``fastraft.kv.LmdbKVStateMachine`` does).
+
+    What it must keep:
+
+    * Atomicity: the applied index is stored in the same atomic write as the state it
+      describes, so after a crash the state is exactly that of applying every entry up to
+      the ``last_applied`` that ``applied_state`` reports, never a mix.
+    * Never ahead of the log: the engine applies only entries that are committed and
+      durable in this node's log, so whatever a crash leaves is a prefix of the committed
+      log that this node's log store holds too (Raft §5.3, §5.4).
+    * Snapshots are durable points: ``build_snapshot`` and ``install_snapshot`` return only
+      once the state they cover, and every apply before it, is durable. The engine purges
+      the log only up to a snapshot (``fastraft.core.snapshot``: purges are capped at the
+      last snapshot built or installed), so the log never loses an entry the state machine
+      could still lose.
+
+    How the runtime makes up for a loss: at start it reads ``applied_state()`` from the
+    freshly opened state machine (what the crash left) and starts the engine there
+    (``fastraft.runtime.startup``); entries in (last_applied, committed] are applied again
+    from the log: at once up to a committed id the log store saved
+    (``fastraft.storage.recover_state``), and the rest as soon as the engine learns the
+    commit index (from the leader, or by committing an entry of its own term as leader).
 
     Invariant: the state equals the result of applying, in order, every entry up to
     ``last_applied``; ``last_membership`` is the latest MEMBERSHIP entry among them (or the
-    one carried by the snapshot last installed).
+    one carried by the snapshot last installed). After a crash and reopen this holds for
+    the ``last_applied`` the reopened store reports.
     """
 
     @abc.abstractmethod
@@ -228,14 +256,21 @@ class StateMachine(abc.ABC):
         A NORMAL payload that the application cannot parse is still committed: every
         replica must treat it the same way, so the response is an error value and the
         state is unchanged; it never raises for it. Raises StorageError if the state could
-        not be made durable.
+        not be made durable (this batch's, or an earlier one's written in the background):
+        the node then stops.
+
+        Durable: not necessarily when it returns (see the class docstring); a crash may roll
+        the state back to an earlier applied index, never to a mix.
         """
 
     @abc.abstractmethod
     async def build_snapshot(self) -> Snapshot:
         """Snapshot the current state (a consistent copy up to ``last_applied``), make it the
         current snapshot and return it (the caller closes it). ``meta.last_log_id`` is
-        ``last_applied`` and ``meta.last_membership`` is ``last_membership``."""
+        ``last_applied`` and ``meta.last_membership`` is ``last_membership``.
+
+        Durable when it returns: the snapshot, and the state up to ``meta.last_log_id``
+        (the log is purged behind it next)."""
 
     @abc.abstractmethod
     async def get_current_snapshot(self) -> Snapshot | None:
@@ -258,7 +293,8 @@ class StateMachine(abc.ABC):
 
     @abc.abstractmethod
     async def aclose(self) -> None:
-        """Release every resource. Further calls raise StorageError. Idempotent."""
+        """Make every apply durable (a clean stop loses nothing: the durable suite checks
+        it), then release every resource. Further calls raise StorageError. Idempotent."""
 
 
 def supports_append_nowait(store: LogStore) -> bool:

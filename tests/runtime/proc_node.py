@@ -8,7 +8,10 @@ stdin/stdout (never the Raft network):
     {"cmd": "exit"}                        -> {"bye": true}, then a clean shutdown
 
     python proc_node.py --id 1 --dir D --nodes 1=127.0.0.1:p1,2=...,3=... [--init] [--tls PKI]
-                        [--log-store lmdb|rocksdb]
+                        [--log-store lmdb|rocksdb] [--snapshot-every N]
+
+``--snapshot-every N``: build a snapshot every N applied entries and purge the log right up
+to it (``max_in_snapshot_log_to_keep=0``: the purge that leaves the least to re-apply from).
 
 ``--tls PKI``: mutual TLS between the nodes, with the certificates ``fastraft.kv.certs`` wrote
 into the folder PKI for cluster id "proc-test".
@@ -74,7 +77,11 @@ async def main(args) -> None:
                         os.path.join(args.tls, f"node-{args.id}-key.pem"))
     stdin = trio.lowlevel.FdStream(os.dup(0))
     async with trio.open_nursery() as nursery:
-        async with open_raft(args.id, Config(), log_store=log_store, state_machine=sm,
+        config = Config()
+        if args.snapshot_every:
+            config = Config(snapshot_policy_logs_since_last=args.snapshot_every,
+                            max_in_snapshot_log_to_keep=0)
+        async with open_raft(args.id, config, log_store=log_store, state_machine=sm,
                              network=TcpNetwork(tls=tls)) as raft:
             await nursery.start(partial(serve_raft_tcp, raft, host, port, tls=tls))
             if args.init and raft.metrics().last_log_index == 0:
@@ -108,4 +115,5 @@ if __name__ == "__main__":
     ap.add_argument("--init", action="store_true")
     ap.add_argument("--tls", help="folder of the cluster's certificates (fastraft.kv.certs)")
     ap.add_argument("--log-store", choices=["lmdb", "rocksdb"], default="lmdb")
+    ap.add_argument("--snapshot-every", type=int, default=0)
     trio.run(main, ap.parse_args())

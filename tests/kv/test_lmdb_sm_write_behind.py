@@ -1,0 +1,174 @@
+"""The lmdb KV state machine's applies off the sync path (``fastraft.kv.apply_buffer``):
+visible at once, committed in the background with their applied index in one synced
+transaction, bounded, and after a crash a state of some applied index, never a mix
+(``fastraft.storage.protocols.StateMachine``: what a state machine may lose and must keep).
+
+The SIGKILL test runs FASTRAFT_CRASH_ROUNDS rounds (default 8) on one store.
+"""
+
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import trio
+
+from fastraft import LogId
+from fastraft.errors import StorageError
+from fastraft.kv import LmdbKVStateMachine, MemoryKVStateMachine, Set, encode_command
+from fastraft.kv.snapshot_format import read_snapshot
+from fastraft.testing.helpers import normal
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from sm_crash_child import entry  # noqa: E402
+
+CHILD = pathlib.Path(__file__).with_name("sm_crash_child.py")
+ROUNDS = int(os.environ.get("FASTRAFT_CRASH_ROUNDS", "8"))
+
+
+def sets(lo, hi, term=1):
+    return [normal(term, i, encode_command(Set(f"k{i}", f"v{i}"))) for i in range(lo, hi)]
+
+
+async def contents(sm) -> tuple:
+    """(applied, sorted (key, value) pairs) of a state machine, through a snapshot."""
+    snap = await sm.build_snapshot()
+    try:
+        meta, pairs = read_snapshot(snap.data)
+        return meta.last_log_id, sorted((bytes(k), bytes(v)) for k, v in pairs)
+    finally:
+        snap.close()
+
+
+async def replay(upto: int) -> tuple:
+    """What applying the child's entries 1..upto gives, on the in-memory state machine."""
+    ref = MemoryKVStateMachine()
+    for lo in range(1, upto + 1, 500):
+        await ref.apply([entry(i) for i in range(lo, min(upto, lo + 499) + 1)])
+    return await contents(ref) if upto else (None, [])
+
+
+def test_applies_are_visible_at_once_and_committed_in_the_background(tmp_path):
+    async def main():
+        sm = await LmdbKVStateMachine.open(tmp_path, commit_interval_s=3600)
+        assert await sm.apply(sets(1, 4)) == [{"value": f"v{i}"} for i in range(1, 4)]
+        assert sm.get("k2") == "v2"  # visible before any commit
+        assert sm.durable_applied is None  # the timer has not fired: nothing on disk yet
+        snap = await sm.build_snapshot()  # a snapshot is a durable point
+        snap.close()
+        assert sm.durable_applied == LogId(1, 3) == snap.meta.last_log_id
+        await sm.apply(sets(4, 6))
+        assert sm.durable_applied == LogId(1, 3)
+        await sm.aclose()  # a clean stop commits what is staged
+        sm = await LmdbKVStateMachine.open(tmp_path)
+        assert (await sm.applied_state())[0] == LogId(1, 5) == sm.durable_applied
+        assert sm.get("k5") == "v5"
+        await sm.aclose()
+
+    trio.run(main)
+
+
+def test_the_background_thread_commits_on_its_timer(tmp_path):
+    async def main():
+        sm = await LmdbKVStateMachine.open(tmp_path, commit_interval_s=0.01)
+        await sm.apply(sets(1, 3))
+        with trio.fail_after(30):  # polled up to a generous deadline, never timed
+            while sm.durable_applied != LogId(1, 2):
+                await trio.sleep(0.005)
+        await sm.aclose()
+
+    trio.run(main)
+
+
+def test_staged_applies_are_bounded(tmp_path):
+    async def main():
+        sm = await LmdbKVStateMachine.open(tmp_path, commit_interval_s=3600, max_staged_keys=10)
+        for lo in range(1, 40, 3):
+            await sm.apply(sets(lo, lo + 3))
+            staged = lo + 2 - (0 if sm.durable_applied is None else sm.durable_applied.index)
+            assert staged <= 10 + 3, staged  # at most the bound and one batch wait
+        assert sm.durable_applied is not None
+        await sm.aclose()
+
+    trio.run(main)
+
+
+def test_a_failed_background_commit_stops_the_applies(tmp_path):
+    async def main():
+        # a map that cannot grow: a big enough commit fails (a real lmdb MapFullError)
+        sm = await LmdbKVStateMachine.open(tmp_path, commit_interval_s=3600,
+                                           map_size_bytes=1 << 20, max_map_size_bytes=1 << 20)
+        big = "x" * 4000
+        await sm.apply([normal(1, i, encode_command(Set(f"k{i}", big))) for i in range(1, 400)])
+        assert sm.get("k7") == big
+        with pytest.raises(StorageError):
+            await trio.to_thread.run_sync(sm._buffer.commit_now)
+        assert sm.get("k7") == big  # reads stay right
+        with pytest.raises(StorageError, match="background commit"):
+            await sm.apply(sets(400, 401))
+        await sm.aclose()
+        sm = await LmdbKVStateMachine.open(tmp_path)
+        assert (await sm.applied_state())[0] is None  # the failed commit left nothing
+        await sm.aclose()
+
+    trio.run(main)
+
+
+def test_a_garbage_install_keeps_the_staged_applies(tmp_path):
+    async def main():
+        sm = await LmdbKVStateMachine.open(tmp_path, commit_interval_s=3600)
+        await sm.apply(sets(1, 5))
+        sink = await sm.begin_receiving_snapshot()
+        sink.write(b"not a snapshot")
+        snap_meta = (await MemoryKVStateMachine().build_snapshot()).meta
+        with pytest.raises(Exception):
+            await sm.install_snapshot(snap_meta, sink)
+        assert (await sm.applied_state())[0] == LogId(1, 4) == sm.durable_applied
+        assert sm.get("k4") == "v4"
+        await sm.aclose()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_leaves_the_state_of_some_applied_index(tmp_path):
+    """Kill the applying child at random moments: on reopen the state equals a replay of the
+    entries up to the applied index it reports (never a mix), that index is at least every
+    one the child saw durable and at most what it applied; the next child goes on from it."""
+    rng = random.Random(int(os.environ.get("FASTRAFT_CRASH_SEED", "20261207")))
+    store = tmp_path / "sm"
+    lost_applies = 0
+    for rnd in range(ROUNDS):
+        child = subprocess.Popen([sys.executable, str(CHILD), str(store), str(rnd)],
+                                 stdout=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(child.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("D") for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first durable commit of this round
+        time.sleep(rng.uniform(0.0, 0.3))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        reader.join(10)
+        applied_max = max([int(x.split()[1]) for x in lines if x[0] in "AR"], default=0)
+        durable_min = max([int(x.split()[1]) for x in lines if x[0] in "DR"], default=0)
+
+        async def check():
+            sm = await LmdbKVStateMachine.open(store)
+            try:
+                got = await contents(sm)
+            finally:
+                await sm.aclose()
+            index = 0 if got[0] is None else got[0].index
+            assert durable_min <= index <= applied_max, (durable_min, index, applied_max)
+            assert got == await replay(index), f"round {rnd}: state is not that of {index}"
+            return applied_max - index
+
+        lost_applies += trio.run(check)
+    assert lost_applies > 0  # some kill did cost applies: the test saw the case it guards
