@@ -15,7 +15,11 @@ tar tzf "$sdist" >"$work/sdist-files.txt"
 if grep -E '\.(c|so)$' "$work/sdist-files.txt"; then
     echo "the sdist must carry no generated C and no binaries" >&2; exit 1
 fi
-grep -q 'ext/fastraft/accel/compiled/codec.pyx' "$work/sdist-files.txt"
+# every Cython source of the tree (each .pyx is an extension, each .pxd declares what the others
+# cimport) is in the sdist: a missing one would build a wheel without part of its core
+while IFS= read -r src; do
+    grep -q "/$src\$" "$work/sdist-files.txt" || { echo "the sdist lacks $src" >&2; exit 1; }
+done < <(find ext -name '*.pyx' -o -name '*.pxd')
 python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q "$sdist[test,kv]"
 mkdir -p "$work/src" && tar xzf "$sdist" -C "$work/src"

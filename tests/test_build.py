@@ -1,10 +1,24 @@
 """The build in use is the one that was asked for (issue: both builds, no silent fallback)."""
 
+import importlib
+import importlib.machinery
+import pathlib
+import pkgutil
 import subprocess
 import sys
 
 import fastraft
 from fastraft import accel
+from fastraft.accel import pure
+
+EXT = pathlib.Path(__file__).resolve().parents[1] / "ext" / "fastraft" / "accel" / "compiled"
+
+
+def compiled_sources():
+    """The names of the compiled modules, one per .pyx (what setup.py builds)."""
+    names = sorted(p.stem for p in EXT.glob("*.pyx"))
+    assert names, f"no .pyx under {EXT}"
+    return names
 
 
 def test_compiled_core_in_use_unless_pure_forced():
@@ -16,6 +30,25 @@ def test_compiled_core_in_use_unless_pure_forced():
         assert fastraft.accelerated(), "the compiled core was expected but is not in use"
         for name in accel.MODULES:
             assert getattr(accel, name).__name__ == f"fastraft.accel.compiled.{name}"
+
+
+def test_every_compiled_module_is_an_extension_unless_pure_forced():
+    # The public modules import the parts they are split into (log_terms, quorum, frame...):
+    # each part must be the built extension, not a leftover or a missing file.
+    if accel.pure_forced():
+        return
+    for name in compiled_sources():
+        mod = importlib.import_module(f"fastraft.accel.compiled.{name}")
+        assert mod.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), (
+            f"fastraft.accel.compiled.{name} is not the compiled extension: {mod.__file__}")
+
+
+def test_compiled_and_pure_split_mirror_each_other():
+    # The twin is the spec: every compiled module (a .pyx, or a .pxd of inline helpers alone)
+    # has its pure twin, and no twin is alone.
+    compiled = {p.stem for p in EXT.glob("*.pyx")} | {p.stem for p in EXT.glob("*.pxd")}
+    twins = {m.name for m in pkgutil.iter_modules(pure.__path__)}
+    assert twins == compiled
 
 
 def test_both_flavours_importable_and_same_names():

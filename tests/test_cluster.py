@@ -2,8 +2,9 @@
 127.0.0.1 with lmdb stores, driven by ``KVClient``. The membership is checked after every
 step, values are read on every node, a write sent to a follower reaches the leader, a
 linearizable read on a follower is answered with ForwardToLeader, and the cluster shrinks to
-node 3 alone. Run for both Raft networks: the built-in TCP one (plain, and mutual TLS with
-certificates made by ``fastraft.kv.certs``) and the HTTP one."""
+node 3 alone. Run for both Raft networks, plain and with TLS (certificates made by
+``fastraft.kv.certs``: mutual TLS on the TCP network's port, HTTPS with client certificates
+on the API, and for the HTTP network Raft over that HTTPS)."""
 
 import pytest
 import trio
@@ -40,12 +41,12 @@ async def read_everywhere(client: KVClient, addrs: list, key: str, want, timeout
     return got
 
 
-@pytest.mark.parametrize("network", ["tcp", "http", "tcp+tls"])
+@pytest.mark.parametrize("network", ["tcp", "http", "tcp+tls", "http+tls"])
 def test_cluster(tmp_path, network):
     peer_tls = None
-    if network == "tcp+tls":
+    if network.endswith("+tls"):
         make_pki(str(tmp_path / "pki"), "test-cluster", [1, 2, 3])
-        peer_tls, network = (str(tmp_path / "pki"), "test-cluster"), "tcp"
+        peer_tls, network = (str(tmp_path / "pki"), "test-cluster"), network[:-4]
 
     async def main():
         with trio.fail_after(TIMEOUT_S):
@@ -56,7 +57,7 @@ def test_cluster(tmp_path, network):
                     await cluster.start(i)
                 try:
                     await guide_flow(cluster, network)
-                    if peer_tls is not None:
+                    if peer_tls is not None and network == "tcp":
                         await plain_peer_is_refused(cluster)
                 except BaseException:
                     for i in (1, 2, 3):  # shown by pytest with the failure
@@ -83,7 +84,8 @@ async def plain_peer_is_refused(cluster: LocalCluster) -> None:
 
 async def guide_flow(cluster: LocalCluster, network: str) -> None:
     a1, a2, a3 = cluster.addrs()
-    async with KVClient([a1], deadline_s=20) as client:
+    tls = cluster.client_tls()
+    async with KVClient([a1], deadline_s=20, tls=tls) as client:
         # 1. node 1 alone
         await client.init()
         m = await client.metrics(a1)
@@ -149,7 +151,7 @@ async def guide_flow(cluster: LocalCluster, network: str) -> None:
         m3 = await client.metrics(a3)
         assert voters_and_learners(m3) == ([[3]], [])
         assert set(m3["membership_config"]["membership"]["nodes"]) == {"3"}
-        async with KVClient([a3], deadline_s=20) as client3:
+        async with KVClient([a3], deadline_s=20, tls=tls) as client3:
             result = await client3.write(Set("foo", "zoo"))
             assert result.leader_id == 3
             assert await client3.consistent_read("foo") == "zoo"

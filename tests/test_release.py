@@ -8,6 +8,8 @@ import subprocess
 import sys
 from importlib.metadata import metadata, version
 
+import pytest
+
 import fastraft
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -56,8 +58,15 @@ def test_changelog_states_the_format_versions_the_code_writes():
         assert stated[name] == shown, f"CHANGELOG says {name} is {stated[name]}, the code {shown}"
 
 
-def test_fallback_warning_names_the_import_error_and_what_to_do():
-    code = ("import sys, warnings; sys.modules['fastraft.accel.compiled.log_index'] = None\n"
+COMPILED_SOURCES = sorted(
+    p.stem for p in (ROOT / "ext" / "fastraft" / "accel" / "compiled").glob("*.pyx"))
+
+
+@pytest.mark.parametrize("missing", COMPILED_SOURCES)
+def test_fallback_warning_names_the_import_error_and_what_to_do(missing):
+    # Any one compiled module missing (a public one or a part another cimports) means the
+    # whole compiled set is not used, and the warning names the module that failed.
+    code = (f"import sys, warnings; sys.modules['fastraft.accel.compiled.{missing}'] = None\n"
             "with warnings.catch_warnings(record=True) as w:\n"
             "    warnings.simplefilter('always')\n"
             "    import fastraft\n"
@@ -67,5 +76,5 @@ def test_fallback_warning_names_the_import_error_and_what_to_do():
                          env=env, check=True).stdout
     accelerated, message = out.split("\n", 1)
     assert accelerated == "False"
-    assert "Error:" in message and "fastraft.accel.compiled.log_index" in message
+    assert "Error:" in message and f"fastraft.accel.compiled.{missing}" in message
     assert "pip install" in message and "FASTRAFT_PURE_PYTHON=1" in message

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """One benchmark node (``node_runtime.BenchNode``) driven by JSON lines on stdin/stdout, for
-the scenarios raftbench has no command for (failover, memory):
+the cluster suite of ``python -m benchmarks`` (``benchmarks/clusters.py`` starts it; PySyncObj's
+nodes speak the same protocol, ``benchmarks/peers/pysyncobj_node.py``):
 
-    {"cmd": "status"}                          -> {"leader", "is_leader", "term", "applied", "last"}
+    {"cmd": "status"}                          -> {"leader", "is_leader", "term", "applied", "last",
+                                                   "snapshot"}
     {"cmd": "arm"}                             -> {"armed": true}; later {"ev": "led", "t": monotonic}
                                                   when this node led and committed a write
     {"cmd": "fill", "entries", "batch", "window"} -> fill()'s result
+    {"cmd": "throughput", "window", "payload", "warmup_s", "duration_s"} -> {"ops_s", ...}
+    {"cmd": "open_loop", "rate", "payload", "warmup_s", "duration_s"} -> {"latency_ms": [...]}
+    {"cmd": "load_state", "keys", "value_bytes"} -> load_state()'s result (then a snapshot)
     {"cmd": "rss"}                             -> {"rss_kib", "hwm_kib"} from /proc/self/status
     {"cmd": "exit"}                            -> {"bye": true}
 
@@ -60,7 +65,9 @@ def main() -> None:
         if cmd == "status":
             m = node.metrics()
             emit({"leader": m.current_leader, "is_leader": m.is_leader, "term": m.current_term,
-                  "applied": m.applied_index, "last": m.last_log_index})
+                  "applied": m.applied_index, "last": m.last_log_index,
+                  "snapshot": getattr(m.snapshot, "index", None),
+                  "purged": getattr(m.purged, "index", None)})
         elif cmd == "arm":
             def watch():
                 t = node.call(node.first_write_as_leader, float(msg.get("timeout_s", 10.0)))
@@ -69,6 +76,16 @@ def main() -> None:
             emit({"armed": True})
         elif cmd == "fill":
             emit(node.call(node.fill, msg["entries"], msg.get("batch", 1000), msg.get("window", 8)))
+        elif cmd == "throughput":
+            r = node.call(node.throughput, [b"x" * max(0, msg["payload"] - 4)], msg["window"],
+                          msg["warmup_s"], msg["duration_s"])
+            emit({"ops_s": r["ops_per_s"], "errors": r["failed_in_window"],
+                  "error_kinds": r["error_kinds"]})
+        elif cmd == "open_loop":
+            emit(node.call(node.open_loop, msg["payload"], msg["rate"], msg["warmup_s"],
+                           msg["duration_s"]))
+        elif cmd == "load_state":
+            emit(node.call(node.load_state, msg["keys"], msg["value_bytes"]))
         elif cmd == "rss":
             emit(proc_status())
         elif cmd == "exit":

@@ -10,12 +10,24 @@ the three (the leader's own commit, the followers' answers) are done: a majority
 with the leader writing its log in parallel with replicating, as the runtime does (Raft
 §10.2.1 of the thesis). No Raft, no codec, no state machine.
 
-With ``--no-disk`` the commits are skipped: what remains is the processes and the loopback
-network alone.
+``--store`` picks each node's synced write, so that the runtime's one-writer latency on a
+log store can be set beside that store's own floor:
 
-    python latency_floor.py --writes 3000 --max-seconds 10 [--no-disk]
+* ``lmdb`` (the default): one synced lmdb commit (sync + metasync, as ``LmdbEnv``);
+* ``rocksdb``: one rocksdict ``WriteBatch`` holding the record, written with ``sync=True``
+  (as ``RocksLogStore``; needs ``fastraft[rocksdb]``);
+* ``memory``: the record appended to a list on the trio thread (as ``MemoryLogStore``): no
+  sync and no thread, what remains is the processes and the loopback network alone
+  (``--no-disk`` is the same).
 
-prints one JSON line: p50_ms, p99_ms, writes.
+The disk writes run in a worker thread (``trio.to_thread.run_sync``), as a store's do. The
+followers listen on RAFTBENCH_BASE_PORT + 1 and + 2 when it is set, else on free ports.
+
+    python benchmarks/cluster/latency_floor.py --writes 3000 --max-seconds 10 --store lmdb
+    python benchmarks/cluster/latency_floor.py --writes 3000 --max-seconds 10 --store rocksdb
+    python benchmarks/cluster/latency_floor.py --writes 3000 --max-seconds 10 --store memory
+
+prints one JSON line: p50_ms, p99_ms, writes, store.
 """
 
 from __future__ import annotations
@@ -39,9 +51,14 @@ from fastraft.testing import free_ports  # noqa: E402
 RECORD = os.urandom(130)  # about one 100-byte entry in the log store's record format
 
 
+STORES = ("lmdb", "rocksdb", "memory")
+
+
 class SyncedLog:
     """A fresh lmdb environment, synced on commit as the log store's, taking one record per
     commit."""
+
+    in_thread = True
 
     def __init__(self, path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
@@ -55,26 +72,78 @@ class SyncedLog:
         self.next += 1
 
 
-async def follower(port: int, path: str | None) -> None:
-    log = SyncedLog(path) if path else None
+class SyncedRocks:
+    """A fresh RocksDB database taking one record per synced write batch."""
+
+    in_thread = True
+
+    def __init__(self, path: str) -> None:
+        import rocksdict
+        shutil.rmtree(path, ignore_errors=True)
+        opts = rocksdict.Options(raw_mode=True)
+        opts.create_if_missing(True)
+        self.rocksdict = rocksdict
+        self.db = rocksdict.Rdict(path, opts)
+        self.sync = rocksdict.WriteOptions()
+        self.sync.sync = True
+        self.next = 1
+
+    def commit_one(self) -> None:
+        batch = self.rocksdict.WriteBatch(raw_mode=True)
+        batch.put(b"L" + self.next.to_bytes(8, "big"), RECORD)
+        self.db.write(batch, self.sync)
+        self.next += 1
+
+
+class MemoryLog:
+    """The record appended to a list (bounded: the oldest half goes past 100,000)."""
+
+    in_thread = False
+
+    def __init__(self, path: str) -> None:
+        self.records: list[bytes] = []
+
+    def commit_one(self) -> None:
+        self.records.append(RECORD)
+        if len(self.records) > 100_000:
+            del self.records[:50_000]
+
+
+def open_log(store: str, path: str):
+    return {"lmdb": SyncedLog, "rocksdb": SyncedRocks, "memory": MemoryLog}[store](path)
+
+
+async def commit(log) -> None:
+    if log.in_thread:
+        await trio.to_thread.run_sync(log.commit_one)
+    else:
+        log.commit_one()
+
+
+async def follower(port: int, path: str | None, store: str) -> None:
+    log = open_log(store, path) if path else None
 
     async def serve(stream: trio.SocketStream) -> None:
-        while True:  # until the leader closes the connection
-            got = await stream.receive_some(65536)
-            if not got:
-                return
-            for _ in range(len(got)):  # bounded by the bytes received
-                if log is not None:
-                    await trio.to_thread.run_sync(log.commit_one)
-            await stream.send_all(b"a" * len(got))
+        try:
+            while True:  # until the leader closes the connection
+                got = await stream.receive_some(65536)
+                if not got:
+                    return
+                for _ in range(len(got)):  # bounded by the bytes received
+                    if log is not None:
+                        await commit(log)
+                await stream.send_all(b"a" * len(got))
+        except trio.BrokenResourceError:
+            return  # the leader went first: the run is over
 
     listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
     with trio.move_on_after(600):  # the leader kills this process long before
         await trio.serve_listeners(serve, listeners)
 
 
-async def leader(ports: list[int], path: str | None, writes: int, max_s: float) -> list[float]:
-    log = SyncedLog(path) if path else None
+async def leader(ports: list[int], path: str | None, writes: int, max_s: float,
+                 store: str) -> list[float]:
+    log = open_log(store, path) if path else None
     streams = []
     for port in ports:
         with trio.fail_after(10):
@@ -98,7 +167,7 @@ async def leader(ports: list[int], path: str | None, writes: int, max_s: float) 
 
     async def own_commit(i: int) -> None:
         if log is not None:
-            await trio.to_thread.run_sync(log.commit_one)
+            await commit(log)
         own[0] = i
         changed[0].set()
 
@@ -127,17 +196,20 @@ async def leader(ports: list[int], path: str | None, writes: int, max_s: float) 
     return latencies
 
 
-def measure(writes: int, max_s: float, disk: bool) -> dict:
+def measure(writes: int, max_s: float, disk: bool, store: str | None = None) -> dict:
+    """One run; ``store`` as ``--store`` (default: ``lmdb`` with ``disk``, else no write)."""
+    if store is None:
+        store = "lmdb" if disk else "memory"
     work = tempfile.mkdtemp(prefix="fastraft-floor-")
-    ports = free_ports(2)
+    base = os.environ.get("RAFTBENCH_BASE_PORT")
+    ports = [int(base) + 1, int(base) + 2] if base else free_ports(2)
     children = []
     try:
         for k, port in enumerate(ports):
-            cmd = [sys.executable, os.path.abspath(__file__), "--follower", str(port)]
-            if disk:
-                cmd += ["--path", os.path.join(work, f"f{k}")]
+            cmd = [sys.executable, os.path.abspath(__file__), "--follower", str(port),
+                   "--store", store, "--path", os.path.join(work, f"f{k}")]
             children.append(subprocess.Popen(cmd))
-        lat = trio.run(leader, ports, os.path.join(work, "leader") if disk else None, writes, max_s)
+        lat = trio.run(leader, ports, os.path.join(work, "leader"), writes, max_s, store)
     finally:
         for child in children:
             child.kill()
@@ -145,21 +217,22 @@ def measure(writes: int, max_s: float, disk: bool) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     lat.sort()
     return {"p50_ms": lat[len(lat) // 2] * 1e3, "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3,
-            "writes": len(lat), "disk": disk}
+            "writes": len(lat), "disk": store != "memory", "store": store}
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--writes", type=int, default=3000)
     ap.add_argument("--max-seconds", type=float, default=10.0)
-    ap.add_argument("--no-disk", action="store_true")
+    ap.add_argument("--store", choices=STORES, default="lmdb")
+    ap.add_argument("--no-disk", action="store_true", help="the same as --store memory")
     ap.add_argument("--follower", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.follower:
-        trio.run(follower, args.follower, args.path)
+        trio.run(follower, args.follower, args.path, args.store)
         return {}
-    out = measure(args.writes, args.max_seconds, not args.no_disk)
+    out = measure(args.writes, args.max_seconds, True, "memory" if args.no_disk else args.store)
     print(json.dumps(out))
     return out
 

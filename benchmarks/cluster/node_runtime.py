@@ -148,6 +148,7 @@ class BenchNode:
         cmds = self.commands(payloads, key_offset)
         ncmd = len(cmds)
         counts = [0, 0]  # entries committed, calls failed
+        kinds: dict[str, int] = {}  # failed calls by error class
         clock = trio.current_time
         t_meas = clock() + warmup_s
         t_end = t_meas + duration_s
@@ -172,8 +173,9 @@ class BenchNode:
                             chunk = chunk + cmds[:batch - len(chunk)]
                         await raft.client_write_many(chunk)
                     counts[0] += batch
-                except FastraftError:
+                except FastraftError as e:
                     counts[1] += 1
+                    kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
                     await trio.sleep(0.01)
                 i += window * batch
 
@@ -187,7 +189,8 @@ class BenchNode:
         elapsed = t1 - t0
         return {"ops_per_s": (ok1 - ok0) / elapsed, "committed_in_window": ok1 - ok0,
                 "failed_in_window": err1 - err0, "window_s": elapsed, "batch": batch,
-                "ok_total": counts[0], "failed_total": counts[1], "unfinished_after_drain": 0}
+                "ok_total": counts[0], "failed_total": counts[1], "unfinished_after_drain": 0,
+                "error_kinds": kinds}
 
     async def latency(self, payloads, warmup_s, duration_s, key_offset=0) -> dict:
         """One writer, one write at a time; with the storage's own synced-append latency
@@ -280,6 +283,78 @@ class BenchNode:
         dt = time.perf_counter() - t0
         return {"entries": done[0], "seconds": dt, "entries_per_s": done[0] / dt,
                 "error": failed[0] if failed else None}
+
+    async def open_loop(self, payload_bytes: int, rate: float, warmup_s: float,
+                        duration_s: float, max_in_flight: int = 4096) -> dict:
+        """Writes started on a fixed schedule, ``rate`` per second, whatever the answers do
+        (open loop); each latency runs from the write's scheduled start, so a stalled node
+        shows in the figures instead of slowing the offered load. Writes beyond
+        ``max_in_flight`` outstanding are dropped and counted."""
+        raft = self.raft
+        cmds = self.commands([b"x" * max(0, payload_bytes - 4)], 0)
+        clock = trio.current_time
+        t0 = clock()
+        t_meas = t0 + warmup_s
+        n = int((warmup_s + duration_s) * rate)
+        lat, state = [], {"pending": 0, "dropped": 0, "errors": 0}
+
+        async def one(i: int, t_sched: float) -> None:
+            try:
+                await raft.client_write(cmds[i % len(cmds)])
+                if t_sched >= t_meas:
+                    lat.append((clock() - t_sched) * 1e3)
+            except FastraftError:
+                state["errors"] += 1
+            finally:
+                state["pending"] -= 1
+
+        with trio.move_on_after(warmup_s + duration_s + 30):  # bounded: 30 s to drain
+            async with trio.open_nursery() as nursery:
+                for i in range(n):  # bounded: n writes on a fixed schedule
+                    t_sched = t0 + i / rate
+                    await trio.sleep_until(t_sched)
+                    if state["pending"] >= max_in_flight:
+                        state["dropped"] += 1
+                        continue
+                    state["pending"] += 1
+                    nursery.start_soon(one, i, t_sched)
+        return {"latency_ms": lat, "dropped": state["dropped"], "errors": state["errors"],
+                "unfinished": state["pending"]}
+
+    async def load_state(self, keys: int, value_bytes: int, batch: int = 64,
+                         window: int = 4) -> dict:
+        """Put ``keys`` distinct keys of ``value_bytes`` each (so the state machine holds
+        about keys * value_bytes bytes), then build a snapshot covering them and purge the log
+        it covers (Raft §7)."""
+        raft = self.raft
+        value = b"s" * value_bytes
+        t0 = time.perf_counter()
+
+        async def worker(w: int) -> None:
+            for lo in range(w * batch, keys, window * batch):  # bounded by keys
+                await raft.client_write_many(
+                    [encode_put(k, value) for k in range(lo, min(keys, lo + batch))])
+
+        async with trio.open_nursery() as nursery:
+            for w in range(window):
+                nursery.start_soon(worker, w)
+        last = raft.metrics().last_log_index
+        await raft.trigger.snapshot()
+        deadline = trio.current_time() + 300
+        while trio.current_time() < deadline:  # bounded: until the snapshot covers ``last``
+            snap = raft.metrics().snapshot
+            if snap is not None and snap.index >= last:
+                break
+            await trio.sleep(0.05)
+        # purge what the snapshot covers, so a follower behind it needs the snapshot (§7)
+        await raft.trigger.purge_log(last)
+        while trio.current_time() < deadline:  # bounded: until the purge is done
+            purged = raft.metrics().purged
+            if purged is not None and purged.index >= last:
+                break
+            await trio.sleep(0.05)
+        return {"keys": keys, "bytes": keys * value_bytes, "load_s": time.perf_counter() - t0,
+                "snapshot_index": getattr(raft.metrics().snapshot, "index", None)}
 
     async def first_write_as_leader(self, timeout_s: float) -> float | None:
         """Wait until this node leads, then write once; the time.monotonic() at which that

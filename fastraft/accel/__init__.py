@@ -3,7 +3,10 @@
 Each primitive module exists twice with the same names, signatures, exceptions and results:
 ``fastraft.accel.compiled.<name>`` (Cython, built from ext/) and ``fastraft.accel.pure.<name>``
 (the pure-Python twin, which is the spec). The set is chosen as a whole, never mixed, because
-compiled modules share C-level types (a compiled log index holds compiled entries):
+compiled modules share C-level types (a compiled log index holds compiled entries). A module
+may be built from parts of one concept each, twinned alike and imported by it (log_index:
+log_terms, log_cache; progress: members, quorum; codec: frame, codec_entries), so a missing
+compiled part fails its module's import and the set falls back as a whole:
 
 * ``FASTRAFT_PURE_PYTHON=1`` forces the twins;
 * otherwise the compiled set, if every module of it imports;

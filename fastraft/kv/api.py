@@ -7,6 +7,9 @@ The API follows openraft's raft-kv-memstore example. Every answer is an envelope
     {"Ok": value}                                       the request was served
     {"Err": {"APIError": {"ForwardToLeader": {...}}}}   not served, see below
     {"Err": {"BadRequest": {"reason": "..."}}}          HTTP 400: the input is wrong
+    {"Err": {"Forbidden": {"reason": "..."}}}           HTTP 403: the connection's certificate
+                                                        lacks the route's role (HTTPS API,
+                                                        ``fastraft.kv.access``); nothing done
 
 API errors, and what a client may do about each:
 
@@ -39,6 +42,7 @@ from .commands import MAX_KEY_BYTES, Command, decode_command
 __all__ = [
     "MAX_BODY_BYTES",
     "BadRequest",
+    "Forbidden",
     "Unavailable",
     "Fatal",
     "APIError",
@@ -75,6 +79,15 @@ _MAX_ADDR_CHARS = 255
 class BadRequest(FastraftError, ValueError):
     """The request is not what the API takes (HTTP 400); ``reason`` says what was wrong.
     Nothing was done."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class Forbidden(FastraftError):
+    """The node refused the request (HTTP 403): the client's certificate does not carry the
+    role the route needs; ``reason`` says which. Nothing was done; retrying cannot help."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -259,6 +272,8 @@ def error_json(error: BaseException, *, write: bool = False) -> dict:
     was never appended becomes OutcomeUnknown."""
     if isinstance(error, BadRequest):
         return {"BadRequest": {"reason": error.reason}}
+    if isinstance(error, Forbidden):
+        return {"Forbidden": {"reason": error.reason}}
     if isinstance(error, ForwardToLeader):
         return {"APIError": {"ForwardToLeader": {"leader_id": error.leader_id,
                                                   "leader_node": node_json(error.leader_node)}}}
@@ -279,6 +294,8 @@ def error_status(error_doc: dict) -> int:
     """The HTTP status that carries the ``Err`` value ``error_doc``."""
     if "BadRequest" in error_doc:
         return 400
+    if "Forbidden" in error_doc:
+        return 403
     if "Fatal" in error_doc:
         return 500
     return 200
@@ -291,6 +308,8 @@ def error_from_json(status: int, doc: object) -> BaseException:
         ((kind, detail),) = err.items()
         if kind == "BadRequest" and isinstance(detail, dict):
             return BadRequest(str(detail.get("reason")))
+        if kind == "Forbidden" and isinstance(detail, dict):
+            return Forbidden(str(detail.get("reason")))
         if kind == "Fatal" and isinstance(detail, dict):
             return Fatal(str(detail.get("reason")))
         if kind == "APIError" and isinstance(detail, dict) and len(detail) == 1:

@@ -20,6 +20,12 @@ Routes::
     POST /raft-vote  /raft-append  /raft-snapshot  /raft-timeout-now
                                                     Raft RPCs, codec frames (HTTP network only)
 
+Over HTTPS (``tls``, an ``fastraft.kv.access.ApiTls``) every request is first checked against
+the role its connection's certificate carries (read once, when the connection's handshake
+completes): a route the role does not open gets 403 with the reason, before its body is
+parsed, and nothing changes; a Raft message whose sender is not the certificate's node is
+dropped with 403. ``refused`` counts both, by reason (``/metrics``).
+
 Input is never trusted: a body over its bound (``body_limit``: checked by the server from
 Content-Length before reading and while reading), bytes that are not JSON, JSON of the wrong
 shape, an unknown path or method all get a 4xx answer saying what was wrong; nothing is
@@ -30,12 +36,14 @@ answered with 500.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 from ..codec import DEFAULT_MAX_FRAME_BYTES
 from .api import (MAX_BODY_BYTES, BadRequest, err_body, error_json, error_status, ok_body,
                   parse_add_learner, parse_change_membership, parse_init, parse_json, parse_key,
                   parse_remove_learner, parse_write)
 from .http_network import RAFT_ROUTES, handle_raft_rpc
+from .access import ApiTls, authorize, identify
 from .http_server import Request, Response
 from .ops import OpsRoutes
 from .service import KVService
@@ -53,12 +61,19 @@ class _Disconnected(Exception):
 
 class KVHandler:
     """The handler of one KV node: ``await handler(Request) -> Response``. ``raft_rpc``
-    serves the Raft RPC routes (HTTP network)."""
+    serves the Raft RPC routes (HTTP network); ``tls``: the HTTPS API's roles (the server then
+    calls ``authenticate`` once per connection)."""
 
     def __init__(self, service: KVService, *, raft_rpc: bool = False,
                  max_body_bytes: int = MAX_BODY_BYTES,
-                 max_rpc_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+                 max_rpc_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 tls: ApiTls | None = None) -> None:
         self.service = service
+        self.tls = tls
+        self.refused: Counter = Counter()  # requests refused: "role" or "sender"
+        if tls is not None:  # the server looks for this method: only with TLS
+            self.authenticate = self._authenticate
+        service.refused = self.refused  # shown in /metrics
         self.raft_rpc = raft_rpc
         self.max_body_bytes = max_body_bytes
         self.max_rpc_bytes = max_rpc_bytes
@@ -79,8 +94,19 @@ class KVHandler:
         """The most body bytes a request to ``path`` may carry."""
         return self.max_rpc_bytes if self.raft_rpc and path in RAFT_ROUTES else self.max_body_bytes
 
+    async def _authenticate(self, stream):
+        return await identify(stream, self.tls)
+
     async def __call__(self, request: Request) -> Response:
         method, path, body = request.method, request.path, request.body
+        if self.tls is not None:
+            peer = request.peer
+            reason = ("the connection is not authenticated (serve the API with "
+                      "fastraft.kv.http_server)" if peer is None else authorize(peer, path))
+            if reason is not None:
+                self.refused["role"] += 1
+                log.debug("403 %s %s: %s", method, path, reason)
+                return Response(403, err_body({"Forbidden": {"reason": reason}}))
         if len(body) > self.body_limit(path):
             return Response(413, err_body({"BadRequest": {"reason": (
                 f"the body is {len(body)} bytes; at most {self.body_limit(path)} "
@@ -89,8 +115,11 @@ class KVHandler:
             if self.raft_rpc and path in RAFT_ROUTES:
                 if method != "POST":
                     raise _MethodNotAllowed("POST")
+                sender = request.peer.node_id if self.tls is not None else None
                 status, content, ctype = await handle_raft_rpc(
-                    self.service.raft, path, body, self.max_rpc_bytes)
+                    self.service.raft, path, body, self.max_rpc_bytes, sender)
+                if status == 403:
+                    self.refused["sender"] += 1
                 return Response(status, content, ctype)
             ops = self._ops.answer(method, path, request.headers, request.query)
             if ops is not None:

@@ -124,7 +124,8 @@ class ApplyBuffer:
                 self._raise_if_failed()
                 if self._staged_applied is None:
                     return
-                self._dirty.clear()
+                if not self._stopping.is_set():  # close()'s wake-up must survive this commit
+                    self._dirty.clear()
                 changes = self._flushing = self._staged
                 applied, membership = self._staged_applied, self._staged_membership
                 self._staged, self._staged_bytes = {}, 0
@@ -147,7 +148,9 @@ class ApplyBuffer:
         self.commit_now()
 
     def _run(self) -> None:
-        while True:
+        # Checked before every wait: close() may set both events while this thread is inside
+        # commit_now(), and a wait begun after that would never end.
+        while not self._stopping.is_set():
             self._dirty.wait()
             if self._stopping.wait(self._interval_s):  # gather the applies of one interval
                 return

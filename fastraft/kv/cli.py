@@ -10,7 +10,11 @@
     fastraft-kv get foo --cluster 127.0.0.1:21002   # linearizable; --local: this node
     fastraft-kv --cluster ... members | metrics [--json]
 
-Global options (--cluster, --timeout, -v, --log-format) go before or after the command.
+    fastraft-kv --cacert ca.pem --cert client-admin.pem --key client-admin-key.pem \
+                --cluster https://127.0.0.1:21001 members          # a node serving HTTPS
+
+Global options (--cluster, --timeout, --cacert, --cert, --key, -v, --log-format) go before or
+after the command.
 ``serve`` prints one JSON line on stdout once the node serves (``{"id", "addr", "raft_addr",
 "network", "pid"}``: with port 0 in an address, the port it picked), logs to stderr (at INFO
 its elections, membership changes and snapshots; -v: more, -vv: debug), and stops cleanly on
@@ -32,7 +36,6 @@ import sys
 import trio
 
 from .._cli import EXIT_INTERRUPTED, Parser, UsageError, leaf_error, run_command, version_text
-from ..core import Config
 from ..errors import ConfigError, FastraftError
 from ..logs import FORMATS, configure
 
@@ -47,17 +50,19 @@ HARD_STOP_GRACE_S = 1.0
 
 
 def parse_cluster(text: str) -> list[str]:
-    """``--cluster``: comma-separated ``host:port`` or ``http://host:port[/]``."""
+    """``--cluster``: comma-separated ``host:port``, ``http://host:port[/]`` or
+    ``https://...`` (HTTPS is used when --cacert is given, whatever the scheme says)."""
     from .api import BadRequest, check_addr
 
     addrs = []
     for item in (a.strip() for a in text.split(",")):
         if not item:
             continue
-        if item.startswith("https://"):
-            raise UsageError(f"--cluster {item}: https is not supported; use http:// or host:port")
-        if item.startswith("http://"):
-            item = item[len("http://"):].rstrip("/")
+        scheme, sep, rest = item.partition("://")
+        if sep:
+            if scheme not in ("http", "https"):
+                raise UsageError(f"--cluster {item}: use host:port, http:// or https://")
+            item = rest.rstrip("/")
             if "/" in item:
                 raise UsageError(f"--cluster takes node addresses, not paths: {item!r}")
         try:
@@ -83,6 +88,12 @@ def _add_global_options(p, *, after_command: bool) -> None:
     p.add_argument("--timeout", type=_positive_float, default=default(DEFAULT_TIMEOUT_S),
                    metavar="SECONDS", help="the most a command may take, retries included"
                    + (shown % DEFAULT_TIMEOUT_S if shown else ""))
+    p.add_argument("--cacert", dest="tls_cacert", default=default(None), metavar="FILE",
+                   help="HTTPS: trust nodes whose certificate this CA signed (PEM)")
+    p.add_argument("--cert", dest="tls_cert", default=default(None), metavar="FILE",
+                   help="HTTPS: this client's certificate (PEM), its role decides what it may do")
+    p.add_argument("--key", dest="tls_key", default=default(None), metavar="FILE",
+                   help="HTTPS: this client's key (PEM)")
     p.add_argument("-v", "--verbose", action="count", default=default(0),
                    help="log more: -v info from every part, -vv debug")
     p.add_argument("--log-format", choices=FORMATS, default=default("text"),
@@ -100,34 +111,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_serve_options(s) -> None:
-    s.add_argument("--id", type=int, required=True, help="this node's id (a positive integer)")
-    s.add_argument("--addr", required=True, help="HTTP address host:port (port 0: any free one)")
-    s.add_argument("--raft-addr", help="raft address host:port for the tcp network")
-    s.add_argument("--network", choices=("tcp", "http"), default="tcp",
-                   help="raft RPCs over the built-in TCP network or over HTTP on --addr")
-    s.add_argument("--store", choices=("memory", "lmdb"), default="memory",
-                   help="where the log and the state live (lmdb: durable, in --data)")
-    s.add_argument("--data", help="data directory (lmdb store)")
-    s.add_argument("--force-new-store", action="store_true",
-                   help="start even if this node's data directory lost its stores (unsafe)")
-    # etcd's defaults, as the engine's: a node shares its machine with other processes, and a
-    # busy moment must not cost the cluster its leader
-    s.add_argument("--heartbeat-ms", type=int, default=100, help="leader heartbeat interval")
-    s.add_argument("--election-timeout-ms", type=int, nargs=2, default=(1000, 2000),
-                   metavar=("MIN", "MAX"), help="randomized election timeout range")
-    s.add_argument("--snapshot-every", type=int, default=5000,
-                   help="build a snapshot every this many applied entries (0: never)")
-    # security: mutual TLS between nodes (certificates from `fastraft-kv certs` or your CA)
-    sec = s.add_argument_group("security")
-    sec.add_argument("--cluster-id", help="the cluster id the peer certificates name")
-    sec.add_argument("--peer-cacert", help="CA of the cluster's node certificates (PEM)")
-    sec.add_argument("--peer-cert", help="this node's certificate (PEM)")
-    sec.add_argument("--peer-key", help="this node's key (PEM)")
-    sec.add_argument("--insecure", action="store_true",
-                     help="allow addresses other than loopback where nothing authenticates")
-
-
 def build_parser() -> Parser:
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
     p.add_argument("--version", action="version", version=version_text(PROG))
@@ -139,7 +122,8 @@ def build_parser() -> Parser:
         _add_global_options(c, after_command=True)
         return c
 
-    _add_serve_options(command("serve", "run a KV node until SIGINT or SIGTERM"))
+    from .serve_options import add_serve_options
+    add_serve_options(command("serve", "run a KV node until SIGINT or SIGTERM"))
     from .certs import add_parser as add_certs_parser
     add_certs_parser(sub)
     command("init", "initialize the cluster at the first --cluster address").add_argument(
@@ -195,22 +179,13 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _serve(args) -> int:
-    from ..net.tls import TlsConfig
-    from .server import NodeOptions, run_node
+    from .serve_options import node_options
+    from .server import run_node
 
-    lo, hi = args.election_timeout_ms
-    tls_args = (args.cluster_id, args.peer_cacert, args.peer_cert, args.peer_key)
-    if any(tls_args) and not all(tls_args):
-        raise UsageError("peer TLS needs --cluster-id, --peer-cacert, --peer-cert and "
-                         "--peer-key together")
-    options = NodeOptions(
-        node_id=args.id, addr=args.addr, raft_addr=args.raft_addr, network=args.network,
-        store=args.store, data_dir=args.data, force_new_store=args.force_new_store,
-        insecure=args.insecure,
-        peer_tls=TlsConfig(args.cluster_id, args.id, *tls_args[1:]) if all(tls_args) else None,
-        config=Config(heartbeat_interval_ms=args.heartbeat_ms, election_timeout_min_ms=lo,
-                      election_timeout_max_ms=hi,
-                      snapshot_policy_logs_since_last=args.snapshot_every)).check()
+    if any((args.tls_cacert, args.tls_cert, args.tls_key)):
+        raise UsageError("serve takes the node's certificate as --peer-cacert, --peer-cert "
+                         "and --peer-key (--cacert, --cert and --key are a client's)")
+    options = node_options(args)
 
     stopped_by: list[int] = []  # the signal that stopped the node, if one did
 
@@ -260,12 +235,29 @@ async def _client_command(args) -> int:
     # later is for anything that would not end on its own
     timeout = args.timeout
     async with KVClient(args.addrs, deadline_s=timeout, admin_timeout_s=timeout,
-                        request_timeout_s=min(5.0, timeout)) as client:
+                        request_timeout_s=min(5.0, timeout), tls=_client_tls(args)) as client:
         with trio.move_on_after(args.timeout + HARD_STOP_GRACE_S) as scope:
             return await _run_client_command(args, client)
     assert scope.cancelled_caught
     raise ClientTimeout(f"{args.command}: no answer within --timeout {args.timeout:g} s from "
                         f"{', '.join(args.addrs)}")
+
+
+def _client_tls(args):
+    """The ``ssl`` context of --cacert/--cert/--key, None without --cacert."""
+    from .client import client_tls_context
+
+    if args.tls_cacert is None:
+        if args.tls_cert or args.tls_key:
+            raise UsageError("--cert and --key need --cacert (the CA the nodes' certificates "
+                             "come from)")
+        if args.cluster.lstrip().startswith("https://"):
+            raise UsageError("https:// in --cluster needs --cacert")
+        return None
+    try:
+        return client_tls_context(args.tls_cacert, args.tls_cert, args.tls_key)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 class ClientTimeout(FastraftError, TimeoutError):

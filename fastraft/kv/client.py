@@ -17,13 +17,19 @@ cannot be reached is skipped. Retries pause with a backoff that doubles from
 What is never retried, because it could apply a write twice: OutcomeUnknown (the write was
 appended and may still commit), and for a write any failure after the request left (the
 connection broke before the answer): that also raises OutcomeUnknown. Reads are retried on
-any failure. BadRequest and MembershipError are raised at once (retrying cannot help).
+any failure. BadRequest, Forbidden and MembershipError are raised at once (retrying cannot
+help).
+
+HTTPS: ``tls=client_tls_context(cacert, cert, key)`` (the CLI's ``--cacert --cert --key``, as
+etcdctl takes them) talks HTTPS to every node, trusting only the cluster's CA and showing the
+client's certificate (its role decides what the nodes allow: ``fastraft.kv.access``).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import ssl
 from typing import Iterable, Mapping, Sequence
 
 import httpx
@@ -34,7 +40,7 @@ from .api import (APIError, Fatal, Unavailable, WriteResult, api_addr_of,
                   check_addr, error_from_json, write_result_from_json)
 from .commands import CompareAndSwap, Delete, Set, encode_command
 
-__all__ = ["KVClient", "ClusterUnavailable"]
+__all__ = ["KVClient", "ClusterUnavailable", "client_tls_context"]
 
 #: Attempts of one call at most, whatever the deadline (each waits for an answer or a backoff).
 MAX_ATTEMPTS = 1000
@@ -47,6 +53,29 @@ class ClusterUnavailable(FastraftError, TimeoutError):
     def __init__(self, message: str, last_error: BaseException | None = None) -> None:
         self.last_error = last_error
         super().__init__(message)
+
+
+def client_tls_context(cacert: str, cert: str | None = None,
+                       key: str | None = None) -> ssl.SSLContext:
+    """An ``ssl`` context for ``KVClient(tls=...)``: nodes must show a certificate the CA in
+    ``cacert`` signed for a server (a node certificate); ``cert``/``key`` are the client's own
+    (without them, only nodes that let anonymous loopback clients in will answer). Host names
+    are not checked: a node's identity is the CA's signature and the node URI it carries, and
+    its address may change (as between the nodes, ``fastraft.net.tls``). ValueError for
+    files that cannot be loaded."""
+    if (cert is None) != (key is None):
+        raise ValueError("a client certificate needs its key, and a key its certificate")
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cacert)
+        if cert is not None:
+            ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot load the TLS files (CA {cacert}, certificate {cert}, key "
+                         f"{key}): {e}") from None
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
 class _NotSent(Exception):
@@ -62,12 +91,13 @@ class KVClient:
     learned from ForwardToLeader answers). Use as an async context manager, or ``aclose()``.
 
     ``deadline_s`` bounds each call, retries included; ``request_timeout_s`` one HTTP request.
+    ``tls``: an ``ssl.SSLContext`` (``client_tls_context``) to speak HTTPS.
     """
 
     def __init__(self, addrs: str | Sequence[str], *, deadline_s: float = 10.0,
                  request_timeout_s: float = 5.0, admin_timeout_s: float = 120.0,
                  backoff_min_s: float = 0.02, backoff_max_s: float = 0.5,
-                 max_connections: int = 128) -> None:
+                 max_connections: int = 128, tls: ssl.SSLContext | None = None) -> None:
         addrs = [addrs] if isinstance(addrs, str) else list(addrs)
         if not addrs:
             raise ValueError("KVClient needs at least one node address")
@@ -84,8 +114,9 @@ class KVClient:
         self.backoff_min_s = backoff_min_s
         self.backoff_max_s = backoff_max_s
         self._next = 0
+        self._scheme = "https" if tls is not None else "http"
         self._http = httpx.AsyncClient(
-            trust_env=False, timeout=request_timeout_s,
+            trust_env=False, timeout=request_timeout_s, verify=tls if tls is not None else True,
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections))
 
@@ -243,11 +274,14 @@ class KVClient:
         timeout = max(0.001, min(timeout, deadline - trio.current_time()))
         try:
             response = await self._http.request(
-                method, f"http://{addr}{path}", content=body or None, timeout=timeout,
+                method, f"{self._scheme}://{addr}{path}", content=body or None, timeout=timeout,
                 headers={"content-type": "application/json"} if body else None)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
             raise _NotSent(str(e)) from e
         except httpx.HTTPError as e:
+            refusal = _tls_refusal(e)
+            if refusal is not None:  # the node refused the handshake: it read no request
+                raise _NotSent(f"TLS refused by {addr}: {refusal}") from refusal
             raise _Lost(f"{type(e).__name__}: {e}") from e
         try:
             doc = json.loads(response.content)
@@ -258,6 +292,19 @@ class KVClient:
         if isinstance(doc, dict) and "Ok" in doc and len(doc) == 1 and response.status_code == 200:
             return doc["Ok"]
         raise error_from_json(response.status_code, doc)
+
+
+def _tls_refusal(error: BaseException) -> ssl.SSLError | None:
+    """The TLS alert behind ``error``, if one is: with TLS 1.3 a server that refuses the
+    client's certificate says so only when the client first reads, after it sent a request
+    the server never decrypted."""
+    seen = 0
+    while error is not None and seen < 8:  # a bounded walk down the causes
+        if isinstance(error, ssl.SSLError):
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
 
 
 def _json(doc) -> bytes:

@@ -9,7 +9,11 @@ make it hold.
 ``handler(request)`` is an async callable taking a ``Request`` (the whole body already read)
 and returning a ``Response``; it may define ``body_limit(path) -> int`` to accept bodies
 larger or smaller than ``Limits.max_body_bytes`` on some paths. The listeners are any
-``trio.abc.Listener`` of byte streams, so a ``trio.SSLListener`` serves HTTPS unchanged.
+``trio.abc.Listener`` of byte streams, so a ``trio.SSLListener`` serves HTTPS unchanged. A
+handler may also define ``async authenticate(stream) -> peer``: called once per connection
+before its first request (the TLS handshake runs there, bounded by
+``Limits.handshake_timeout_s``), its result is every request's ``peer``; if it raises a stream
+error the connection is closed without a word.
 
 The parser is httptools (llhttp, Node.js's HTTP parser, in C); request line, headers,
 chunked framing and keep-alive rules all come from it. It was picked over h11 by measurement:
@@ -27,6 +31,8 @@ Limits (``Limits``, each with a safe default):
 * more than ``max_connections`` open connections: the extra one gets 503 and is closed;
 * more than ``max_pipelined`` complete requests received ahead of their answers: 429, close
   (one receive of 64 KiB could otherwise queue thousands of tiny requests);
+* a connection's ``authenticate`` (its TLS handshake) not done within
+  ``handshake_timeout_s``: closed;
 * a request's headers not complete ``header_timeout_s`` after its first byte (slowloris),
   or its body not complete ``body_timeout_s`` after its headers: 408 and close;
 * no new request within ``idle_timeout_s`` of the last answer: closed without a word;
@@ -66,6 +72,7 @@ class Limits:
     max_body_bytes: int = 1 << 20
     max_connections: int = 1000
     max_pipelined: int = 128
+    handshake_timeout_s: float = 10.0
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     idle_timeout_s: float = 60.0
@@ -75,7 +82,7 @@ class Limits:
         for name in ("max_header_bytes", "max_body_bytes", "max_connections", "max_pipelined"):
             if type(getattr(self, name)) is not int or getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive integer")
-        for name in ("header_timeout_s", "body_timeout_s", "idle_timeout_s", "stop_grace_s"):
+        for name in ("handshake_timeout_s", "header_timeout_s", "body_timeout_s", "idle_timeout_s", "stop_grace_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
 
@@ -87,6 +94,7 @@ class Request:
     query: bytes
     headers: list  # [(lower-case name, value)] as bytes, in arrival order
     body: bytes
+    peer: object = None  # what the handler's ``authenticate`` said of the connection
 
 
 @dataclass(slots=True)
@@ -115,8 +123,9 @@ class _Message:
     at most ``max_header_bytes`` of head and its path's body limit of body.
     """
 
-    def __init__(self, limits: Limits, body_limit) -> None:
+    def __init__(self, limits: Limits, body_limit, peer=None) -> None:
         self.limits = limits
+        self.peer = peer
         self.body_limit = body_limit
         self.ready: deque = deque()  # (Request, keep-alive after it), in arrival order
         self.in_message = False
@@ -180,7 +189,7 @@ class _Message:
         chunks = self.body_chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         request = Request(self.parser.get_method().decode("latin-1"), path,
-                          url[q + 1:] if q >= 0 else b"", self.headers, body)
+                          url[q + 1:] if q >= 0 else b"", self.headers, body, self.peer)
         self.ready.append((request, self.parser.should_keep_alive()))
         self.in_message = False
         self.head_done = False
@@ -239,6 +248,7 @@ class _Server:
         self.limits = limits
         custom = getattr(handler, "body_limit", None)
         self.body_limit = custom if custom is not None else (lambda path: limits.max_body_bytes)
+        self.authenticate = getattr(handler, "authenticate", None)
         self.connections = 0
         self.stopping = False
         self.idle_scopes: set = set()  # cancel scopes of connections waiting for a request
@@ -276,7 +286,14 @@ class _Server:
                 return
             self.connections += 1
             try:
-                await self._converse(stream)
+                peer = None
+                if self.authenticate is not None:
+                    with trio.move_on_after(self.limits.handshake_timeout_s):
+                        peer = await self.authenticate(stream)
+                    if peer is None:
+                        log.debug("a connection did not authenticate in time")
+                        return
+                await self._converse(stream, peer)
             finally:
                 self.connections -= 1
         except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
@@ -300,9 +317,9 @@ class _Server:
                 if not await stream.receive_some(_RECEIVE_BYTES):
                     break
 
-    async def _converse(self, stream) -> None:
+    async def _converse(self, stream, peer) -> None:
         limits = self.limits
-        msg = _Message(limits, self.body_limit)
+        msg = _Message(limits, self.body_limit, peer)
         while True:  # one receive per turn; ends on close, error or timeout
             while msg.ready:  # answer every complete request, in order
                 request, keep_alive = msg.ready.popleft()

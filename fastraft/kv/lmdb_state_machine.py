@@ -383,7 +383,9 @@ class LmdbKVStateMachine(StateMachine):
                 txn.put(b"membership", records.encode_stored_membership(meta.last_membership),
                         db=meta_db)
                 if not os.path.exists(final):  # in place before the commit that names it
-                    os.link(data.name, final)
+                    # A rename within the directory, not a hard link: some file systems
+                    # (FUSE ones among them) have no links; the open file stays readable.
+                    os.rename(data.name, final)
                     _fsync_dir(self._dir)
 
             self._make_current(meta, name, extra=load)

@@ -61,8 +61,10 @@ class LocalCluster:
     ``store`` and ``network`` are passed to every node (``--store``, ``--network``);
     ``serve_args`` are further ``fastraft-kv serve`` options; ``python`` runs the nodes;
     ``verbose`` raises their log level (1: info, 2: debug); ``env`` is their environment
-    (default: this process's). ``peer_tls`` = (folder, cluster id): mutual TLS between the
-    nodes with the certificates ``fastraft-kv certs`` wrote there (``node-<id>.pem``...).
+    (default: this process's). ``peer_tls`` = (folder, cluster id): the nodes' certificates
+    that ``fastraft-kv certs`` wrote there (``node-<id>.pem``...): mutual TLS between the
+    nodes and HTTPS on their API; ``client_tls(name)`` is then a ``KVClient``'s ``tls`` for
+    the client certificate ``client-<name>.pem``.
     """
 
     def __init__(self, base_dir: str, *, store: str = "lmdb", network: str = "tcp",
@@ -90,16 +92,27 @@ class LocalCluster:
     async def __aexit__(self, *exc) -> None:
         await self.aclose()
 
+    def client_tls(self, name: str = "admin"):
+        """``KVClient(tls=...)`` with the client certificate ``name`` (None without TLS)."""
+        if self.peer_tls is None:
+            return None
+        from .client import client_tls_context
+
+        folder = self.peer_tls[0]
+        return client_tls_context(os.path.join(folder, "ca.pem"),
+                                  os.path.join(folder, f"client-{name}.pem"),
+                                  os.path.join(folder, f"client-{name}-key.pem"))
+
     def addrs(self, ids=None) -> list[str]:
         """The HTTP addresses of ``ids`` (default: every node started), in id order."""
         ids = sorted(self.nodes) if ids is None else ids
         return [self.nodes[i].addr for i in ids]
 
-    async def start(self, node_id: int) -> NodeProcess:
-        """Start node ``node_id`` on free ports; return once it serves."""
+    async def start(self, node_id: int, port: int = 0, raft_port: int = 0) -> NodeProcess:
+        """Start node ``node_id`` on these ports (0: free ones); return once it serves."""
         if node_id in self.nodes and self.nodes[node_id].running:
             raise ValueError(f"node {node_id} is running already")
-        node = NodeProcess(node_id, f"{self.host}:0", f"{self.host}:0",
+        node = NodeProcess(node_id, f"{self.host}:{port}", f"{self.host}:{raft_port}",
                            os.path.join(self.base_dir, f"n{node_id}"),
                            os.path.join(self.base_dir, f"n{node_id}.log"))
         self.nodes[node_id] = node

@@ -12,6 +12,8 @@ Metrics (all prefixed ``fastraft_``)::
     last_log_index, committed_index, applied_index, snapshot_index, purged_index
     peer_match_index{peer}, peer_replication_lag_entries{peer}   leader only (Raft §5.3)
     proposals_total, commits_total, elections_started_total, elections_won_total
+    read_rounds_total, consistent_reads_total   ReadIndex rounds begun, the reads they served
+    refused_requests_total{reason}               403s of the HTTPS API (role, sender)
     log_append_seconds    histogram: an append handed to the log store until durable
     log_sync_seconds      histogram: one synced write batch of the log store (lmdb only)
 """
@@ -85,8 +87,17 @@ class _NodeCollector:
                 ("commits", "entries this node saw committed", st.commits),
                 ("elections_started", "elections this node started as candidate",
                  st.elections_started),
-                ("elections_won", "elections this node won", st.elections_won)):
+                ("elections_won", "elections this node won", st.elections_won),
+                ("read_rounds", "ReadIndex rounds begun for consistent reads (thesis §6.4)",
+                 s.read_rounds),
+                ("consistent_reads", "consistent reads that waited for a ReadIndex round",
+                 s.consistent_reads)):
             yield CounterMetricFamily(f"fastraft_{name}", doc, value=value)
+        refused = CounterMetricFamily("fastraft_refused_requests",
+                                      "requests the HTTPS API refused with 403", labels=["reason"])
+        for reason in ("role", "sender"):
+            refused.add_metric([reason], s.refused.get(reason, 0))
+        yield refused
         yield _histogram("log_append_seconds",
                          "an append handed to the log store until it is durable",
                          st.append_latency)

@@ -42,7 +42,7 @@ class _Round:
 
 class ReadRounds:
     """Batches calls of ``confirm`` (``Raft.ensure_linearizable``). ``started`` counts the
-    rounds begun."""
+    rounds begun, ``reads`` the reads that waited for one (their ratio: reads per round)."""
 
     def __init__(self, confirm: Callable[[], Awaitable], timeout_s: float) -> None:
         self._confirm = confirm
@@ -50,10 +50,12 @@ class ReadRounds:
         self._running: _Round | None = None  # the round whose confirm() is under way
         self._next: _Round | None = None  # gathering readers; starts when _running ends
         self.started = 0
+        self.reads = 0
 
     async def wait(self) -> None:
         """Return once a read of the local state machine is linearizable; raises what the
         round raised (ForwardToLeader, ...) or Unavailable when it took too long."""
+        self.reads += 1
         round_ = self._next
         if round_ is None:  # this reader gathers the next batch and drives its round
             round_ = self._next = _Round()

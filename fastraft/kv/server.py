@@ -22,11 +22,14 @@ Raft network: ``tcp`` (the built-in pipelined TCP network on ``raft_addr``, the 
 ``http`` (``fastraft.kv.http_network``: Raft RPCs on the HTTP address, ``raft_addr`` unused).
 
 Security: ``peer_tls`` (``fastraft.net.tls.TlsConfig``) makes the tcp network mutual TLS between
-nodes of one cluster; ``raft_limits`` bounds its listener (``fastraft.net.limits``). Unless
+nodes of one cluster; ``raft_limits`` bounds its listener (``fastraft.net.limits``).
+``api_tls`` (``fastraft.kv.access.ApiTls``) serves the HTTP API over HTTPS with client
+certificates and roles, and with the http network makes Raft over HTTPS between the nodes'
+certificates (``fastraft.kv.http_network``); the same node certificate serves both. Unless
 ``insecure``, an address that is not loopback is refused where nothing authenticates its
-callers: the Raft address without ``peer_tls``, and the HTTP address (plain HTTP for now), since
-whoever reaches them can write, vote and change the membership. A node raises its soft limit on
-open files at start; the Raft listener takes at most a quarter of it.
+callers: the Raft address without ``peer_tls``, and the HTTP address without ``api_tls``, since
+whoever reaches them could write, vote and change the membership. A node raises its soft limit
+on open files at start; the Raft listener takes at most a quarter of it.
 """
 
 from __future__ import annotations
@@ -49,11 +52,12 @@ from ..runtime import open_raft
 from ..storage import LmdbLogStore, MemoryLogStore
 from . import data_dir
 from .api import BadRequest, check_addr
+from .access import ApiTls
 from .app import KVHandler
 from .http_server import Limits, serve_http
 from .http_network import HttpNetwork
 from .lmdb_state_machine import LmdbKVStateMachine
-from .service import KVService, NodeInfo
+from .service import KVService, NodeInfo, fetch_node_info
 from .state_machine import MemoryKVStateMachine
 
 __all__ = ["NodeOptions", "run_node", "STORES", "NETWORKS"]
@@ -83,6 +87,7 @@ class NodeOptions:
     #: node then starts empty: see ``fastraft.kv.data_dir``).
     force_new_store: bool = False
     peer_tls: TlsConfig | None = None
+    api_tls: ApiTls | None = None
     raft_limits: ListenerLimits | None = None
     insecure: bool = False
 
@@ -106,13 +111,20 @@ class NodeOptions:
         self.config.validate()
         if self.peer_tls is not None:
             if self.network != "tcp":
-                raise ConfigError("peer TLS is for the tcp raft network (the http one gets HTTPS "
-                                  "with the HTTPS API)")
+                raise ConfigError("peer TLS is for the tcp raft network (the http one runs over "
+                                  "the HTTPS API: api_tls)")
             if self.peer_tls.node_id != self.node_id:
                 raise ConfigError(f"the peer TLS settings are for node {self.peer_tls.node_id}, "
                                   f"not node {self.node_id}")
+        if self.api_tls is not None and self.api_tls.node.node_id != self.node_id:
+            raise ConfigError(f"the API's TLS settings are for node {self.api_tls.node.node_id}, "
+                              f"not node {self.node_id}")
         if not self.insecure:
-            exposed = [("HTTP address", self.addr, "the HTTP API has no TLS yet", "")]
+            exposed = []
+            if self.api_tls is None:
+                exposed.append(("HTTP address", self.addr, "the HTTP API has no TLS configured",
+                                "configure TLS (--cluster-id, --peer-cacert, --peer-cert, "
+                                "--peer-key), "))
             if self.network == "tcp" and self.peer_tls is None:
                 exposed.append(("raft address", self.raft_addr, "no peer TLS is configured",
                                 "configure peer TLS (--cluster-id, --peer-cacert, --peer-cert, "
@@ -185,12 +197,17 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
     options.check()
     raise_fd_limit(log)
     listener, http_addr = await bind_http_listener(options.addr)
+    api_tls = options.api_tls
+    if api_tls is not None:
+        # https_compatible: HTTP clients close without TLS's close_notify; framing is HTTP's
+        listener = trio.SSLListener(listener, api_tls.server_context(), https_compatible=True)
     try:
         log_store, sm = await _open_stores(options)
     except BaseException:
         await listener.aclose()
         raise
-    network = TcpNetwork(tls=options.peer_tls) if options.network == "tcp" else HttpNetwork()
+    network = (TcpNetwork(tls=options.peer_tls) if options.network == "tcp"
+               else HttpNetwork(tls=api_tls.node if api_tls is not None else None))
     async with open_raft(options.node_id, options.config, log_store=log_store,
                          state_machine=sm, network=network,
                          request_timeout_s=options.request_timeout_s) as raft:
@@ -204,14 +221,16 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
             else:
                 raft_addr = http_addr
             info = NodeInfo(options.node_id, http_addr, raft_addr, options.network)
+            fetch_info = (fetch_node_info if api_tls is None else
+                          partial(fetch_node_info, tls_context=api_tls.client_context()))
             service = KVService(raft, sm, info, write_timeout_s=options.write_timeout_s,
-                                read_timeout_s=options.read_timeout_s)
+                                read_timeout_s=options.read_timeout_s, fetch_info=fetch_info)
             handler = KVHandler(service, raft_rpc=options.network == "http",
-                                max_body_bytes=options.http_limits.max_body_bytes)
+                                max_body_bytes=options.http_limits.max_body_bytes, tls=api_tls)
             await nursery.start(partial(serve_http, handler, [listener],
                                         limits=options.http_limits))
-            log.info("node %d serving HTTP on %s, raft (%s) on %s, store %s%s",
-                     options.node_id, http_addr, options.network, raft_addr, options.store,
+            log.info("node %d serving %s on %s, raft (%s) on %s, store %s%s",
+                     options.node_id, "HTTPS" if api_tls else "HTTP", http_addr, options.network, raft_addr, options.store,
                      f" in {options.data_dir}" if options.data_dir else "",
                      extra={"node_id": options.node_id})
             task_status.started(info)

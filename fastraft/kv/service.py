@@ -53,14 +53,17 @@ class NodeInfo:
 NodeInfoFetcher = Callable[[str], Awaitable[dict]]
 
 
-async def fetch_node_info(addr: str, timeout_s: float = 3.0) -> dict:
-    """``GET http://addr/node`` and return its Ok value; BadRequest if the node cannot be
+async def fetch_node_info(addr: str, timeout_s: float = 3.0, tls_context=None) -> dict:
+    """``GET http://addr/node`` (https with ``tls_context``, an ``ssl.SSLContext`` holding
+    this node's certificate) and return its Ok value; BadRequest if the node cannot be
     reached or does not answer as a KV node."""
     import httpx  # the kv extra; imported here so that the rest of the module does not need it
 
+    scheme = "https" if tls_context is not None else "http"
     try:
-        async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
-            response = await client.get(f"http://{addr}/node")
+        async with httpx.AsyncClient(timeout=timeout_s, trust_env=False,
+                                     verify=tls_context or True) as client:
+            response = await client.get(f"{scheme}://{addr}/node")
         doc = json.loads(response.content)
         return doc["Ok"]
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
@@ -82,6 +85,7 @@ class KVService:
         self.read_timeout_s = read_timeout_s
         self.admin_timeout_s = admin_timeout_s
         self._fetch_info = fetch_info
+        self.refused: dict = {}  # requests the API refused, by reason (set by its handler)
         self._read_rounds = ReadRounds(raft.ensure_linearizable, read_timeout_s)
 
     # -- application API ----------------------------------------------------------------------
@@ -118,12 +122,23 @@ class KVService:
         return self.info.to_json()
 
     def metrics(self) -> dict:
-        return metrics_json(self.raft.metrics())
+        """``metrics_json`` of the node, with the API's own counters: ``read_rounds``
+        (ReadIndex rounds begun for consistent reads, and the reads they served) and
+        ``refused_requests`` (403s of the HTTPS API, by reason)."""
+        return {**metrics_json(self.raft.metrics()),
+                "read_rounds": {"rounds": self._read_rounds.started,
+                                "reads": self._read_rounds.reads},
+                "refused_requests": dict(self.refused)}
 
     @property
     def read_rounds(self) -> int:
         """How many ReadIndex rounds this node's consistent reads have started."""
         return self._read_rounds.started
+
+    @property
+    def consistent_reads(self) -> int:
+        """How many consistent reads waited for a ReadIndex round."""
+        return self._read_rounds.reads
 
     async def init(self, members: list[tuple[int, str, str | None]]) -> None:
         """Initialize the cluster with ``members`` (this node alone when empty)."""

@@ -18,6 +18,8 @@ node must stop (its applied state can no longer be trusted).
 
 Invariant: entries reach the state machine in log order, each once; a read point is released
 only after every apply queued before it completed.
+Invariant: at most ``_MAX_QUEUED`` commands wait (the engine emits at most one ApplyEntries
+per round and one ReadReady per read round); one more fails the node rather than grow memory.
 
 The applied index has one owner, this class: ``last_applied`` is the last entry the state
 machine has applied (or the snapshot it installed, once the engine adopted it), written here
@@ -29,7 +31,6 @@ only; metrics read it. The engine's ``applied`` is a different thing, the end of
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Awaitable, BinaryIO, Callable
 
 import trio
@@ -38,10 +39,14 @@ from ..core.commands import ApplyEntries, BuildSnapshot, InstallSnapshot, ReadRe
 from ..errors import StorageError
 from ..storage.protocols import LogStore, StateMachine
 from ..types import LogId, SnapshotMeta
+from .work_queue import QueueFull, WorkQueue
 
 __all__ = ["Applier"]
 
 log = logging.getLogger("fastraft.runtime.applier")
+
+#: Most state-machine commands waiting for the state machine.
+_MAX_QUEUED = 1 << 20
 
 
 class Applier:
@@ -62,16 +67,17 @@ class Applier:
         self._on_snapshot_installed = on_snapshot_installed
         self._on_failed = on_failed
         self._max_apply = max_apply_entries
-        self._queue: deque = deque()  # bounded by the engine's own emissions per input
-        self._wake = trio.Event()
+        self._queue = WorkQueue(_MAX_QUEUED)
         self._receiving: tuple[str, BinaryIO] | None = None
         #: The last entry applied (or snapshot adopted); written only by this class.
         self.last_applied: LogId | None = None
 
     def submit(self, cmd) -> None:
         """Take one state-machine command (or a ReadReady), in emission order."""
-        self._queue.append(cmd)
-        self._wake.set()
+        try:
+            self._queue.put(cmd)
+        except QueueFull as e:
+            self._on_failed(e)
 
     async def run(self) -> None:
         """Execute queued commands until cancelled; a failure ends it via ``on_failed``."""
@@ -88,15 +94,14 @@ class Applier:
         q = self._queue
         while True:  # one round per queued command or batch of applies; ends by cancel
             if not q:
-                self._wake = trio.Event()
-                await self._wake.wait()
+                await q.wait()
                 continue
-            cmd = q[0]
+            cmd = q.peek()
             t = type(cmd)
             if t is ApplyEntries:
                 await self._apply_batch()
                 continue
-            q.popleft()
+            q.take()
             if t is ReadReady:
                 self._on_read_ready(cmd)
             elif t is BuildSnapshot:
@@ -114,8 +119,8 @@ class Applier:
         """Apply the ApplyEntries at the head of the queue and those right behind it."""
         q = self._queue
         entries: list = []
-        while q and type(q[0]) is ApplyEntries and len(entries) < self._max_apply:
-            cmd = q[0]
+        while q and type(q.peek()) is ApplyEntries and len(entries) < self._max_apply:
+            cmd = q.peek()
             room = self._max_apply - len(entries)
             lo, hi = cmd.lo, cmd.hi
             take_hi = min(hi, lo + room)
@@ -129,10 +134,10 @@ class Applier:
                         f"(read {len(got)})")
             entries.extend(got)
             if take_hi == hi:
-                q.popleft()
+                q.take()
             else:  # the rest of this range goes in the next batch
                 rest = None if cmd.entries is None else cmd.entries[take_hi - lo:]
-                q[0] = ApplyEntries(take_hi, hi, rest)
+                q.replace_head(ApplyEntries(take_hi, hi, rest))
         if not entries:
             return
         responses = await self._sm.apply(entries)

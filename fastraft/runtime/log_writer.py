@@ -11,6 +11,10 @@ The rare writes (vote, truncate, purge) are awaited one at a time, in order; an 
 after one of them waits in the queue until it completed, so the store sees every mutation in
 the engine's order (commands.py, obligation 1).
 
+An append submitted while the store reports a completion (``on_flushed`` runs the engine's
+flush round, which may append) is queued for the writer task instead of handed to the store
+at once: a store's completion loop need not expect new writes from inside itself.
+
 Completions are reported through callbacks on the trio thread: ``on_vote_saved(vote)`` and
 ``on_flushed(last_log_id)`` (the latest only is enough, as completions come in order). A
 store failure is reported to ``on_failed(error)``: the node must stop (Raft cannot go on
@@ -18,11 +22,13 @@ over storage that lost a write).
 
 Invariant: mutations reach the store in emission order; at most one awaited mutation is in
 progress at a time, and nothing is issued to the store while one is.
+Invariant: at most ``_MAX_QUEUED`` commands wait (the engine emits one log command per input
+at most, and appends bypass the queue unless a rare write is under way); one more is a
+runaway producer and fails the node rather than grow memory.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from time import perf_counter
 from typing import Callable
 
@@ -32,11 +38,14 @@ from ..core.commands import AppendLog, PurgeLog, SaveVote, TruncateLog
 from ..latency import LatencyHistogram
 from ..storage.protocols import LogStore, supports_append_nowait
 from ..types import LogId, Vote
+from .work_queue import QueueFull, WorkQueue
 
 __all__ = ["LogWriter"]
 
 #: Most entries put into one ``append`` call on the slow road (stores without append_nowait).
 _MAX_APPEND_BATCH = 65536
+#: Most log commands waiting behind an awaited write.
+_MAX_QUEUED = 65536
 
 
 class LogWriter:
@@ -49,10 +58,10 @@ class LogWriter:
         self._on_vote_saved = on_vote_saved
         self._on_flushed = on_flushed
         self._on_failed = on_failed
-        self._queue: deque = deque()  # bounded by the engine: it emits one command per input
+        self._queue = WorkQueue(_MAX_QUEUED)
         self._busy = False  # a queued command is being executed by run()
-        self._wake = trio.Event()
         self._failed = False
+        self._completing = False  # inside the store's completion callback
         self._appends_in_store = 0  # append_nowait calls whose completion is still to come
         #: from handing an append to the store to its being durable (the flush's latency)
         self.append_latency = LatencyHistogram()
@@ -61,11 +70,14 @@ class LogWriter:
         """Take one log command, in emission order. Never blocks."""
         if self._failed:
             return
-        if self._nowait and type(cmd) is AppendLog and not self._busy and not self._queue:
+        if (self._nowait and type(cmd) is AppendLog and not self._busy and not self._queue
+                and not self._completing):
             self._issue_nowait(cmd)
             return
-        self._queue.append(cmd)
-        self._wake.set()
+        try:
+            self._queue.put(cmd)
+        except QueueFull as e:
+            self._fail(e)
 
     def _issue_nowait(self, cmd: AppendLog) -> None:
         last = cmd.last_log_id
@@ -77,7 +89,11 @@ class LogWriter:
                 self._fail(error)
             elif not self._failed:
                 self.append_latency.observe(perf_counter() - issued)
-                self._on_flushed(last)
+                self._completing = True
+                try:
+                    self._on_flushed(last)
+                finally:
+                    self._completing = False
 
         self._appends_in_store += 1
         try:
@@ -97,8 +113,7 @@ class LogWriter:
         q = self._queue
         while not self._failed:  # one round per batch of queued commands
             if not q:
-                self._wake = trio.Event()
-                await self._wake.wait()
+                await q.wait()
                 continue
             self._busy = True
             try:
@@ -112,7 +127,7 @@ class LogWriter:
 
     async def _execute_head(self) -> None:
         q = self._queue
-        cmd = q.popleft()
+        cmd = q.take()
         t = type(cmd)
         store = self._store
         if t is AppendLog:
@@ -121,8 +136,8 @@ class LogWriter:
                 return
             entries = list(cmd.entries)
             last = cmd.last_log_id
-            while q and type(q[0]) is AppendLog and len(entries) < _MAX_APPEND_BATCH:
-                nxt = q.popleft()
+            while q and type(q.peek()) is AppendLog and len(entries) < _MAX_APPEND_BATCH:
+                nxt = q.take()
                 entries.extend(nxt.entries)
                 last = nxt.last_log_id
             issued = perf_counter()

@@ -1,10 +1,10 @@
 """The runtime: one task owns the engine, feeds it inputs in rounds and hands each command it
 emits to the part that executes it (``fastraft.core.commands`` lists the obligations).
 
-A round: ``tick(now)``; the latest log flush reported; every input queued since the last
-round (peers' requests and responses, storage completions, admin and read requests); the
-client writes gathered since the last round as one ``propose``; then the commands, each to its
-executor without waiting:
+A round: every input queued since the last round (peers' requests and responses, storage
+completions, admin and read requests), urgent ones first; ``tick(now)``; the latest log flush
+reported; the client writes gathered since the last round as one ``propose``; then the
+commands, each to its executor without waiting:
 
 * durable writes -> ``LogWriter`` (in order, group commit);
 * state-machine work and read points -> ``Applier`` (in order, batched);
@@ -17,22 +17,50 @@ The engine task never awaits I/O, so a slow disk or peer delays only what depend
 Between rounds it sleeps until an input arrives or the engine's next timer (trio's clock, so
 ``trio.testing.MockClock`` drives time in tests).
 
-Invariant: only this task calls the engine. Every other task reaches it through ``post``.
-Invariant: the input queue is bounded by its producers: networks bound their requests in
-flight, peers their replies, clients their pending writes, storage its completions.
+Urgent inputs (Raft §5.6: broadcast time well below the election timeout): vote requests and
+their answers, heartbeats (AppendEntries without entries) and TimeoutNow go to the input
+queue's urgent lane, handled before the client work queued ahead of them.
+
+Rounds run where the work arrives when that saves a task turn on the path of a write:
+
+* a log flush completion is reported to the engine at once and the commands that emits are
+  dispatched (``_on_flushed``, a flush round: nothing else, so it never splits the batch of
+  inputs and writes the engine task's round gathers): a follower's acknowledgement, or the
+  leader's commit and apply, leave without waiting for the engine task's next turn (inside a
+  round, a store that completed synchronously is reported at the end of that round);
+* an input that finds the engine task parked with nothing queued (an idle node) runs its
+  round in the producer's task (``_inline_round``), so a follower's append starts in the
+  turn that read the request; so does a client write that is the only one pending (one
+  writer): its AppendLog and sends start in the client's own turn. A write among others
+  waits for the engine task's round, so the writers an apply woke are still proposed as one
+  batch (one AppendLog, one message per peer).
+
+A round run outside the engine task wakes it only when it left work queued or moved the
+engine's next timer before the deadline the task sleeps until.
+
+The module is over 400 lines for one reason: the engine task's round, the two other places a
+round runs and the command executors share the engine task's state and one invariant.
+
+Invariant: the engine is called on the trio thread only, by one round at a time (the engine
+task's, a flush round or an inline round), never across an ``await``; each round dispatches
+its commands before it ends.
+Invariant: the input queue holds at most ``_MAX_INPUTS`` items: peers' messages are refused
+(a request answered "no answer", a response dropped: Raft copes, §5.3) beyond
+``_MAX_MESSAGE_INPUTS``, leaving the rest for completions, which the engine's own commands
+bound.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections import deque
 
 import trio
 
 from ..core import commands as C
 from ..core import Engine, LeaderTransferring, Role
 from ..errors import ForwardToLeader, RaftShutdown
+from ..messages import VoteResponse
 from ..net.protocol import RESPONSE_TYPE
 from ..reply import Reply
 from ..types import LogId
@@ -42,9 +70,10 @@ from .inbound import InboundReplies
 from .log_writer import LogWriter
 from .metrics import MetricsWatch, RaftMetrics, ServerState
 from .oplog import OperatorLog
-from .peers import PeerSet
-from .proposals import Proposal, Proposals
+from .peers import PeerSet, is_urgent
+from .proposals import Proposal, Proposals, wake_in_slices
 from .snapshot_reader import SnapshotReader
+from .work_queue import WorkQueue
 
 __all__ = ["RaftRuntime"]
 
@@ -55,6 +84,9 @@ _STATE = {Role.LEADER: ServerState.LEADER, Role.FOLLOWER: ServerState.FOLLOWER,
           Role.LEARNER: ServerState.LEARNER}
 #: Inputs taken per round at most, so timers and commands keep flowing under a flood.
 _MAX_INPUTS_PER_ROUND = 4096
+#: The input queue's bound, and the share of it peers' messages may fill.
+_MAX_INPUTS = 65536
+_MAX_MESSAGE_INPUTS = 49152
 #: Client writers woken per scheduler pass after an apply (see ``_on_applied``).
 _WAKE_SLICE = 256
 
@@ -69,9 +101,11 @@ class RaftRuntime:
         self.engine = engine
         self.id = engine.id
         self._nursery = nursery
-        self._inputs: deque = deque()
-        self._wake = trio.Event()
+        self._inputs = WorkQueue(_MAX_INPUTS)
         self._flushed: LogId | None = None
+        self._in_round = False  # the engine's commands are being produced or dispatched
+        self._parked_until: float | None = None  # the parked engine task's deadline
+        self.refused_inputs = 0  #: peers' messages refused because the input queue was full
         self._request_ids = itertools.count(1)
         self._admin: dict[int, Reply] = {}
         self._reads: list[Reply] = []  # ensure_linearizable calls gathered for the next round
@@ -138,10 +172,9 @@ class RaftRuntime:
         self._admin.clear()
         self._reads = []
         self._read_groups.clear()
-        for fn, args in self._inputs:
+        for fn, args in self._inputs.clear():
             if fn == self._on_inbound:
                 args[1].set_error(error)
-        self._inputs.clear()
         self.watch.close()
         self.oplog.stopped(self.fatal)
 
@@ -159,24 +192,40 @@ class RaftRuntime:
     # -- inputs (any task) ----------------------------------------------------------------
 
     def post(self, fn, *args) -> None:
-        """Queue ``fn(*args)`` to run in the engine task's next round."""
+        """Run ``fn(*args)`` in a round now if the engine task is idle, else queue it for the
+        engine task's next round."""
         if self.closed.is_set():
             return
-        self._inputs.append((fn, args))
-        self._wake.set()
+        if self._idle():
+            self._inline_round(fn, args)
+        else:
+            self._inputs.put((fn, args))
 
     def submit_request(self, request) -> Reply:
         """A peer's request: the reply resolves with the engine's response (or None)."""
         self.check_open()
-        if type(request) not in RESPONSE_TYPE:
-            raise TypeError(f"{type(request).__name__} is not a request message")
+        t = type(request)
+        if t not in RESPONSE_TYPE:
+            raise TypeError(f"{t.__name__} is not a request message")
         reply = Reply()
-        self.post(self._on_inbound, request, reply)
+        inputs = self._inputs
+        if self._idle():
+            self._inline_round(self._on_inbound, (request, reply))
+        elif len(inputs) >= _MAX_MESSAGE_INPUTS:
+            self.refused_inputs += 1
+            reply.no_answer(f"{len(inputs)} inputs already wait for the engine")
+        elif is_urgent(request):
+            inputs.put_urgent((self._on_inbound, (request, reply)))
+        else:
+            inputs.put((self._on_inbound, (request, reply)))
         return reply
 
     def submit_write(self, proposal: Proposal) -> None:
         self.proposals.queue(proposal)
-        self._wake.set()
+        if len(self.proposals) == proposal.count and self._idle():  # the only write pending
+            self._inline_round()
+        else:
+            self._inputs.wake_consumer()
 
     def submit_admin(self, call, *args) -> Reply:
         """Run the engine's admin ``call(request_id, *args)``; the reply gets its Respond."""
@@ -192,7 +241,7 @@ class RaftRuntime:
         self.check_open()
         reply = Reply()
         self._reads.append(reply)
-        self._wake.set()
+        self._inputs.wake_consumer()
         return reply
 
     def _on_inbound(self, request, reply: Reply) -> None:
@@ -203,29 +252,83 @@ class RaftRuntime:
             self.engine.step(request, reply_to=token)
 
     def _on_peer_response(self, response) -> None:
-        self.post(self.engine.step, response)
+        inputs = self._inputs
+        if self.closed.is_set():
+            return
+        if self._idle():
+            self._inline_round(self.engine.step, (response,))
+        elif len(inputs) >= _MAX_MESSAGE_INPUTS:
+            self.refused_inputs += 1  # lost like any message; the engine retries (Raft §5.3)
+        elif type(response) is VoteResponse:
+            inputs.put_urgent((self.engine.step, (response,)))
+        else:
+            inputs.put((self.engine.step, (response,)))
 
     def _on_vote_saved(self, vote) -> None:
         self.post(self.engine.on_vote_saved, vote)
 
     def _on_flushed(self, log_id: LogId) -> None:
-        self._flushed = log_id  # completions come in order: the latest covers the others
-        self._wake.set()
+        # completions come in order: the latest covers the others
+        if self._in_round or self.closed.is_set():
+            self._flushed = log_id  # reported at the end of this round (or never: closed)
+            return
+        # A flush round: what waited for this flush (a follower's acknowledgement, the
+        # leader's commit and the applies it allows) leaves now, not a task turn later.
+        self._in_round = True
+        try:
+            self.engine.on_log_flushed(log_id)
+            self._dispatch_commands()
+        finally:
+            self._in_round = False
+        self._after_inline_round()
+
+    def _idle(self) -> bool:
+        """Whether the engine task is parked with nothing to do and no round is under way."""
+        return self._inputs.consumer_parked and not self._in_round and not self.closed.is_set()
+
+    def _inline_round(self, fn=None, args=()) -> None:
+        """``fn(*args)`` (an input), then a round, in the calling task (see the module
+        docstring); the engine task is woken if work or an earlier timer is left for it."""
+        self._in_round = True
+        try:
+            if fn is not None:
+                fn(*args)
+            self._round()
+        finally:
+            self._in_round = False
+        self._after_inline_round()
+
+    def _after_inline_round(self) -> None:
+        self._after_round()
+        parked_until = self._parked_until
+        if parked_until is not None and (
+                self._inputs or self._flushed is not None or self.proposals.has_queued
+                or self._reads or self.engine.next_deadline() < parked_until):
+            self._inputs.wake_consumer()
 
     # -- the engine task --------------------------------------------------------------------
 
     async def _run(self) -> None:
         eng = self.engine
+        inputs = self._inputs
         while not self.closed.is_set():  # one round per wake-up; ends at shutdown (or cancel)
-            if not (self._inputs or self._flushed or self.proposals.has_queued or self._reads):
-                self._wake = trio.Event()
-                with trio.move_on_at(eng.next_deadline()):
-                    await self._wake.wait()
+            if not (inputs or self._flushed or self.proposals.has_queued or self._reads):
+                self._parked_until = deadline = eng.next_deadline()
+                try:
+                    with trio.move_on_at(deadline):
+                        await inputs.wait()
+                finally:
+                    self._parked_until = None
             else:
                 await trio.lowlevel.checkpoint()  # let the executors run between busy rounds
             if self.closed.is_set():
                 return
-            self._round()
+            self._in_round = True
+            try:
+                self._round()
+            finally:
+                self._in_round = False
+            self._after_round()
 
     def _round(self) -> None:
         eng = self.engine
@@ -234,9 +337,7 @@ class RaftRuntime:
         # first, then let time move. Ticking first would, after a busy stretch, run the
         # leader's check-quorum before the acknowledgements sitting in the queue and make a
         # healthy leader step down (thesis §6.2).
-        inputs = self._inputs
-        for _ in range(min(len(inputs), _MAX_INPUTS_PER_ROUND)):
-            fn, args = inputs.popleft()
+        for fn, args in self._inputs.take_batch(_MAX_INPUTS_PER_ROUND):
             fn(*args)
         eng.tick(now)
         if self._flushed is not None:
@@ -246,10 +347,21 @@ class RaftRuntime:
             self._start_read()
         if self.proposals.has_queued:
             self._propose()
+        self._dispatch_commands()
+        for _ in range(4):  # a store that completed during dispatch (bounded: it is rare)
+            if self._flushed is None:
+                break
+            flushed, self._flushed = self._flushed, None
+            eng.on_log_flushed(flushed)
+            self._dispatch_commands()
+
+    def _dispatch_commands(self) -> None:
         dispatch = self._dispatch
-        for cmd in eng.take_commands():
+        for cmd in self.engine.take_commands():
             dispatch[type(cmd)](cmd)
-        self.guard_log.after_round(eng)
+
+    def _after_round(self) -> None:
+        self.guard_log.after_round(self.engine)
         self.watch.notify()
         self.oplog.after_round()
 
@@ -338,20 +450,7 @@ class RaftRuntime:
     async def _on_applied(self, entries: list, responses: list) -> None:
         settled = self.proposals.on_applied(entries, responses, self.engine.forward_to_leader())
         self.watch.notify()
-        # Wake the writers a slice at a time: each woken writer runs (and usually writes
-        # again) before the scheduler gets back to the engine task, so waking ten thousand
-        # at once would hold back heartbeats long enough for followers to start an election.
-        woken = 0
-        try:
-            for i in range(0, len(settled), _WAKE_SLICE):
-                if i:
-                    await trio.sleep(0)
-                for p in settled[i:i + _WAKE_SLICE]:
-                    p.wake()
-                woken = i + _WAKE_SLICE
-        finally:
-            for p in settled[woken:]:  # cancelled (shutting down): nobody may be left waiting
-                p.wake()
+        await wake_in_slices(settled, _WAKE_SLICE)
 
     def _on_snapshot_installed(self, meta) -> None:
         self.post(self._adopt_snapshot, meta)

@@ -13,8 +13,13 @@ request whose response is late never delays the responses behind it.
 * Any other client: each request runs in a task of its own (at most ``max_in_flight`` at
   once), bounded by its deadline.
 
-Bounds: at most ``max_queued`` messages wait to be sent (when full the oldest is dropped: a
-peer that cannot keep up loses messages, it does not grow memory) and at most
+Priority (Raft §5.6: broadcast time well below the election timeout): heartbeats
+(AppendEntries without entries, sent at the follower's match index, so they may overtake the
+entries queued before them), vote requests and TimeoutNow are started at once whenever the
+client can take them, and otherwise wait in the queue's urgent lane, ahead of queued entries.
+
+Bounds: at most ``max_queued`` messages wait to be sent (when full the oldest ordinary one is
+dropped: a peer that cannot keep up loses messages, it does not grow memory) and at most
 ``max_in_flight`` requests wait for replies (then the sender waits, which fills the queue).
 
 ``PeerSet`` keeps one sender per member of the membership, starting and stopping senders as
@@ -24,20 +29,31 @@ the membership (or a member's address) changes.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Callable
 
 import trio
 
-from ..messages import InstallSnapshotRequest, Message
+from ..messages import (AppendEntriesRequest, InstallSnapshotRequest, Message,
+                        TimeoutNowRequest, VoteRequest)
 from ..errors import NetworkError
 from ..net.protocol import RaftNetwork
 from ..reply import Reply
 from ..types import Node
+from .work_queue import WorkQueue
 
 __all__ = ["PeerSender", "PeerSet"]
 
 log = logging.getLogger("fastraft.runtime.peers")
+
+#: Replies tracked for expiry at most: more than any sender starts within one timeout.
+_MAX_EXPIRING = 1 << 20
+
+
+def is_urgent(msg: Message) -> bool:
+    """Whether ``msg`` keeps a leader in place or elects one (see the module docstring)."""
+    t = type(msg)
+    return t is VoteRequest or t is TimeoutNowRequest or (
+        t is AppendEntriesRequest and not msg.entries)
 
 
 class PeerSender:
@@ -52,11 +68,9 @@ class PeerSender:
         self._on_response = on_response
         self._timeout_s = timeout_s
         self._snapshot_timeout_s = snapshot_timeout_s
-        self._queue: deque[Message] = deque(maxlen=max_queued)
-        self._wake = trio.Event()
+        self._queue = WorkQueue(max_queued)
         self._slots = trio.Semaphore(max_in_flight)  # released by whichever task ends a request
-        self._expiring: deque[tuple[float, Reply]] = deque()  # pipelined replies, send order
-        self._expiry_wake = trio.Event()
+        self._expiring = WorkQueue(_MAX_EXPIRING)  # (deadline, reply) of pipelined requests
         self._scope = trio.CancelScope()
         self._client = None  # the pipelining client, once run() opened it
         self._starting = False  # run() holds a message taken from the queue, not yet started
@@ -68,12 +82,15 @@ class PeerSender:
     def send(self, msg: Message) -> None:
         """Queue ``msg`` for the peer (or start it at once); never blocks."""
         q = self._queue
+        if is_urgent(msg):
+            if (self._client is None or not self._start_now(msg)) and \
+                    q.put_urgent(msg) is not None:
+                self.dropped += 1
+            return
         if not q and not self._starting and self._client is not None and self._start_now(msg):
             return
-        if len(q) == q.maxlen:
-            self.dropped += 1  # the deque drops the oldest on append
-        q.append(msg)
-        self._wake.set()
+        if q.put_dropping_oldest(msg) is not None:
+            self.dropped += 1
 
     def stop(self) -> None:
         self._scope.cancel()
@@ -86,9 +103,8 @@ class PeerSender:
     async def _next(self) -> Message:
         q = self._queue
         while not q:  # until a message is queued (or stop() cancels)
-            self._wake = trio.Event()
-            await self._wake.wait()
-        return q.popleft()
+            await q.wait()
+        return q.take()
 
     async def run(self) -> None:
         """Run until ``stop``: connect lazily, send, deliver responses."""
@@ -147,8 +163,7 @@ class PeerSender:
 
     def _track(self, reply: Reply, deadline: float) -> None:
         self.sent += 1
-        self._expiring.append((deadline, reply))
-        self._expiry_wake.set()
+        self._expiring.put((deadline, reply))
         reply.on_done(self._on_reply)
 
     def _on_reply(self, reply: Reply) -> None:
@@ -165,17 +180,16 @@ class PeerSender:
         """Cancel the replies whose deadline passed (they release their slot doing so)."""
         q = self._expiring
         while True:  # until cancelled by stop()
-            while q and q[0][1].done:
-                q.popleft()
+            while q and q.peek()[1].done:
+                q.take()
             if not q:
-                self._expiry_wake = trio.Event()
-                await self._expiry_wake.wait()
+                await q.wait()
                 continue
-            deadline, reply = q[0]
+            deadline, reply = q.peek()
             if trio.current_time() < deadline:
                 await trio.sleep_until(deadline)
                 continue
-            q.popleft()
+            q.take()
             reply.cancel()
 
     # -- other clients -----------------------------------------------------------------------

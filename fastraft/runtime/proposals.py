@@ -27,7 +27,26 @@ import trio
 
 from ..errors import ForwardToLeader, OutcomeUnknown, RaftShutdown
 
-__all__ = ["Proposal", "Proposals"]
+__all__ = ["Proposal", "Proposals", "wake_in_slices"]
+
+
+async def wake_in_slices(settled: list, per_pass: int) -> None:
+    """Wake the callers of ``settled`` proposals, ``per_pass`` per scheduler pass: each woken
+    writer runs (and usually writes again) before the scheduler gets back to the engine task,
+    so waking ten thousand at once would hold back heartbeats long enough for followers to
+    start an election (Raft §5.6). Cancelled (shutting down), it wakes the rest at once:
+    nobody may be left waiting."""
+    woken = 0
+    try:
+        for i in range(0, len(settled), per_pass):
+            if i:
+                await trio.sleep(0)
+            for p in settled[i:i + per_pass]:
+                p.wake()
+            woken = i + per_pass
+    finally:
+        for p in settled[woken:]:
+            p.wake()
 
 
 class Proposal:

@@ -154,32 +154,49 @@ def _worker(args: tuple[int, SimOptions]) -> tuple[RunResult, float]:
 
 
 class _Progress:
+    """rich's progress bar on a terminal; none when ``out`` is not a terminal (logs, pipes),
+    when FASTRAFT_PROGRESS=0, or when rich is not installed: then only the final line.
+    The bar is redrawn from here, never from a thread of its own (the workers are forked)."""
+
     def __init__(self, out: TextIO | None, total: int) -> None:
         self.out = out
         self.total = total
         self.t0 = time.perf_counter()
         self.shown_at = 0.0
-        self.tty = out is not None and hasattr(out, "isatty") and out.isatty()
+        self.bar = None
+        tty = out is not None and hasattr(out, "isatty") and out.isatty()
+        if tty and os.environ.get("FASTRAFT_PROGRESS", "") != "0":
+            try:
+                from rich.console import Console
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+                from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+            except ImportError:
+                return
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(),
+                                console=Console(file=out), auto_refresh=False, transient=True)
+            self.task = self.bar.add_task("seeds", total=total)
+            self.bar.start()
+
+    def line(self, s: CampaignSummary) -> str:
+        elapsed = time.perf_counter() - self.t0
+        return (f"{s.runs}/{self.total} seeds, {s.steps + s.quiet_steps} steps, "
+                f"{len(s.failures)} violations, {elapsed:.0f} s")
 
     def show(self, s: CampaignSummary, final: bool = False) -> None:
         if self.out is None:
             return
         now = time.perf_counter()
-        if not final and now - self.shown_at < (0.2 if self.tty else 10.0):
-            return
-        self.shown_at = now
-        done = s.runs
-        width = 30
-        fill = int(width * done / max(self.total, 1))
-        elapsed = now - self.t0
-        eta = elapsed / done * (self.total - done) if done else 0.0
-        line = (f"[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} seeds, "
-                f"{s.steps + s.quiet_steps} steps, {len(s.failures)} violations, "
-                f"{elapsed:.0f} s, eta {eta:.0f} s")
-        self.out.write(("\r" + line) if self.tty else (line + "\n"))
-        if final and self.tty:
-            self.out.write("\n")
-        self.out.flush()
+        if self.bar is not None and (final or now - self.shown_at >= 0.1):
+            self.shown_at = now
+            self.bar.update(self.task, completed=s.runs, description=(
+                f"{s.steps + s.quiet_steps} steps, {len(s.failures)} violations"))
+            self.bar.refresh()
+        if final:
+            if self.bar is not None:
+                self.bar.stop()
+            self.out.write(self.line(s) + "\n")
+            self.out.flush()
 
 
 def run_campaign(seeds: Iterable[int], opts: SimOptions, jobs: int = 1,

@@ -1,23 +1,34 @@
 """Group commit: write operations queued while a synced transaction is under way are written
 together in the next one, each completing when its own transaction is durable.
 
-The pipeline has no task of its own, so a store needs no nursery: ``submit`` (sync, on the
-trio thread) queues an operation and, if no batch is in flight, starts one in a worker thread
-(``trio.lowlevel.start_thread_soon``); when the batch's transaction is committed the worker
-hands the outcome back to the trio thread (``TrioToken.run_sync_soon``), which reports
-completion and starts the next batch with everything queued meanwhile. Under load each sync
-therefore carries every operation that arrived during the previous one, and a single writer
-pays one thread handoff per transaction, nothing per operation.
+Each pipeline has one long-lived writer thread, fed by a ``queue.SimpleQueue``: ``submit``
+(sync, on the trio thread) puts the operation on the queue, which wakes the thread if it is
+parked; the thread takes every operation queued (up to ``max_batch_ops``), runs them as one
+batch, and hands the outcome back to the trio thread with one ``TrioToken.run_sync_soon``,
+which reports each operation's completion. The thread then goes straight on to what was
+queued meanwhile, without waiting for the trio thread. A single writer therefore pays one
+wake-up of the writer and one of trio per transaction, nothing per operation; a parked
+writer costs nothing (it blocks in ``get``; no polling).
 
-Invariant: at most one batch is in flight; operations are written, and completions reported,
-in submission order.
-Invariant: after a batch fails, the pipeline is failed for good: what is queued, and what is
-submitted later, fails with the same StorageError (the durable state is no longer known).
+Measured against the design it replaced (a worker started per batch with
+``trio.lowlevel.start_thread_soon``): see ``benchmarks/cluster/store_append.py``.
+
+Invariant: operations are written, and completions reported, in submission order; a batch
+holds at most ``max_batch_ops`` operations.
+Invariant: after a batch fails, the pipeline is failed for good: what is pending, and what
+is submitted later, fails with the same StorageError (the durable state is no longer known).
+A batch that fails in the writer is its last: what was queued behind it is never written.
+When the store's bookkeeping fails on the trio thread instead, a batch the writer had
+already taken may still be written (and is reported failed, like a write cut by a crash).
+Invariant: the writer thread ends with ``aclose``, after the batches it has taken; when the
+trio run ends first, it ends at its next report.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import queue
+import threading
+from collections import deque
 from time import perf_counter
 from typing import Any, Callable, Generic, TypeVar
 
@@ -32,17 +43,20 @@ __all__ = ["WritePipeline", "Done"]
 Op = TypeVar("Op")
 #: Completion callback: (error or None, the operation's result).
 Done = Callable[[BaseException | None, Any], None]
+#: Put on the queue by ``aclose``: the writer ends when it takes it.
+_STOP = object()
 
 
 class WritePipeline(Generic[Op]):
-    """Runs batches of operations through ``run_batch(ops) -> results`` (blocking, in a
-    worker thread, one result per operation), then ``on_committed(ops, results)`` on the trio
-    thread, then each operation's callback.
+    """Runs batches of operations through ``run_batch(ops) -> results`` (blocking, in the
+    writer thread, one result per operation), then ``on_committed(ops, results)`` on the
+    trio thread, then each operation's callback.
 
     ``max_batch_ops`` bounds a batch: operations beyond it wait for the following one.
-    ``max_queued_ops`` bounds the queue for callers that ``wait_for_room`` first (the async
-    write methods of a store); ``submit`` itself never waits, so callers of a store's
-    non-async path bound what they issue themselves (the runtime's in-flight window).
+    ``max_queued_ops`` bounds the pending operations for callers that ``wait_for_room``
+    first (the async write methods of a store); ``submit`` itself never waits, so callers of
+    a store's non-async path bound what they issue themselves (the runtime's in-flight
+    window).
     """
 
     def __init__(self, name: str, run_batch: Callable[[list[Op]], list[Any]],
@@ -54,16 +68,18 @@ class WritePipeline(Generic[Op]):
         self._max_batch_ops = max_batch_ops
         self._max_queued_ops = max_queued_ops
         self._room_waiters: list[trio.Event] = []
-        self._queued_ops: list[Op] = []
-        self._queued_done: list[Done] = []
-        self._inflight: tuple[list[Op], list[Done]] | None = None
-        self._failure: BaseException | None = None
         self._idle_waiters: list[trio.Event] = []
-        self._token: trio.lowlevel.TrioToken | None = None
-        #: one synced batch, from its start to its result back on the trio thread: the
-        #: store's fsync with the write transaction and the thread hand-off around it
+        #: submitted and not yet reported, in order: (op, done)
+        self._pending: deque[tuple[Op, Done]] = deque()
+        self._failure: BaseException | None = None
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        #: set on the trio thread when the pipeline fails or closes; the writer reads it
+        #: before each batch and writes nothing more once it is set
+        self._halted = False
+        #: one synced batch, from the writer taking it to its outcome back on the trio
+        #: thread: the store's transaction with its sync, and the hand-back
         self.sync_latency = LatencyHistogram()
-        self._started_at = 0.0
 
     # -- state ------------------------------------------------------------------------------
 
@@ -73,12 +89,11 @@ class WritePipeline(Generic[Op]):
 
     @property
     def busy(self) -> bool:
-        return self._inflight is not None or bool(self._queued_ops)
+        return bool(self._pending)
 
     def queued_ops(self) -> list[Op]:
-        """Operations submitted and not yet committed (in flight first), in order."""
-        inflight = [] if self._inflight is None else self._inflight[0]
-        return inflight + self._queued_ops
+        """Operations submitted and not yet committed, in order."""
+        return [op for op, _ in self._pending]
 
     def check(self) -> None:
         if self._failure is not None:
@@ -91,10 +106,12 @@ class WritePipeline(Generic[Op]):
         """Queue ``op``; ``done(None, result)`` runs on the trio thread once it is durable, or
         ``done(error, None)``. Must be called from the trio thread, inside ``trio.run``."""
         self.check()
-        self._queued_ops.append(op)
-        self._queued_done.append(done)
-        if self._inflight is None:
-            self._start()
+        if self._halted:
+            raise StorageError(f"{self._name}: the write pipeline is closed")
+        if self._thread is None:
+            self._start_writer(trio.lowlevel.current_trio_token())
+        self._pending.append((op, done))
+        self._jobs.put(op)
 
     async def run(self, op: Op) -> Any:
         """Submit ``op`` and wait until it is durable; returns its result.
@@ -115,44 +132,76 @@ class WritePipeline(Generic[Op]):
         return result
 
     async def wait_for_room(self) -> None:
-        """Wait until fewer than ``max_queued_ops`` operations are queued (backpressure);
+        """Wait until fewer than ``max_queued_ops`` operations are pending (backpressure);
         returns at once in the common case, without a checkpoint."""
-        while len(self._queued_ops) >= self._max_queued_ops and self._failure is None:
+        while len(self._pending) >= self._max_queued_ops and self._failure is None:
             event = trio.Event()
             self._room_waiters.append(event)
             await event.wait()
 
     async def wait_idle(self) -> None:
-        """Wait until nothing is queued or in flight."""
+        """Wait until nothing is pending."""
         while self.busy:
             event = trio.Event()
             self._idle_waiters.append(event)
             await event.wait()
 
-    # -- the batch cycle -----------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Wait for what is pending, then stop the writer thread (idempotent)."""
+        with trio.CancelScope(shield=True):
+            await self.wait_idle()
+            self._halted = True
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._jobs.put(_STOP)
+                await trio.to_thread.run_sync(thread.join)
 
-    def _start(self) -> None:
-        n = self._max_batch_ops
-        ops, self._queued_ops = self._queued_ops[:n], self._queued_ops[n:]
-        dones, self._queued_done = self._queued_done[:n], self._queued_done[n:]
-        self._inflight = (ops, dones)
-        self._started_at = perf_counter()
-        token = self._token = trio.lowlevel.current_trio_token()
+    # -- the writer thread --------------------------------------------------------------------
 
-        def deliver(result: outcome.Outcome) -> None:  # in the worker thread
-            try:
-                token.run_sync_soon(self._finish, result)
-            except trio.RunFinishedError:
-                pass  # the trio run ended without closing the store: nobody to tell
-
-        trio.lowlevel.start_thread_soon(partial(self._run_batch, ops), deliver,
+    def _start_writer(self, token: trio.lowlevel.TrioToken) -> None:
+        self._thread = threading.Thread(target=self._writer, args=(token,), daemon=True,
                                         name=f"fastraft write {self._name}")
+        self._thread.start()
 
-    def _finish(self, result: outcome.Outcome) -> None:
-        assert self._inflight is not None
-        ops, dones = self._inflight
-        self._inflight = None
-        self.sync_latency.observe(perf_counter() - self._started_at)
+    def _writer(self, token: trio.lowlevel.TrioToken) -> None:
+        jobs, limit = self._jobs, self._max_batch_ops
+        while True:  # parked in get() while idle; ends on _STOP, a failure, or the run's end
+            first = jobs.get()
+            if first is _STOP or self._halted:
+                return
+            ops = [first]
+            stopping = False
+            for _ in range(limit - 1):  # bounded by max_batch_ops
+                try:
+                    op = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if op is _STOP:
+                    stopping = True
+                    break
+                ops.append(op)
+            started = perf_counter()
+            result = outcome.capture(self._run_batch, ops)
+            try:
+                token.run_sync_soon(self._finish, len(ops), result, started)
+            except trio.RunFinishedError:
+                return  # the trio run ended without closing the store: nobody to tell
+            if stopping or isinstance(result, outcome.Error):
+                return
+
+    # -- back on the trio thread ---------------------------------------------------------------
+
+    def _finish(self, n: int, result: outcome.Outcome, started: float) -> None:
+        if self._failure is not None:
+            return  # a batch taken before the failure: its operations were failed then
+        self.sync_latency.observe(perf_counter() - started)
+        pending = self._pending
+        ops: list = []
+        dones: list = []
+        for _ in range(n):  # bounded by the batch
+            op, done = pending.popleft()
+            ops.append(op)
+            dones.append(done)
         if isinstance(result, outcome.Error):
             self._fail(result.error, dones)
         else:
@@ -166,16 +215,15 @@ class WritePipeline(Generic[Op]):
         waiters, self._room_waiters = self._room_waiters, []
         for event in waiters:
             event.set()
-        if self._queued_ops and self._failure is None:
-            self._start()
-        elif not self.busy:
+        if not pending:
             waiters, self._idle_waiters = self._idle_waiters, []
             for event in waiters:
                 event.set()
 
     def _fail(self, error: BaseException, dones: list[Done]) -> None:
         self._failure = error
-        dones = dones + self._queued_done
-        self._queued_ops, self._queued_done = [], []
+        self._halted = True
+        dones = dones + [done for _, done in self._pending]
+        self._pending.clear()
         for done in dones:
             done(error, None)

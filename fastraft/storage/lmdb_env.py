@@ -28,9 +28,9 @@ What this module owns, so that the stores on top need not think about it:
 * Formats. ``check_format`` records a store's format version in its meta sub-database on
   first use and refuses any other version with a StorageError naming the file.
 
-Write transactions run in worker threads (the stores use ``trio.lowlevel.start_thread_soon``)
-because a commit waits for fsync; reads run on the calling thread (a memory copy out of the
-map).
+Write transactions run in a worker thread (each store's writer thread,
+``fastraft.storage.group_commit``) because a commit waits for fsync; reads run on the calling
+thread (a memory copy out of the map).
 """
 
 from __future__ import annotations

@@ -26,32 +26,28 @@ the index or key, and nothing is changed.
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
 import trio
 
-from ..errors import StorageError
-from ..types import LogId, Vote
+from ..types import LogId
 from . import records
-from .group_commit import WritePipeline
+from .durable_log import DurableLogStore
 from .lmdb_env import LmdbEnv
-from .lmdb_log_layout import FORMAT_VERSION, LogLayout, encode_blocks
+from .lmdb_log_layout import FORMAT_VERSION, LogLayout
 from .lmdb_log_open import load_log
-from .protocols import LogState, LogStore, OnDurable
-from .validate import check_append, check_purge, check_range, check_truncate, check_vote
+from .log_ops import Append, Noop, Purge, PurgeStep, SaveCommitted, SaveVote, Truncate
+from .protocols import LogState
+from .validate import check_purge, check_truncate
 
 __all__ = ["LmdbLogStore", "FORMAT_VERSION"]
 
 
-class LmdbLogStore(LogStore):
+class LmdbLogStore(DurableLogStore):
     """A durable ``LogStore`` on lmdb; open it with ``await LmdbLogStore.open(path_or_env)``
     and use it inside that one trio run (its writes report back to the run's trio thread);
-    ``aclose()`` it before the run ends.
+    ``aclose()`` it before the run ends. The staged and durable state, the read checks and
+    the append and vote writes are ``DurableLogStore``'s.
 
-    Invariant: ``_durable`` describes what is committed to disk and reported; ``_staged`` what
-    it will be once every submitted mutation is committed (appends are checked against it).
-    Invariant: a read returns only entries with index in [_read_lo, _read_hi): committed,
-    not purged, and not covered by a truncation still in flight.
     Invariant: when an operation runs in the writer thread, the log on disk is the staged
     log as it was when that operation was submitted (operations run in submission order),
     so an operation may carry what the trio thread knew then (the log's last index).
@@ -59,31 +55,16 @@ class LmdbLogStore(LogStore):
 
     def __init__(self, env: LmdbEnv, owns_env: bool, purge_batch_entries: int) -> None:
         self._env = env
+        self.path = env.path
         self._owns_env = owns_env
         self._purge_batch = purge_batch_entries
         self._layout = LogLayout(env)
         self._log_db, self._meta_db = self._layout.log_db, self._layout.meta_db
-        self._pipeline: WritePipeline = WritePipeline(
-            f"lmdb log {env.path}", self._write_batch, self._on_committed)
-        self._closed = False
-        self._vote: Vote | None = None
-        self._committed: LogId | None = None
-        # What vote and committed id will be once every submitted write is committed: a
-        # write is checked against these (a vote never goes back), not against the disk.
-        self._staged_vote: Vote | None = None
-        self._staged_committed: LogId | None = None
-        self._durable = LogState()
-        self._staged = LogState()
+        self._init_state(f"lmdb log {env.path}")
         # The first block's key (a purge may lag behind, and the block holding the purge
         # point stays), or the next index when no block is stored.
         self._physical_first = 1
-        self._read_lo = 1
-        self._read_hi = 1
-
-    @property
-    def sync_latency(self):
-        """Histogram of this store's synced write batches (``fastraft.latency``)."""
-        return self._pipeline.sync_latency
+        self._truncates_pending = 0  # Truncate ops submitted and not yet durable
 
     # -- opening --------------------------------------------------------------------------
 
@@ -117,88 +98,19 @@ class LmdbLogStore(LogStore):
 
         return await trio.to_thread.run_sync(open_sync)
 
-    def _where(self, what: str) -> str:
-        return f"{self._env.path}: {what}"
-
     def _load(self, verify: bool) -> None:
         loaded = load_log(self._layout, verify, self._purge_batch)
-        self._vote, self._committed = loaded.vote, loaded.committed
-        self._staged_vote, self._staged_committed = loaded.vote, loaded.committed
-        self._durable = self._staged = loaded.state
+        self._loaded(loaded.vote, loaded.committed, loaded.state)
         self._physical_first = loaded.physical_first
-        purged = loaded.state.last_purged_log_id
-        self._read_lo = 1 if purged is None else purged.index + 1
-        self._read_hi = loaded.state.next_index
 
     # -- reads ------------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StorageError(self._where("the log store is closed"))
-        self._pipeline.check()
-
-    async def read_vote(self) -> Vote | None:
-        self._check_open()
-        return self._vote
-
-    async def read_committed(self) -> LogId | None:
-        self._check_open()
-        return self._committed
-
-    async def get_log_state(self) -> LogState:
-        self._check_open()
-        return self._durable
-
-    async def read_entries(self, lo: int, hi: int, max_entries: int | None = None) -> list:
-        self._check_open()
-        lo, hi = check_range(lo, hi, max_entries)
-        start, stop = max(lo, self._read_lo), min(hi, self._read_hi)
-        if max_entries is not None:
-            stop = min(stop, start + max_entries)
-        n = stop - start
-        if n <= 0:
-            return []
+    def _read(self, start: int, stop: int) -> list:
         with self._env.read_txn() as txn:
             blocks = self._layout.fetch(txn, start, stop)
         return self._layout.assemble(blocks, start, stop)  # decoded after the read ends
 
-    # -- writes -----------------------------------------------------------------------------
-
-    def _prepare_append(self, entries: Sequence) -> tuple:
-        """Check and encode ``entries`` against the staged log; stage them; return the op."""
-        self._check_open()
-        staged = self._staged
-        last = staged.last_log_id
-        check_append(entries, staged.next_index, 0 if last is None else last.term)
-        blocks = encode_blocks(entries)
-        tail = entries[len(entries) - 1]
-        after = LogState(staged.last_purged_log_id, LogId(tail.term, tail.index))
-        self._staged = after
-        return ("append", entries[0].index, blocks, entries, after)
-
-    def append_nowait(self, entries: Sequence, on_durable: OnDurable) -> None:
-        op = self._prepare_append(entries)
-        self._pipeline.submit(op, lambda error, _result: on_durable(error))
-
-    async def append(self, entries: Sequence) -> None:
-        # Room first, then stage and submit with no checkpoint between them, so that
-        # operations are queued in the order they were staged.
-        await self._pipeline.wait_for_room()
-        await self._pipeline.run(self._prepare_append(entries))
-
-    async def save_vote(self, vote: Vote) -> None:
-        self._check_open()
-        await self._pipeline.wait_for_room()
-        check_vote(self._staged_vote, vote)  # after the wait: nothing is checked stale
-        self._staged_vote = vote
-        await self._pipeline.run(("vote", records.encode_vote(vote), vote, self._staged))
-
-    async def save_committed(self, committed: LogId | None) -> None:
-        self._check_open()
-        await self._pipeline.wait_for_room()
-        self._staged_committed = committed
-        await self._pipeline.run(
-            ("committed", records.encode_log_id(committed), committed, self._staged))
+    # -- truncate and purge -----------------------------------------------------------------
 
     async def truncate(self, since_index: int) -> None:
         self._check_open()
@@ -206,7 +118,7 @@ class LmdbLogStore(LogStore):
         staged = self._staged
         check_truncate(since_index, staged.last_purged_log_id, self._staged_committed)
         if since_index >= staged.next_index:
-            await self._pipeline.run(("noop", staged))
+            await self._pipeline.run(Noop(staged))
             return
         purged = staged.last_purged_log_id
         if purged is not None and since_index - 1 == purged.index:
@@ -218,14 +130,15 @@ class LmdbLogStore(LogStore):
         after = LogState(purged, last)
         self._staged = after
         self._read_hi = min(self._read_hi, since_index)
-        await self._pipeline.run(("truncate", since_index, after))
+        self._truncates_pending += 1
+        await self._pipeline.run(Truncate(since_index, after))
 
     def _log_id_at(self, index: int) -> LogId:
         """The id of the entry at ``index`` of the staged log: from the latest queued append
         that wrote it, else from the disk."""
         for op in reversed(self._pipeline.queued_ops()):
-            if op[0] == "append" and op[1] <= index < op[1] + len(op[3]):
-                entry = op[3][index - op[1]]
+            if type(op) is Append and op.first <= index < op.first + len(op.entries):
+                entry = op.entries[index - op.first]
                 return LogId(entry.term, entry.index)
         with self._env.read_txn() as txn:
             blocks = self._layout.fetch(txn, index, index + 1)
@@ -248,16 +161,16 @@ class LmdbLogStore(LogStore):
         self._staged = after
         self._read_lo = max(self._read_lo, upto.index + 1)
         progress = await self._pipeline.run(
-            ("purge", records.encode_log_id(upto), upto.index, tail, after))
+            Purge(records.encode_log_id(upto), upto.index, tail, after))
         # Bounded: each step deletes a block wholly at or below upto, or finishes.
         for _ in range(upto.index):
             if progress.finished or self._closed:
                 break
             staged = self._staged
             tail = 0 if staged.last_log_id is None else staged.last_log_id.index
-            progress = await self._pipeline.run(("purge_step", upto.index, tail, staged))
+            progress = await self._pipeline.run(PurgeStep(upto.index, tail, staged))
 
-    # -- the writer (worker thread) -------------------------------------------------------------
+    # -- the writer (its thread) ------------------------------------------------------------------
 
     def _write_batch(self, ops: list) -> list:
         apply_op = self._apply_op
@@ -267,58 +180,47 @@ class LmdbLogStore(LogStore):
 
         return self._env.write(body)
 
-    def _apply_op(self, txn, op: tuple):
-        kind = op[0]
-        if kind == "append":
-            self._layout.append(txn, op[2])
-            return None
-        if kind == "vote":
-            txn.put(b"vote", op[1], db=self._meta_db)
-            return None
-        if kind == "committed":
-            txn.put(b"committed", op[1], db=self._meta_db)
-            return None
-        if kind == "truncate":
-            self._layout.truncate(txn, op[1])
-            return None
-        if kind == "purge":
-            txn.put(b"last_purged", op[1], db=self._meta_db)
-            return self._layout.purge_step(op[2], op[3], self._purge_batch)(txn)
-        if kind == "purge_step":
-            return self._layout.purge_step(op[1], op[2], self._purge_batch)(txn)
-        if kind == "noop":
-            return None
-        raise AssertionError(f"unknown log operation {kind!r}")
+    def _apply_op(self, txn, op):
+        match op:
+            case Append():
+                self._layout.append(txn, op.blocks)
+            case SaveVote():
+                txn.put(b"vote", op.record, db=self._meta_db)
+            case SaveCommitted():
+                txn.put(b"committed", op.record, db=self._meta_db)
+            case Truncate():
+                self._layout.truncate(txn, op.since)
+            case Purge():
+                txn.put(b"last_purged", op.record, db=self._meta_db)
+                return self._layout.purge_step(op.upto, op.tail, self._purge_batch)(txn)
+            case PurgeStep():
+                return self._layout.purge_step(op.upto, op.tail, self._purge_batch)(txn)
+            case Noop():
+                pass
+            case _:
+                raise AssertionError(f"unknown log operation {op!r}")
+        return None
 
     # -- back on the trio thread ------------------------------------------------------------------
 
-    def _on_committed(self, ops: list, results: list) -> None:
+    def _committed_more(self, ops: list, results: list) -> None:
         for op, result in zip(ops, results):
-            kind = op[0]
-            if kind == "vote":
-                self._vote = op[2]
-            elif kind == "committed":
-                self._committed = op[2]
-            elif kind in ("purge", "purge_step"):
+            cls = type(op)
+            if cls is Purge or cls is PurgeStep:
                 self._physical_first = max(self._physical_first, result.first_stored)
-            self._durable = op[-1]
+            elif cls is Truncate:
+                self._truncates_pending -= 1
         # Reads may cover what is durable, minus anything a queued truncation removes.
         hi = self._durable.next_index
-        for op in self._pipeline.queued_ops():
-            if op[0] == "truncate":
-                hi = min(hi, op[1])
+        if self._truncates_pending:  # rare: look for them
+            for op in self._pipeline.queued_ops():
+                if type(op) is Truncate:
+                    hi = min(hi, op.since)
         self._read_hi = hi
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        with trio.CancelScope(shield=True):
-            await self._pipeline.wait_idle()
-        self._closed = True
+    def _close_engine(self) -> None:
         self._env.remove_user()
         if self._owns_env:
             self._env.close()
-
-

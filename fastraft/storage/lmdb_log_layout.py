@@ -35,38 +35,20 @@ format, is refused at open with no migration.
 from __future__ import annotations
 
 import struct
-from bisect import bisect_right
 from dataclasses import dataclass
-from itertools import accumulate, chain, islice
-from operator import attrgetter
-from typing import Sequence
+from itertools import chain, islice
 
-from ..codec import ENTRY_HEADER_SIZE, HEADER_SIZE, decode_entries, encode_entries
+from ..codec import HEADER_SIZE, encode_entries
 from ..errors import CodecError, StorageError
 from .lmdb_env import LmdbEnv
+from .log_blocks import BLOCK_HEAD, MAX_BLOCK_BYTES, MAX_BLOCK_ENTRIES, decode_block, encode_blocks
 
 __all__ = ["FORMAT_VERSION", "MAX_BLOCK_ENTRIES", "MAX_BLOCK_BYTES", "LogLayout",
            "PurgeProgress", "key_of", "index_of", "encode_blocks"]
 
 #: The log store's on-disk format; a store with any other is refused at open.
 FORMAT_VERSION = b"fastraft-log-2"
-#: Entries per block at most. A read decodes whole blocks, so this bounds what a read of a
-#: few entries, or a truncation inside a block, decodes (and re-encodes); past a few hundred
-#: entries a block's own cost (one lmdb record to put and to delete) is already negligible.
-#: 1024 keeps a batch of 1,000 client writes one block, while a read of one entry decodes
-#: at most 1,024 (measured, compiled: 130 us, against 230 us with 4,096 per block).
-MAX_BLOCK_ENTRIES = 1024
-#: Bytes per block (the whole frame), unless one entry alone is larger: the same bound in
-#: bytes, for large entries (it also keeps lmdb's runs of overflow pages short).
-MAX_BLOCK_BYTES = 256 * 1024
-
-_payload = attrgetter("payload")
-#: Bytes of a FRAME_ENTRIES frame before its first entry: the frame header and the count.
-_BLOCK_HEAD = HEADER_SIZE + 4
 _COUNT = struct.Struct("<I")
-#: A frame limit no batch reaches (a frame body is bounded by u32 anyway): encoding with it
-#: checks every entry and names a bad one by its position in the whole batch.
-_NO_FRAME_LIMIT = (1 << 64) - 1
 
 #: The key of the block whose first entry has this index.
 key_of = struct.Struct(">Q").pack
@@ -76,63 +58,6 @@ def index_of(key: bytes) -> int:
     if len(key) != 8:
         raise CodecError(f"log key of {len(key)} bytes, expected 8")
     return int.from_bytes(key, "big")
-
-
-# -- splitting an append into blocks (trio thread) ------------------------------------------
-
-
-def encode_blocks(entries: Sequence) -> list[tuple[int, bytes]]:
-    """``entries`` (a checked append: non-empty, consecutive) as blocks: [(first index,
-    encoded block)], in order, each holding at most MAX_BLOCK_ENTRIES entries and
-    MAX_BLOCK_BYTES bytes unless it is a single entry.
-
-    Runs of MAX_BLOCK_ENTRIES are tried first, so an append of entries of a few hundred
-    bytes or less is encoded once, with no per-entry work here; the rest of an append
-    whose run does not fit in MAX_BLOCK_BYTES is split by its entries' sizes. An entry
-    that cannot be encoded raises the codec's error (TypeError, ValueError), naming its
-    position in ``entries``.
-    """
-    if type(entries) is not list:
-        entries = list(entries)  # slices below; any sequence is accepted, as by the codec
-    n = len(entries)
-    blocks = []
-    for lo in range(0, n, MAX_BLOCK_ENTRIES):  # once per block
-        run = entries if n <= MAX_BLOCK_ENTRIES else entries[lo:lo + MAX_BLOCK_ENTRIES]
-        try:
-            blocks.append((run[0].index, encode_entries(run, MAX_BLOCK_BYTES)))
-        except (TypeError, ValueError):
-            break  # too large for one block, or a bad entry: both sorted out below
-    else:
-        return blocks
-    rest = entries[lo:]
-    try:
-        blocks += [(rest[a].index, encode_entries(rest[a:b])) for a, b in _block_bounds(rest)]
-    except (TypeError, ValueError):
-        # Entries are checked before anything is encoded, so this raises the error the
-        # block did, naming the entry by its position in the batch rather than the block.
-        encode_entries(entries, _NO_FRAME_LIMIT)
-        raise
-    return blocks
-
-
-def _block_bounds(entries: Sequence) -> list[tuple[int, int]]:
-    """[lo, hi) positions of the blocks of ``entries``: greedy, each as long as the bounds
-    allow and at least one entry. Sizes are summed in C (accumulate over map); the loop
-    runs once per block."""
-    n = len(entries)
-    ends = list(accumulate(map(ENTRY_HEADER_SIZE.__add__, map(len, map(_payload, entries))),
-                           initial=0))  # ends[i]: encoded bytes of entries[:i]
-    budget = MAX_BLOCK_BYTES - _BLOCK_HEAD
-    bounds = []
-    lo = 0
-    for _ in range(n):  # bounded: each block takes at least one entry
-        if lo == n:
-            break
-        cap = min(n, lo + MAX_BLOCK_ENTRIES)
-        hi = max(lo + 1, bisect_right(ends, ends[lo] + budget, lo + 1, cap + 1) - 1)
-        bounds.append((lo, hi))
-        lo = hi
-    return bounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,27 +94,13 @@ class LogLayout:
     # -- decoding ---------------------------------------------------------------------------
 
     def decode_block(self, value: bytes, first: int) -> list:
-        """The entries of the block stored under key ``first``: checksum checked, non-empty,
-        its ends matching the key (the entries in between are checked at open, in
-        ``verify``; here the checksum vouches for them)."""
-        try:
-            entries = decode_entries(value)
-        except CodecError as e:
-            raise StorageError(self.where(
-                f"log block keyed {first} (entries from {first}) fails its check: {e}")) from None
-        n = len(entries)
-        if n == 0:
-            raise StorageError(self.where(f"log block keyed {first} holds no entries"))
-        if entries[0].index != first or entries[n - 1].index != first + n - 1:
-            raise StorageError(self.where(
-                f"log block keyed {first} holds entries {entries[0].index}.."
-                f"{entries[n - 1].index}"))
-        return entries
+        """The entries of the block stored under key ``first`` (``log_blocks.decode_block``)."""
+        return decode_block(value, first, self.where)
 
     def _block_end(self, value: bytes, first: int) -> int:
         """The last index of the block stored under ``first``, from its entry count alone
         (no checksum: used to refuse an append that would overlap it)."""
-        if len(value) < _BLOCK_HEAD:
+        if len(value) < BLOCK_HEAD:
             raise StorageError(self.where(
                 f"log block keyed {first} is {len(value)} bytes long"))
         return first + _COUNT.unpack_from(value, HEADER_SIZE)[0] - 1

@@ -6,26 +6,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import islice
-from operator import attrgetter
 
 from ..errors import CodecError, StorageError
 from ..types import LogId, Vote
 from . import records
 from .lmdb_log_layout import FORMAT_VERSION, LogLayout, key_of
+from .log_blocks import BlockChecker
 from .protocols import LogState
 
 __all__ = ["LoadedLog", "load_log", "verify_blocks"]
 
-_index = attrgetter("index")
-_term = attrgetter("term")
-
-
 def verify_blocks(layout: LogLayout, lo: int, last: int) -> None:
-    """Check every block from the one holding ``lo`` to the end: its checksum, its key
-    matching its first entry, its entries consecutive, no gap or overlap between
-    blocks, terms non-decreasing, the last entry being ``last``. The per-entry
-    comparisons run in C (map, list equality, sorted); the loop runs once per block."""
-    expected, prev_term = None, 0
+    """Check every block from the one holding ``lo`` to the end (``BlockChecker``: checksum,
+    key matching the first entry, entries consecutive, no gap or overlap, terms
+    non-decreasing) and that the last entry is ``last``. The loop runs once per block."""
+    checker = BlockChecker(layout.where)
     with layout.env.read_txn() as txn:
         cursor = txn.cursor(db=layout.log_db)
         key = key_of(lo)
@@ -39,27 +34,10 @@ def verify_blocks(layout: LogLayout, lo: int, last: int) -> None:
         for k, v in islice(items, txn.stat(layout.log_db)["entries"]):
             first = layout.key_index(k)
             entries = layout.decode_block(v, first)
-            n = len(entries)
-            if list(map(_index, entries)) != list(range(first, first + n)):
-                raise StorageError(layout.where(
-                    f"log block keyed {first} holds entries that are not consecutive"))
-            if expected is None:
-                if first + n <= lo:
-                    raise StorageError(layout.where(f"log entry {lo} is missing"))
-            elif first > expected:
-                raise StorageError(layout.where(
-                    f"the log has a gap: entries [{expected}, {first}) are missing "
-                    f"between the block ending at {expected - 1} and the next"))
-            elif first < expected:
-                raise StorageError(layout.where(
-                    f"log blocks overlap: the block keyed {first} starts at or before "
-                    f"{expected - 1}, where the block before it ends"))
-            terms = list(map(_term, entries))
-            if terms[0] < prev_term or terms != sorted(terms):
-                raise StorageError(layout.where(
-                    f"log terms decrease in [{first}, {first + n})"))
-            prev_term = terms[n - 1]
-            expected = first + n
+            if checker.expected is None and first + len(entries) <= lo:
+                raise StorageError(layout.where(f"log entry {lo} is missing"))
+            checker.add(first, entries)
+    expected = checker.expected
     if expected is None or expected - 1 != last:
         raise StorageError(layout.where(
             f"the log's blocks end at {None if expected is None else expected - 1}, "

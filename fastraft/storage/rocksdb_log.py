@@ -8,7 +8,7 @@ Layout (format ``fastraft-rocks-log-1``), one database in ``path``, raw byte key
 
 * ``L`` + the first index of a block as a big-endian u64 -> a block: the consecutive
   entries of one append as one codec FRAME_ENTRIES frame with one checksum, split as the
-  lmdb store splits them (``lmdb_log_layout.encode_blocks``: at most MAX_BLOCK_ENTRIES
+  lmdb store splits them (``log_blocks.encode_blocks``: at most MAX_BLOCK_ENTRIES
   entries and about MAX_BLOCK_BYTES);
 * ``Mformat``, ``Mvote``, ``Mlast_purged``, ``Mcommitted``: the format and the
   ``fastraft.storage.records`` records, in the same database, so a write that needs a vote
@@ -34,19 +34,19 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_right
-from typing import Sequence
 
 import trio
 
+from ..codec import encode_entries
 from ..errors import CodecError, StorageError
-from ..types import LogId, Vote
+from ..types import LogId
 from . import records
-from .group_commit import WritePipeline
-from ..codec import decode_entries, encode_entries
-from .lmdb_log_layout import encode_blocks
-from .protocols import LogState, LogStore, OnDurable
+from .durable_log import DurableLogStore
+from .log_blocks import BlockChecker, decode_block
+from .log_ops import Append, Rewrite, SaveCommitted, SaveVote
+from .protocols import LogState
 from .store_kind import refuse_other_kind
-from .validate import check_append, check_purge, check_range, check_truncate, check_vote
+from .validate import check_purge, check_truncate
 
 __all__ = ["RocksLogStore", "FORMAT_VERSION"]
 
@@ -69,9 +69,11 @@ def _import_rocksdict():
     return rocksdict
 
 
-class RocksLogStore(LogStore):
+class RocksLogStore(DurableLogStore):
     """A durable ``LogStore`` on RocksDB; open it with ``await RocksLogStore.open(path)``
-    inside the trio run that uses it, and ``aclose()`` it before the run ends."""
+    inside the trio run that uses it, and ``aclose()`` it before the run ends. The staged
+    and durable state, the read checks and the append and vote writes are
+    ``DurableLogStore``'s."""
 
     def __init__(self, path: str, db, rocksdict) -> None:
         self.path = path
@@ -79,18 +81,8 @@ class RocksLogStore(LogStore):
         self._rocksdict = rocksdict
         self._sync = rocksdict.WriteOptions()
         self._sync.sync = True
-        self._pipeline: WritePipeline = WritePipeline(
-            f"rocksdb log {path}", self._write_batch, self._on_committed)
-        self._closed = False
-        self._vote: Vote | None = None
-        self._committed: LogId | None = None
-        self._staged_vote: Vote | None = None  # what the queued writes will have saved
-        self._staged_committed: LogId | None = None
-        self._durable = LogState()
-        self._staged = LogState()
+        self._init_state(f"rocksdb log {path}")
         self._starts: list[int] = []
-        self._read_lo = 1
-        self._read_hi = 1
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -121,52 +113,39 @@ class RocksLogStore(LogStore):
 
         return await trio.to_thread.run_sync(open_sync)
 
-    def _where(self, what: str) -> str:
-        return f"{self.path}: {what}"
-
     def _load(self, verify: bool) -> None:
         db = self._db
         fmt = db.get(_META + b"format")
         if fmt is None:
             if next(iter(db.keys()), None) is not None:
                 raise StorageError(self._where("a RocksDB database without a fastraft log format"))
-            self._write_sync([("put", _META + b"format", FORMAT_VERSION)])
+            db.put(_META + b"format", FORMAT_VERSION, self._sync)
         elif fmt != FORMAT_VERSION:
             raise StorageError(self._where(f"log store format {fmt!r}, expected {FORMAT_VERSION!r}"))
         try:
             vote, committed, purged = (db.get(_META + k) for k in (b"vote", b"committed", b"last_purged"))
-            self._vote = None if vote is None else records.decode_vote(vote)
-            self._committed = None if committed is None else records.decode_log_id(committed, "committed")
+            vote = None if vote is None else records.decode_vote(vote)
+            committed = None if committed is None else records.decode_log_id(committed, "committed")
             last_purged = None if purged is None else records.decode_log_id(purged, "last_purged")
         except CodecError as e:
             raise StorageError(self._where(f"log meta record: {e}")) from None
         p = 0 if last_purged is None else last_purged.index
-        expected, prev_term, last = None, 0, last_purged
+        checker, last = BlockChecker(self._where), last_purged
         for key, value in db.items(from_key=_BLOCK):  # once per block
             if not key.startswith(_BLOCK):
                 break
             first = self._key_index(key)
             self._starts.append(first)
             entries = self._decode(value, first)
-            end = first + len(entries) - 1
-            if expected is not None and first != expected:
-                raise StorageError(self._where(
-                    f"log blocks are not contiguous: a block ends at {expected - 1}, the next "
-                    f"starts at {first}"))
-            if expected is None and first > p + 1:
+            if checker.expected is None and first > p + 1:
                 raise StorageError(self._where(
                     f"log entries [{p + 1}, {first}) are missing: only entries up to {p} "
                     "were purged"))
-            terms = [e.term for e in entries]
-            if terms[0] < prev_term or terms != sorted(terms):
-                raise StorageError(self._where(f"log terms decrease in [{first}, {end + 1})"))
-            prev_term, expected = terms[-1], end + 1
+            checker.add(first, entries)
+            end = checker.expected - 1
             if end > p:
                 last = LogId(entries[-1].term, end)
-        self._durable = self._staged = LogState(last_purged, last)
-        self._staged_vote, self._staged_committed = self._vote, self._committed
-        self._read_lo = p + 1
-        self._read_hi = self._durable.next_index
+        self._loaded(vote, committed, LogState(last_purged, last))
 
     def _key_index(self, key: bytes) -> int:
         if len(key) != 9:
@@ -174,43 +153,9 @@ class RocksLogStore(LogStore):
         return int.from_bytes(key[1:], "big")
 
     def _decode(self, value: bytes, first: int) -> list:
-        try:
-            entries = decode_entries(value)
-        except CodecError as e:
-            raise StorageError(self._where(f"log block keyed {first} fails its check: {e}")) from None
-        n = len(entries)
-        if n == 0 or entries[0].index != first or entries[n - 1].index != first + n - 1:
-            raise StorageError(self._where(f"log block keyed {first} holds other entries"))
-        return entries
+        return decode_block(value, first, self._where)
 
     # -- reads ----------------------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StorageError(self._where("the log store is closed"))
-        self._pipeline.check()
-
-    async def read_vote(self) -> Vote | None:
-        self._check_open()
-        return self._vote
-
-    async def read_committed(self) -> LogId | None:
-        self._check_open()
-        return self._committed
-
-    async def get_log_state(self) -> LogState:
-        self._check_open()
-        return self._durable
-
-    async def read_entries(self, lo: int, hi: int, max_entries: int | None = None) -> list:
-        self._check_open()
-        lo, hi = check_range(lo, hi, max_entries)
-        start, stop = max(lo, self._read_lo), min(hi, self._read_hi)
-        if max_entries is not None:
-            stop = min(stop, start + max_entries)
-        if stop <= start:
-            return []
-        return self._read(start, stop)
 
     def _read(self, start: int, stop: int) -> list:
         starts = self._starts
@@ -231,40 +176,10 @@ class RocksLogStore(LogStore):
             raise StorageError(self._where(f"log entries [{start}, {stop}) are not all stored"))
         return got
 
-    # -- writes ---------------------------------------------------------------------------------
+    # -- truncate and purge ---------------------------------------------------------------------
 
-    def _prepare_append(self, entries: Sequence) -> tuple:
-        self._check_open()
-        staged = self._staged
-        last = staged.last_log_id
-        check_append(entries, staged.next_index, 0 if last is None else last.term)
-        blocks = encode_blocks(entries)
-        tail = entries[len(entries) - 1]
-        self._staged = after = LogState(staged.last_purged_log_id, LogId(tail.term, tail.index))
+    def _staged_blocks(self, blocks: list[tuple[int, bytes]]) -> None:
         self._starts.extend(first for first, _ in blocks)
-        return ([("put", _key(first), value) for first, value in blocks], after)
-
-    def append_nowait(self, entries: Sequence, on_durable: OnDurable) -> None:
-        self._pipeline.submit(self._prepare_append(entries), lambda error, _r: on_durable(error))
-
-    async def append(self, entries: Sequence) -> None:
-        await self._pipeline.wait_for_room()
-        await self._pipeline.run(self._prepare_append(entries))
-
-    async def save_vote(self, vote: Vote) -> None:
-        self._check_open()
-        await self._pipeline.wait_for_room()
-        check_vote(self._staged_vote, vote)  # after the wait: nothing is checked stale
-        self._staged_vote = vote
-        await self._pipeline.run(([("put", _META + b"vote", records.encode_vote(vote))],
-                                  self._staged, ("vote", vote)))
-
-    async def save_committed(self, committed: LogId | None) -> None:
-        self._check_open()
-        await self._pipeline.wait_for_room()
-        self._staged_committed = committed
-        await self._pipeline.run(([("put", _META + b"committed", records.encode_log_id(committed))],
-                                  self._staged, ("committed", committed)))
 
     async def truncate(self, since_index: int) -> None:
         self._check_open()
@@ -277,20 +192,20 @@ class RocksLogStore(LogStore):
         purged = staged.last_purged_log_id
         starts = self._starts
         i = bisect_right(starts, since_index - 1)  # blocks from i on start at or after since
-        ops: list = [("delete_range", _key(since_index), _END_KEY)]
+        puts: list = []
         last = None
         if i > 0:  # block i - 1 holds since - 1: it keeps its entries before since
             s = starts[i - 1]
             kept = self._decode(self._db.get(_key(s)), s)[:since_index - s]
             if i == len(starts) or starts[i] > since_index:
-                ops.append(("put", _key(s), encode_entries(kept)))
+                puts.append((_key(s), encode_entries(kept)))
             last = LogId(kept[-1].term, kept[-1].index)
         if purged is not None and since_index - 1 <= purged.index:
             last = purged
         del starts[i:]
         self._staged = after = LogState(purged, last)
         self._read_hi = min(self._read_hi, since_index)
-        await self._pipeline.run((ops, after))
+        await self._pipeline.run(Rewrite(_key(since_index), _END_KEY, puts, after))
 
     async def purge(self, upto: LogId) -> None:
         self._check_open()
@@ -308,49 +223,41 @@ class RocksLogStore(LogStore):
         else:  # blocks wholly at or below upto go: those before the one holding upto + 1
             keep_from = bisect_right(starts, upto.index + 1) - 1
         lo_key = _key(starts[keep_from]) if keep_from < len(starts) else _END_KEY
-        ops = [("put", _META + b"last_purged", records.encode_log_id(upto)),
-               ("delete_range", _key(0), lo_key)]
         del starts[:keep_from]
         self._staged = after = LogState(upto, last)
         self._read_lo = max(self._read_lo, upto.index + 1)
-        await self._pipeline.run((ops, after))
+        await self._pipeline.run(Rewrite(
+            _key(0), lo_key, [(_META + b"last_purged", records.encode_log_id(upto))], after))
 
-    # -- the writer (worker thread) -------------------------------------------------------------
+    # -- the writer (its thread) -----------------------------------------------------------------
 
     def _write_batch(self, ops: list) -> list:
-        self._write_sync([step for op in ops for step in op[0]])
+        """All of ``ops`` as one ``WriteBatch``, written with ``sync=True`` (one WAL sync)."""
+        batch = self._rocksdict.WriteBatch(raw_mode=True)
+        put = batch.put
+        for op in ops:
+            match op:
+                case Append():
+                    for first, value in op.blocks:
+                        put(_key(first), value)
+                case SaveVote():
+                    put(_META + b"vote", op.record)
+                case SaveCommitted():
+                    put(_META + b"committed", op.record)
+                case Rewrite():
+                    batch.delete_range(op.delete_lo, op.delete_hi)
+                    for key, value in op.puts:
+                        put(key, value)
+                case _:
+                    raise AssertionError(f"unknown log operation {op!r}")
+        self._db.write(batch, self._sync)
         return [None] * len(ops)
 
-    def _write_sync(self, steps: list) -> None:
-        batch = self._rocksdict.WriteBatch(raw_mode=True)
-        for step in steps:
-            if step[0] == "put":
-                batch.put(step[1], step[2])
-            else:
-                batch.delete_range(step[1], step[2])
-        self._db.write(batch, self._sync)
-
     # -- back on the trio thread ------------------------------------------------------------------
-
-    def _on_committed(self, ops: list, results: list) -> None:
-        for op in ops:
-            self._durable = op[1]
-            if len(op) > 2:
-                kind, value = op[2]
-                if kind == "vote":
-                    self._vote = value
-                else:
-                    self._committed = value
-        # No truncation is ever queued behind a running write (it waits for none to be),
-        # so what is durable is what may be read.
-        self._read_hi = self._durable.next_index
+    # No truncation is ever queued behind a running write (it waits for none to be), so what
+    # is durable is what may be read: DurableLogStore._committed_more as it is.
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        with trio.CancelScope(shield=True):
-            await self._pipeline.wait_idle()
-        self._closed = True
+    def _close_engine(self) -> None:
         self._db.close()

@@ -61,7 +61,12 @@ def test_version_on_both_commands():
 @pytest.mark.parametrize("args, says", [
     (("kv", "put", "k"), "the following arguments are required: value"),
     (("kv", "--timeout", "-1", "members"), "--timeout"),
-    (("kv", "members", "--cluster", "https://127.0.0.1:1"), "https is not supported"),
+    (("kv", "members", "--cluster", "https://127.0.0.1:1"), "https:// in --cluster needs --cacert"),
+    (("kv", "members", "--cert", "c.pem", "--key", "k.pem"), "--cert and --key need --cacert"),
+    (("kv", "members", "--cluster", "ftp://127.0.0.1:1"), "use host:port, http:// or https://"),
+    (("kv", "serve", "--id", "1", "--addr", "127.0.0.1:0", "--cacert", "ca.pem"), "--peer-cacert"),
+    (("kv", "serve", "--id", "1", "--addr", "127.0.0.1:0", "--http-max-connections", "0"),
+     "--http-max-connections"),
     (("kv", "members", "--cluster", "127.0.0.1"), "--cluster"),
     (("kv", "init", "1:127.0.0.1:1"), "expected ID=ADDR"),
     (("nonsense",), "invalid choice"),

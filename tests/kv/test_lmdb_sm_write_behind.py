@@ -172,3 +172,28 @@ def test_sigkill_leaves_the_state_of_some_applied_index(tmp_path):
 
         lost_applies += trio.run(check)
     assert lost_applies > 0  # some kill did cost applies: the test saw the case it guards
+
+
+def test_close_ends_when_it_races_the_background_commit():
+    """close() sets its wake-up while the background thread waits for the commit lock (a
+    snapshot's commit holds it); the thread's own commit must not clear that wake-up, or the
+    thread waits for ever and close() never returns (regression)."""
+    from fastraft.kv.apply_buffer import ApplyBuffer
+
+    commits = []
+    buf = ApplyBuffer(lambda changes, applied, membership: commits.append(applied),
+                      commit_interval_s=0.01, max_staged_keys=1000, max_staged_bytes=1 << 20,
+                      name="close-race")
+    buf.apply(lambda get, put: put(b"k", b"v"), LogId(1, 1), lambda: None, lambda key: None)
+    closer = threading.Thread(target=buf.close, daemon=True)
+    with buf._commit_lock:  # as a commit_now() from another thread would
+        time.sleep(0.3)  # not an assertion: lets the background thread reach the lock
+        closer.start()
+        for _ in range(1000):  # poll up to 10 s for close() to have signalled the thread
+            if buf._stopping.is_set():
+                break
+            time.sleep(0.01)
+        assert buf._stopping.is_set()
+    closer.join(timeout=30)
+    assert not closer.is_alive(), "close() hung: the background thread missed its wake-up"
+    assert commits == [LogId(1, 1)] and buf.durable_applied == LogId(1, 1)

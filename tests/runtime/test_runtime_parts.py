@@ -8,7 +8,7 @@ import trio.testing
 
 from fastraft import Entry, Node
 from fastraft.errors import ForwardToLeader, OutcomeUnknown, RaftShutdown
-from fastraft.messages import AppendEntriesResponse, VoteRequest, VoteResponse
+from fastraft.messages import AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse
 from fastraft.net import MemoryRouter, TcpNetwork, serve_raft_tcp
 from fastraft.runtime.inbound import InboundReplies
 from fastraft.runtime.peers import PeerSender
@@ -77,12 +77,34 @@ def test_a_hung_request_does_not_hold_up_the_responses_behind_it(kind):
         trio.run(main)
 
 
+def _append(term, entries=()):
+    return AppendEntriesRequest(term=term, sender=1, prev_log_term=0, prev_log_index=0,
+                                leader_commit=0, entries=list(entries))
+
+
 def test_full_queue_drops_the_oldest():
     sender = PeerSender(2, Node(""), MemoryRouter().network(1), lambda m: None,
                         timeout_s=1.0, snapshot_timeout_s=1.0, max_queued=3)
     for term in range(5):
-        sender.send(VoteRequest(term=term, sender=1, last_log_term=0, last_log_index=0))
-    assert [m.term for m in sender._queue] == [2, 3, 4] and sender.dropped == 2
+        sender.send(_append(term, [Entry(term, 1, 1, b"x")]))
+    assert [m.term for m in sender._queue.clear()] == [2, 3, 4] and sender.dropped == 2
+
+
+def test_heartbeats_and_votes_overtake_queued_entries():
+    """Raft §5.6: a heartbeat or vote request waits behind no client work. Queued behind
+    entries (no connection yet), it is taken first; and it drops the oldest entries, never
+    the other way round, when the queue is full."""
+    sender = PeerSender(2, Node(""), MemoryRouter().network(1), lambda m: None,
+                        timeout_s=1.0, snapshot_timeout_s=1.0, max_queued=4)
+    for term in range(3):
+        sender.send(_append(term, [Entry(term, 1, 1, b"x")]))
+    sender.send(_append(7))  # a heartbeat
+    sender.send(VoteRequest(term=8, sender=1, last_log_term=0, last_log_index=0))
+    taken = sender._queue.clear()
+    assert [(type(m).__name__, m.term) for m in taken] == [
+        ("AppendEntriesRequest", 7), ("VoteRequest", 8),
+        ("AppendEntriesRequest", 1), ("AppendEntriesRequest", 2)]
+    assert sender.dropped == 1 and not taken[0].entries
 
 
 def test_each_response_reaches_the_request_of_its_token():
@@ -256,7 +278,7 @@ def test_requests_started_directly_or_by_the_sender_task_keep_their_order():
             for burst, pause_every in ((1, 1), (30, 0), (12, 3), (200, 0), (20, 2), (60, 7)):
                 for k in range(burst):
                     term += 1
-                    sender.send(VoteRequest(term=term, sender=1, last_log_term=0, last_log_index=0))
+                    sender.send(_append(term, [Entry(term, term, 1, b"x")]))  # not urgent
                     if pause_every and k % pause_every == pause_every - 1:
                         await trio.sleep(0.001)
                 await trio.sleep(0.05)

@@ -209,8 +209,11 @@ def test_group_commit_gathers_appends_issued_during_a_sync(tmp_path):
         assert done == []  # nothing is durable before its sync
         await store._pipeline.wait_idle()
         assert done == [(i, None) for i in range(1, 201)]  # all, in order
-        # The first append went alone; the 199 issued meanwhile shared one more sync.
-        assert env.info()["last_txnid"] - txn_before == 2
+        # The writer takes everything queued when it wakes: the 200 appends, issued back to
+        # back, share the sync under way when they were issued (the first may go alone, and
+        # the GIL may hand the writer a few more before the trio thread is done), never one
+        # sync each.
+        assert 1 <= env.info()["last_txnid"] - txn_before <= 3
         assert len(await store.read_entries(1, 300)) == 200
         await store.aclose()
 
@@ -419,7 +422,7 @@ def test_async_writers_wait_for_room_in_a_bounded_queue(tmp_path):
 
         def counting_submit(op, done):
             submit(op, done)
-            high_water[0] = max(high_water[0], len(pipeline._queued_ops))
+            high_water[0] = max(high_water[0], len(pipeline._pending))
 
         pipeline.submit = counting_submit
 

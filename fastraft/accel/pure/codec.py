@@ -35,8 +35,10 @@ same message for the same input.
 Kind 3 was a per-entry storage record, no longer written or read: it is refused as an
 unknown frame kind, and stays unused so that no older frame can be read as a new kind.
 
-Entry kinds are the ``EntryKind`` values 0..MAX_ENTRY_KIND; an unknown kind is refused on
-encode (ValueError) and on decode (CodecError), so a peer cannot smuggle one into a log.
+The codec is three modules, each with its compiled twin: the frame (frame: header, checksum,
+size limit), the entries (codec_entries: an entry's wire form, ``encode_entries`` and
+``decode_entries``) and this one, the messages; this one re-exports the other two's public
+names, so ``codec`` is the whole codec.
 """
 
 from __future__ import annotations
@@ -46,19 +48,14 @@ import struct
 from fastraft.errors import CodecError
 from fastraft.messages import MESSAGE_TYPES, wire_fields
 
-from .entry import Entry
-
-
-def _crc32c(data) -> int:
-    """CRC32C of ``data``. The crc32c package is imported on the first call, not at import:
-    its own import pulls in socket (through importlib.metadata), and importing fastraft's
-    engine must load no I/O module. The first call rebinds this name to the package's C
-    function, so later calls cost nothing extra."""
-    global _crc32c
-    from crc32c import crc32c as impl
-
-    _crc32c = impl
-    return impl(data)
+from .codec_entries import (
+    ENTRY_HEADER_SIZE, MAX_ENTRY_KIND, decode_entries, encode_entries, entry_parts, read_entries)
+from .frame import BODY_START as _BODY_START
+from .frame import (
+    DEFAULT_MAX_FRAME_BYTES, FRAME_ENTRIES, FRAME_MESSAGE, HEADER_SIZE, WIRE_VERSION, check_limit,
+    frame_size, open_frame, wrap_frame)
+from .ints import MAX_U32 as _MAX_U32
+from .ints import MAX_U64 as _MAX_U64
 
 __all__ = [
     "WIRE_VERSION",
@@ -75,208 +72,8 @@ __all__ = [
     "decode_message",
 ]
 
-#: Version byte of every frame; bump it whenever the layout of any frame changes. Version 2:
-#: every message names its ``sender`` in one field (before: candidate_id, leader_id, voter_id or
-#: follower_id), and message layouts are derived from the classes' dataclass fields. The bytes
-#: sit where version 1 put them, but the schema they are read with is new, so a version-1 peer
-#: is refused rather than trusted to agree.
-WIRE_VERSION = 2
-#: Bytes of the fixed frame header.
-HEADER_SIZE = 12
-#: Default bound on a whole frame, header included.
-DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-#: Frame kinds.
-FRAME_ENTRIES = 1
-FRAME_MESSAGE = 2
-#: Bytes before each payload inside an entry batch: term, index, kind, payload length.
-ENTRY_HEADER_SIZE = 21
-#: The largest known ``EntryKind`` value.
-MAX_ENTRY_KIND = 2
-
-_MAX_U64 = (1 << 64) - 1
-_MAX_U32 = (1 << 32) - 1
-_FRAME_NAMES = {FRAME_ENTRIES: "an entry batch", FRAME_MESSAGE: "a message"}
-
-_HEADER = struct.Struct("<BBHII")
-_ENTRY_HEAD = struct.Struct("<QQBI")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
-_BODY_START = _HEADER.size
-
-
-# --- frames ------------------------------------------------------------------------------
-
-
-def _check_limit(max_frame_bytes) -> int:
-    if not isinstance(max_frame_bytes, int):
-        raise TypeError(f"max_frame_bytes must be an int, not {type(max_frame_bytes).__name__}")
-    if max_frame_bytes < HEADER_SIZE:
-        raise ValueError(f"max_frame_bytes must be at least {HEADER_SIZE}, got {max_frame_bytes}")
-    return int(max_frame_bytes)
-
-
-def _as_bytes(data, limit: int = -1) -> bytes:
-    """``data`` (any contiguous bytes-like object) as bytes; only its first ``limit`` bytes
-    when ``limit`` >= 0."""
-    if type(data) is bytes:
-        return data if limit < 0 else data[:limit]
-    try:
-        view = memoryview(data)
-    except TypeError:
-        raise TypeError(f"expected a bytes-like object, not {type(data).__name__}") from None
-    if not view.c_contiguous:
-        raise TypeError("expected a contiguous bytes-like object")
-    view = view.cast("B")
-    return (view if limit < 0 else view[:limit]).tobytes()
-
-
-def _read_header(data: bytes, max_frame_bytes: int) -> tuple[int, int, int]:
-    """Validate the header at the start of ``data``: (frame kind, whole frame length, crc)."""
-    size = len(data)
-    if size < HEADER_SIZE:
-        raise CodecError(f"truncated frame header: {size} of {HEADER_SIZE} bytes")
-    version, kind, reserved, body_len, crc = _HEADER.unpack_from(data)
-    if version != WIRE_VERSION:
-        raise CodecError(f"unsupported wire version {version} (this build speaks {WIRE_VERSION})")
-    if kind not in _FRAME_NAMES:
-        raise CodecError(f"unknown frame kind {kind}")
-    if reserved != 0:
-        raise CodecError(f"reserved header field is {reserved}, must be 0")
-    total = HEADER_SIZE + body_len
-    if total > max_frame_bytes:
-        raise CodecError(f"frame of {total} bytes exceeds the limit of {max_frame_bytes} bytes")
-    return kind, total, crc
-
-
-def frame_size(header, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> int:
-    """Validate a frame header and return the whole frame's length (header + body).
-
-    ``header`` holds at least the first HEADER_SIZE bytes of a frame (more is ignored), so a
-    stream reader reads HEADER_SIZE bytes, calls this, then reads exactly the rest.
-    Raises CodecError for a short header, a wrong version, an unknown frame kind, a set
-    reserved field or a frame longer than ``max_frame_bytes``. The checksum is checked by
-    the decode functions, not here.
-    """
-    max_frame_bytes = _check_limit(max_frame_bytes)
-    return _read_header(_as_bytes(header, HEADER_SIZE), max_frame_bytes)[1]
-
-
-def _open_frame(data, expected_kind: int, max_frame_bytes) -> bytes:
-    """Validate a whole frame of ``expected_kind`` and return its bytes (header included)."""
-    max_frame_bytes = _check_limit(max_frame_bytes)
-    # The header and the length are checked before a buffer that is not bytes is copied.
-    kind, total, crc = _read_header(_as_bytes(data, HEADER_SIZE), max_frame_bytes)
-    if kind != expected_kind:
-        raise CodecError(
-            f"expected {_FRAME_NAMES[expected_kind]} frame, got {_FRAME_NAMES[kind]} frame")
-    size = len(data) if type(data) is bytes else memoryview(data).nbytes
-    if size < total:
-        raise CodecError(f"truncated frame: {size} of {total} bytes")
-    if size > total:
-        raise CodecError(f"{size - total} bytes of trailing garbage after the frame")
-    data = _as_bytes(data)
-    actual = _crc32c(memoryview(data)[_BODY_START:])
-    if actual != crc:
-        raise CodecError(f"checksum mismatch: header says {crc:#010x}, body has {actual:#010x}")
-    return data
-
-
-def _frame(kind: int, body: bytes, max_frame_bytes: int) -> bytes:
-    total = HEADER_SIZE + len(body)
-    if total > max_frame_bytes:
-        raise ValueError(f"frame of {total} bytes exceeds the limit of {max_frame_bytes} bytes")
-    if len(body) > _MAX_U32:
-        raise ValueError(f"frame body of {len(body)} bytes does not fit in u32")
-    return _HEADER.pack(WIRE_VERSION, kind, 0, len(body), _crc32c(body)) + body
-
-
-# --- entries -----------------------------------------------------------------------------
-
-
-def _entry_fields(e, i: int) -> tuple[int, int, int, bytes]:
-    """(term, index, kind, payload) of entry number ``i``, checked for the wire."""
-    term, index, kind, payload = e.term, e.index, e.kind, e.payload
-    for name, value in (("term", term), ("index", index)):
-        if not isinstance(value, int):
-            raise TypeError(f"entry {i}: {name} must be an int, not {type(value).__name__}")
-        if not 0 <= value <= _MAX_U64:
-            raise OverflowError(f"entry {i}: {name} {value} does not fit in u64")
-    if not isinstance(kind, int):
-        raise TypeError(f"entry {i}: kind must be an int, not {type(kind).__name__}")
-    if not 0 <= kind <= MAX_ENTRY_KIND:
-        raise ValueError(f"entry {i}: unknown entry kind {kind}")
-    if type(payload) is not bytes:
-        if not isinstance(payload, (bytearray, memoryview)):
-            raise TypeError(f"entry {i}: payload must be bytes, not {type(payload).__name__}")
-        payload = bytes(payload)
-    if len(payload) > _MAX_U32:
-        raise ValueError(f"entry {i}: payload of {len(payload)} bytes does not fit in u32")
-    return int(term), int(index), int(kind), payload
-
-
-def _entry_parts(entries, parts: list) -> int:
-    """Append the wire form of ``entries`` (count, then each entry) to ``parts``; return
-    the number of bytes appended."""
-    entries = entries if type(entries) is list else list(entries)
-    if len(entries) > _MAX_U32:
-        raise ValueError(f"{len(entries)} entries do not fit in one frame")
-    parts.append(_U32.pack(len(entries)))
-    size = 4
-    pack = _ENTRY_HEAD.pack
-    for i, e in enumerate(entries):
-        term, index, kind, payload = _entry_fields(e, i)
-        parts.append(pack(term, index, kind, len(payload)))
-        parts.append(payload)
-        size += ENTRY_HEADER_SIZE + len(payload)
-    return size
-
-
-def encode_entries(entries, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes:
-    """Encode a batch of entries into one FRAME_ENTRIES frame (one checksum for all).
-
-    ``entries`` is an iterable of objects with ``term``, ``index``, ``kind`` and ``payload``.
-    Raises TypeError/OverflowError/ValueError for an entry that cannot be encoded (its
-    position is named) and ValueError if the frame would exceed ``max_frame_bytes``.
-    """
-    max_frame_bytes = _check_limit(max_frame_bytes)
-    parts: list = []
-    _entry_parts(entries, parts)
-    return _frame(FRAME_ENTRIES, b"".join(parts), max_frame_bytes)
-
-
-def _read_entries(body: bytes, pos: int, end: int, where: str) -> tuple[list, int]:
-    """Decode a count and that many entries from body[pos:end]; return (entries, new pos)."""
-    if end - pos < 4:
-        raise CodecError(f"{where}truncated entry count")
-    (count,) = _U32.unpack_from(body, pos)
-    pos += 4
-    if count > (end - pos) // ENTRY_HEADER_SIZE:
-        raise CodecError(f"{where}{count} entries cannot fit in the {end - pos} bytes left")
-    out = []
-    unpack = _ENTRY_HEAD.unpack_from
-    for i in range(count):
-        if end - pos < ENTRY_HEADER_SIZE:
-            raise CodecError(f"{where}entry {i}: truncated entry header")
-        term, index, kind, size = unpack(body, pos)
-        pos += ENTRY_HEADER_SIZE
-        if kind > MAX_ENTRY_KIND:
-            raise CodecError(f"{where}entry {i}: unknown entry kind {kind}")
-        if size > end - pos:
-            raise CodecError(
-                f"{where}entry {i}: payload of {size} bytes overruns the {end - pos} bytes left")
-        out.append(Entry(term, index, kind, body[pos:pos + size]))
-        pos += size
-    return out, pos
-
-
-def decode_entries(data, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list:
-    """Decode one FRAME_ENTRIES frame into a list of Entry; CodecError on any bad input."""
-    data = _open_frame(data, FRAME_ENTRIES, max_frame_bytes)
-    out, pos = _read_entries(data, _BODY_START, len(data), "")
-    if pos != len(data):
-        raise CodecError(f"{len(data) - pos} bytes of trailing garbage after the entries")
-    return out
-
 
 # --- messages ----------------------------------------------------------------------------
 
@@ -308,7 +105,7 @@ def encode_message(msg, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes
     Raises TypeError for an unregistered class or a field of the wrong type, OverflowError
     for an integer outside u64, ValueError for a bad entry or an oversized frame.
     """
-    max_frame_bytes = _check_limit(max_frame_bytes)
+    max_frame_bytes = check_limit(max_frame_bytes)
     cls = _message_class(msg)
     parts = [bytes((cls.TAG,))]
     for name, kind in _fields_of(cls):
@@ -340,18 +137,18 @@ def encode_message(msg, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes
             parts.append(value)
         elif kind == "entries":
             try:
-                _entry_parts(value, parts)
+                entry_parts(value, parts)
             except (TypeError, ValueError) as e:  # OverflowError is a ValueError
                 raise type(e)(f"{where}: {e}") from None
         else:
             raise TypeError(f"{where} has unknown field kind {kind!r}")
-    return _frame(FRAME_MESSAGE, b"".join(parts), max_frame_bytes)
+    return wrap_frame(FRAME_MESSAGE, b"".join(parts), max_frame_bytes)
 
 
 def decode_message(data, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
     """Decode one FRAME_MESSAGE frame into its message object; CodecError on any bad input
     (including an unknown tag)."""
-    data = _open_frame(data, FRAME_MESSAGE, max_frame_bytes)
+    data = open_frame(data, FRAME_MESSAGE, max_frame_bytes)
     end = len(data)
     pos = _BODY_START
     if pos == end:
@@ -394,7 +191,7 @@ def decode_message(data, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
             else:
                 args[name] = raw
         elif kind == "entries":
-            entries, pos = _read_entries(data, pos, end, where)
+            entries, pos = read_entries(data, pos, end, where)
             args[name] = entries
         else:
             raise CodecError(f"{where}unknown field kind {kind!r}")

@@ -1,9 +1,10 @@
-"""The log entry, pure-Python twin of ``fastraft.accel.compiled.codec.Entry``."""
+"""The log entry, pure-Python twin of ``fastraft.accel.compiled.entry`` (the spec)."""
 
 from __future__ import annotations
 
+from fastraft.accel.pure.ints import MAX_U64 as _MAX_U64
+
 _KIND_NAMES = ("BLANK", "NORMAL", "MEMBERSHIP")
-_MAX_U64 = (1 << 64) - 1
 
 
 class Entry:

@@ -1,35 +1,7 @@
-from libc.stdint cimport uint8_t, uint64_t
+from libc.stdint cimport uint64_t
+
+from fastraft.accel.compiled.members cimport Member, MemberTable
 
 
-cdef struct Member:
-    # Replication (Raft §5.3): next is stored minus one, so that every next in [1, 2**64]
-    # (next = match + 1 with match up to 2**64 - 1) fits in a u64.
-    uint64_t match
-    uint64_t next_m1
-    uint64_t snap
-    uint64_t seq
-    # The in-flight window: if_count last indexes from if_head in a ring of max_inflight.
-    Py_ssize_t if_head
-    Py_ssize_t if_count
-    uint8_t role
-    uint8_t mode
-    uint8_t paused
-    uint8_t active
-    uint8_t vote
-
-
-cdef class ProgressTracker:
-    cdef readonly Py_ssize_t max_inflight
-    # node id -> slot; slots follow the ids in ascending order
-    cdef dict _slot
-    cdef list _ids
-    cdef Member *_m
-    cdef uint64_t *_if_buf
-    # room for one value per member: the quorum computations sort here
-    cdef uint64_t *_scratch
-    cdef Py_ssize_t _n
-    cdef bint _joint
-
-    cdef Member *_member(self, object node_id) except NULL
-    cdef uint64_t _quorum_value(self, bint of_seq) noexcept
+cdef class ProgressTracker(MemberTable):
     cdef void _free_upto(self, Member *p, uint64_t index) noexcept

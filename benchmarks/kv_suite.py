@@ -1,0 +1,179 @@
+"""The KV suite: fastraft's KV API over HTTP (three ``fastraft-kv serve`` processes, lmdb
+stores synced on every commit, TCP between nodes) and etcd through its JSON gateway (three
+members, its default WAL fsync), driven by the same load generator (``loadgen.py``): writes
+and linearizable reads (fastraft ``/consistent_read``, ReadIndex; etcd's default range) at
+1 ... 256 clients, 100-byte values, every request to the leader.
+
+Both clusters stay up for the whole suite and, in every repetition, each point runs on
+fastraft then on etcd (A B A B). The load generator's own ceiling is measured in the same
+repetitions: the same generator against an HTTP server that answers every request at once
+(``kv/http_ceiling.py``, fastraft's HTTP server with a fixed answer).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from . import loadgen
+from .peers import etcd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CEILING_CLIENTS = 64
+
+
+class FastraftKVCluster:
+    """Three KV nodes on ports of the run's range, formed through the API, kept up by trio in
+    a background thread until ``stop``."""
+
+    def __init__(self, workdir: str, ports: list[int]) -> None:
+        self.workdir, self.ports = os.path.join(workdir, "kv-fastraft"), ports
+        self.endpoints: list[str] = []
+        self.pids: list[int] = []
+        self._up, self._down = threading.Event(), None
+        self._error: BaseException | None = None
+        self._token = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        import trio
+
+        try:
+            trio.run(self._serve)
+        except BaseException as e:  # reported to the caller of start
+            self._error = e
+            self._up.set()
+
+    async def _serve(self) -> None:
+        import trio
+
+        from fastraft.kv.client import KVClient
+        from fastraft.kv.local_cluster import LocalCluster, NodeProcess
+
+        self._token = trio.lowlevel.current_trio_token()
+        self._down = trio.Event()
+        async with LocalCluster(self.workdir, store="lmdb", network="tcp") as cluster:
+            for i in (1, 2, 3):  # on this run's ports: a restart uses the node's own
+                cluster.nodes[i] = NodeProcess(
+                    i, f"127.0.0.1:{self.ports[i - 1]}", f"127.0.0.1:{self.ports[i + 2]}",
+                    os.path.join(self.workdir, f"n{i}"), os.path.join(self.workdir, f"n{i}.log"))
+                await cluster.restart(i)
+            addrs = cluster.addrs()
+            async with KVClient(addrs, deadline_s=30) as client:
+                await client.init(addr=addrs[0])
+                for i in (2, 3):
+                    await client.add_learner(i, addrs[i - 1])
+                await client.change_membership([1, 2, 3])
+            self.endpoints = [f"http://{a}" for a in addrs]
+            self.pids = [cluster.nodes[i].pid for i in (1, 2, 3)]
+            self._up.set()
+            await self._down.wait()
+
+    def __enter__(self) -> "FastraftKVCluster":
+        self._thread.start()
+        if not self._up.wait(120) or self._error is not None:
+            raise RuntimeError(f"the fastraft KV cluster did not start: {self._error}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import trio
+
+        if self._token is not None and self._thread.is_alive():
+            trio.from_thread.run_sync(self._down.set, trio_token=self._token)
+        self._thread.join(60)
+
+
+class CeilingServer:
+    """``kv/http_ceiling.py fastraft``: the same HTTP server a node uses, answering at once."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def __enter__(self) -> "CeilingServer":
+        self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "kv", "http_ceiling.py"),
+                                   "fastraft", f"127.0.0.1:{self.port}"],
+                                  stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        line = self.p.stdout.readline()
+        if not line.startswith("listening"):
+            self.__exit__()
+            raise RuntimeError("the ceiling server did not start")
+        self.url = "http://" + line.split()[-1]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.p.terminate()
+        self.p.wait(30)
+
+
+def _leader(target: str, endpoints: list[str], timeout_s: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:  # bounded by the deadline
+        url = loadgen.TARGETS[target].leader(endpoints)
+        if url:
+            return url
+        time.sleep(0.1)
+    raise RuntimeError(f"{target}: no leader in {timeout_s} s")
+
+
+def run(ctx) -> None:
+    plan = ctx.plan
+    keys = 200 if plan.mode == "smoke" else 10_000
+    with FastraftKVCluster(ctx.workdir, ctx.ports.take(6)) as fr:
+        systems = [("fastraft", fr.endpoints, fr.pids)]
+        etcd_cluster = None
+        why = etcd.available()
+        if why:
+            ctx.results.skip("etcd (KV suite)", why, ctx.say)
+        else:
+            try:
+                etcd_cluster = etcd.EtcdCluster(ctx.workdir, ctx.ports.take(6)).__enter__()
+                systems.append(("etcd", etcd_cluster.endpoints, etcd_cluster.pids))
+                ctx.peer_versions["etcd"] = etcd.version()
+            except Exception as e:
+                ctx.results.skip("etcd (KV suite)", f"did not start: {e}", ctx.say)
+        try:
+            with CeilingServer(ctx.ports.take(1)[0]) as ceiling:
+                leaders = {s: _leader(s, eps) for s, eps, _ in systems}
+                for s in leaders:  # every key exists before reads start
+                    loadgen.preload(leaders[s], s, keys)
+                for rep in range(plan.reps):
+                    for op in ("write", "read"):
+                        for clients in plan.kv_clients:
+                            for entry in list(systems):  # A then B
+                                system, endpoints, pids = entry
+                                if not ctx.step(f"KV {op} at {clients} clients {system} "
+                                                f"rep {rep + 1}"):
+                                    return
+                                try:
+                                    url = _leader(system, endpoints)
+                                    r = loadgen.run_point(url, system, op, clients, plan.warmup_s,
+                                                          plan.duration_s, keys, pids)
+                                except Exception as e:  # one system failing spares the other
+                                    ctx.results.skip(f"KV {system}: {op} at {clients} clients and "
+                                                     "the rest of the suite", f"failed: {e}", ctx.say)
+                                    systems.remove(entry)
+                                    continue
+                                _record(ctx, system, op, clients, rep, r)
+                    if not ctx.step(f"load generator ceiling rep {rep + 1}"):
+                        return
+                    r = loadgen.run_point(ceiling.url, "fastraft", "write", CEILING_CLIENTS,
+                                          plan.warmup_s, plan.duration_s, keys, [ceiling.p.pid])
+                    _record(ctx, "ceiling", "write", CEILING_CLIENTS, rep, r)
+        finally:
+            if etcd_cluster is not None:
+                etcd_cluster.__exit__(None, None, None)
+
+
+def _record(ctx, system, op, clients, rep, r) -> None:
+    lat = r["latency_ns"]
+    ctx.results.add("kv", system=system, op=op, clients=clients, rep=rep, ops_s=r["ops_s"],
+                    errors=r["errors"], client_failures=r["client_failures"],
+                    server_cpu_us_per_op=(r["server_cpu_s"] / r["ok"] * 1e6) if r["ok"] else None,
+                    latency_ms=[round(x / 1e6, 3) for x in lat])
+
+
+def count_steps(plan) -> int:
+    return plan.reps * (2 * len(plan.kv_clients) * 2 + 1)

@@ -1,0 +1,208 @@
+"""``python -m benchmarks``: its load generator, its cluster runner and snapshot scenario, its
+budget and its report, on real processes and sockets on 127.0.0.1. No figure is asserted
+(the machine is shared): only that each part measures what it says it measures."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from benchmarks import loadgen, report
+from benchmarks.__main__ import Context
+from benchmarks.clusters import Cluster
+from benchmarks.common import Plan, Ports, Results
+from benchmarks.micro_suite import case_name
+from benchmarks.peers import etcd
+from fastraft.testing import free_ports
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CEILING = os.path.join(HERE, "..", "..", "benchmarks", "kv", "http_ceiling.py")
+
+
+class _Bar:
+    def __init__(self):
+        self.lines = []
+
+    def say(self, line):
+        self.lines.append(line)
+
+    def describe(self, what):
+        pass
+
+    def advance(self):
+        pass
+
+
+def _ctx(tmp_path, plan, budget=None):
+    results = Results(str(tmp_path / "results.json"))
+    return Context(plan, results, Ports(free_ports(1)[0], 0), str(tmp_path), _Bar(), budget)
+
+
+@pytest.fixture
+def ceiling_server():
+    p = subprocess.Popen([sys.executable, CEILING, "fastraft", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("listening"), line
+        yield "http://" + line.split()[-1], p.pid
+    finally:
+        p.terminate()
+        p.wait(30)
+
+
+def test_loadgen_counts_successes_and_refusals(ceiling_server):
+    url, pid = ceiling_server
+    ok = loadgen.run_point(url, "fastraft", "write", 4, 0.1, 0.4, keys=50, server_pids=[pid])
+    assert ok["ok"] > 0 and ok["errors"] == 0 and not ok["client_failures"]
+    assert len(ok["latency_ns"]) == ok["ok"] and min(ok["latency_ns"]) > 0
+    assert ok["server_cpu_s"] >= 0
+    # the same answers are not etcd's: counted as errors, never as successes
+    bad = loadgen.run_point(url, "etcd", "write", 4, 0.1, 0.4, keys=50)
+    assert bad["ok"] == 0 and bad["errors"] > 0
+
+
+def test_fastraft_cluster_answers_closed_and_open_loop(tmp_path):
+    with Cluster("fastraft", 3, free_ports(3), str(tmp_path)) as c:
+        r = c.on_leader({"cmd": "throughput", "window": 16, "payload": 100, "warmup_s": 0.1,
+                         "duration_s": 0.5})
+        assert r["ops_s"] > 0
+        r = c.on_leader({"cmd": "open_loop", "rate": 200, "payload": 100, "warmup_s": 0.1,
+                         "duration_s": 0.5})
+        assert r["dropped"] == 0 and r["unfinished"] == 0 and r["errors"] == 0
+        assert len(r["latency_ms"]) == 100  # every scheduled write of the measured 0.5 s
+        assert min(r["latency_ms"]) > 0
+
+
+def test_snapshot_install_goes_through_a_snapshot(tmp_path):
+    """Raft §7: a follower behind the leader's purged log catches up by InstallSnapshot."""
+    from benchmarks import cluster_suite
+
+    plan = Plan.for_mode("smoke")
+    plan.snapshot_mb = (1,)
+    ctx = _ctx(tmp_path, plan)
+    ctx.ports = Ports(free_ports(1)[0], 0)
+    ctx.ports.take = lambda n: free_ports(n)
+    cluster_suite.snapshot_install(ctx)
+    rec = [r for r in ctx.results.records if r["suite"] == "snapshot"]
+    assert len(rec) == 1, ctx.results.skipped
+    assert rec[0]["via_snapshot"] and rec[0]["install_s"] is not None
+    assert rec[0]["state_bytes"] == 2**20
+
+
+def test_budget_spent_stops_the_run_and_says_so(tmp_path):
+    ctx = _ctx(tmp_path, Plan.for_mode("smoke"), budget=0.0)
+    time.sleep(0.01)
+    assert not ctx.step("anything")
+    assert not ctx.step("anything else")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved["skipped"]) == 1 and "budget" in saved["skipped"][0]["why"]
+    assert any(line.startswith("SKIPPED") for line in ctx.bar.lines)
+
+
+def test_plan_fits_the_budget_by_shortening_points():
+    plan = Plan.for_mode("full")
+    plan.scale_to(100.0, 1000.0)
+    assert plan.duration_s == pytest.approx(0.5) and plan.warmup_s == pytest.approx(0.2)
+    assert plan.in_flight == (1, 16, 64, 256, 1024)  # the points stay
+
+
+def test_ports_are_handed_out_once():
+    p = Ports(27000, 10)
+    assert p.take(3) == [27000, 27001, 27002] and p.take(2) == [27003, 27004]
+    with pytest.raises(RuntimeError):
+        p.take(6)
+
+
+def test_micro_case_names_drop_the_flavour():
+    assert case_name("benchmarks/bench_codec.py::test_x[compiled-100]") == "bench_codec.py::test_x[100]"
+    assert case_name("benchmarks/bench_codec.py::test_x[pure-100]") == "bench_codec.py::test_x[100]"
+    assert case_name("b/bench_log.py::test_y[pure]") == "bench_log.py::test_y"
+
+
+def _synthetic_results(path):
+    recs = []
+    for rep in range(3):
+        for system, ops in (("fastraft", 2000 + rep), ("pysyncobj", 1000)):
+            recs.append({"suite": "cluster", "metric": "in_flight", "x": 256, "system": system,
+                         "rep": rep, "ops_s": ops})
+            recs.append({"suite": "cluster", "metric": "open_loop", "x": 500, "system": system,
+                         "rep": rep, "latency_ms": [float(i) for i in range(1, 101)], "dropped": 0})
+        for system in ("fastraft", "etcd"):
+            recs.append({"suite": "kv", "system": system, "op": "write", "clients": 64, "rep": rep,
+                         "ops_s": 3000 if system == "fastraft" else 1500, "errors": 0,
+                         "server_cpu_us_per_op": 100.0, "latency_ms": [1.0, 2.0, 3.0]})
+        for flavour, t in (("compiled", 1e-6), ("pure", 1e-5)):
+            recs.append({"suite": "micro", "case": "bench_codec.py::test_x", "flavour": flavour,
+                         "rep": rep, "rounds_s": [t] * 5, "median_s": t})
+    recs += [{"suite": "failover", "trial": i, "ms": 1000.0 + i} for i in range(3)]
+    data = {"machine": {"cpu_model": "test cpu", "cores": 2, "load_avg_start": [1, 1, 1],
+                        "load_avg_end": [2, 2, 2], "versions": {"python": "3"}, "argv": []},
+            "plan": Plan().__dict__, "records": recs, "skipped": [{"what": "x", "why": "y"}]}
+    path.write_text(json.dumps(data))
+
+
+def test_report_summarises_with_numpy_and_draws_the_plots(tmp_path):
+    results = tmp_path / "results.json"
+    _synthetic_results(results)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.HEAD_START}\nold\n{report.HEAD_END}\nrest\n")
+    report.main([str(results), "--md", str(tmp_path / "B.md"), "--readme", str(readme)])
+    md = (tmp_path / "B.md").read_text()
+    assert "×2.00 [2.00, 2.00]" in md  # 2001 / 1000, every resample the same median
+    assert "| 500 | fastraft | 50.50 |" in md  # numpy's p50 of 1..100
+    assert "×10.00" in md  # pure / compiled
+    assert "- x: y" in md  # the skipped part is named
+    for png in ("throughput_in_flight.png", "latency_cdf.png", "ratios.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    text = readme.read_text()
+    assert "old" not in text and "×2.00" in text and text.endswith("rest\n")
+    summary = json.loads((tmp_path / "results.summary.json").read_text())
+    assert "latency_ms" not in json.dumps(summary["points"][0].get("ops_s", []))
+    # the summary alone regenerates the same report
+    report.main([str(tmp_path / "results.summary.json"), "--md", str(tmp_path / "C.md"),
+                 "--readme", str(tmp_path / "none.md")])
+    assert (tmp_path / "C.md").read_text() == md
+
+
+def test_ratio_interval_contains_the_point():
+    r, lo, hi = report.ratio_ci([10, 12, 11, 13], [5, 6, 5, 7])
+    assert lo <= r <= hi and r == pytest.approx(11.5 / 5.5)
+
+
+@pytest.mark.skipif(etcd.available() is not None, reason="etcd is not installed")
+def test_etcd_cluster_serves_the_load_generator(tmp_path):
+    with etcd.EtcdCluster(str(tmp_path), free_ports(6)) as c:
+        url = loadgen.Etcd.leader(c.endpoints)
+        assert url in c.endpoints
+        loadgen.preload(url, "etcd", 20)
+        for op in ("write", "read"):
+            r = loadgen.run_point(url, "etcd", op, 4, 0.1, 0.4, keys=20, server_pids=c.pids)
+            assert r["ok"] > 0 and r["errors"] == 0, r["client_failures"]
+    assert not os.path.exists(c.dir)
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_campaign_progress_is_rich_on_a_terminal_and_off_elsewhere(monkeypatch):
+    from fastraft.sim.campaign import run_campaign
+    from fastraft.sim.profile import SimOptions
+
+    opts = SimOptions(steps=50)
+    plain = io.StringIO()
+    run_campaign(range(3), opts, progress=plain)
+    assert plain.getvalue().count("\n") == 1 and plain.getvalue().startswith("3/3 seeds")
+    tty = _Tty()
+    run_campaign(range(3), opts, progress=tty)
+    assert "\x1b[" in tty.getvalue()  # rich drew a bar
+    monkeypatch.setenv("FASTRAFT_PROGRESS", "0")
+    asked_off = _Tty()
+    run_campaign(range(3), opts, progress=asked_off)
+    assert asked_off.getvalue().count("\n") == 1 and "\x1b[" not in asked_off.getvalue()

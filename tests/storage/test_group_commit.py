@@ -1,0 +1,144 @@
+"""The group-commit pipeline (fastraft.storage.group_commit): its writer thread lives and ends
+with the store, batches run in submission order, and a failure fails the pipeline for good
+(what was pending and what comes after fail with the same error; nothing after the failed
+batch is written). The pipeline is driven here with a batch function of the test's own,
+which records what it "writes" and fails or waits when told to; the stores' own use of it
+runs in the conformance suite and the crash tests."""
+
+import threading
+
+import pytest
+import trio
+
+from fastraft import Entry, StorageError
+from fastraft.storage import LmdbLogStore
+from fastraft.storage.group_commit import WritePipeline
+
+WAIT_S = 30  # a generous bound on every wait for the writer thread
+
+
+def entries(lo, hi):
+    return [Entry(1, i, 1, b"v%d" % i) for i in range(lo, hi)]
+
+
+async def open_store(kind, path):
+    if kind == "lmdb":
+        return await LmdbLogStore.open(path)
+    pytest.importorskip("rocksdict", reason="the rocksdb extra is not installed")
+    from fastraft.storage.rocksdb_log import RocksLogStore
+    return await RocksLogStore.open(path)
+
+
+@pytest.mark.parametrize("kind", ["lmdb", "rocksdb"])
+def test_the_writer_thread_starts_with_the_first_write_and_ends_with_the_store(tmp_path, kind):
+    async def main():
+        store = await open_store(kind, tmp_path / kind)
+        assert store._pipeline._thread is None  # a store that never writes has no thread
+        await store.append(entries(1, 4))
+        thread = store._pipeline._thread
+        assert thread is not None and thread.is_alive()
+        await store.append(entries(4, 9))
+        assert store._pipeline._thread is thread  # one thread for the store's life
+        await store.aclose()
+        assert not thread.is_alive()
+        assert thread not in threading.enumerate()
+        with pytest.raises(StorageError, match="closed"):
+            await store.append(entries(9, 10))
+
+    trio.run(main)
+
+
+class Recorder:
+    """A batch function: records each batch; holds a batch with an op whose name starts
+    with "hold" until ``release`` is set; fails a batch with an op whose name ends with
+    "bad" (after holding it)."""
+
+    def __init__(self):
+        self.batches: list[list[str]] = []
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def run_batch(self, ops):
+        if any(op.startswith("hold") for op in ops):
+            self.holding.set()
+            assert self.release.wait(WAIT_S)
+        if any(op.endswith("bad") for op in ops):
+            raise OSError("the disk said no")
+        self.batches.append(list(ops))
+        return [f"wrote {op}" for op in ops]
+
+
+def test_batches_run_in_order_and_each_op_gets_its_result():
+    async def main():
+        rec = Recorder()
+        seen = []
+        pipe = WritePipeline("test", rec.run_batch, lambda ops, results: seen.extend(ops))
+        got = []
+        pipe.submit("hold", lambda e, r: got.append((e, r)))
+        with trio.fail_after(WAIT_S):
+            await trio.to_thread.run_sync(rec.holding.wait)
+        for name in ("a", "b", "c"):  # queued while the first batch is held
+            pipe.submit(name, lambda e, r: got.append((e, r)))
+        assert pipe.queued_ops() == ["hold", "a", "b", "c"]
+        rec.release.set()
+        with trio.fail_after(WAIT_S):
+            await pipe.wait_idle()
+        assert rec.batches == [["hold"], ["a", "b", "c"]]  # the three shared one batch
+        assert seen == ["hold", "a", "b", "c"]
+        assert got == [(None, f"wrote {n}") for n in ("hold", "a", "b", "c")]
+        await pipe.aclose()
+
+    trio.run(main)
+
+
+def test_a_failed_batch_fails_what_is_pending_and_everything_after_and_writes_no_more():
+    async def main():
+        rec = Recorder()
+        pipe = WritePipeline("test", rec.run_batch, lambda ops, results: None)
+        assert await pipe.run("a") == "wrote a"
+        got = {}
+        pipe.submit("hold-bad", lambda e, r: got.setdefault("hold-bad", e))
+        with trio.fail_after(WAIT_S):
+            await trio.to_thread.run_sync(rec.holding.wait)
+        pipe.submit("c", lambda e, r: got.setdefault("c", e))  # queued behind it
+        pipe.submit("d", lambda e, r: got.setdefault("d", e))
+        rec.release.set()  # the held batch fails
+        with trio.fail_after(WAIT_S):
+            await pipe.wait_idle()
+        error = got["hold-bad"]
+        assert isinstance(error, OSError) and got == {"hold-bad": error, "c": error, "d": error}
+        assert pipe.failure is error
+        with pytest.raises(StorageError, match="earlier write failed"):
+            pipe.submit("d", lambda e, r: None)
+        with pytest.raises(StorageError, match="earlier write failed"):
+            await pipe.run("e")
+        thread = pipe._thread
+        await pipe.aclose()
+        assert not thread.is_alive()
+        assert rec.batches == [["a"]]  # "c" and "d", queued behind the failure, never written
+
+    trio.run(main)
+
+
+def test_a_failure_of_the_stores_bookkeeping_fails_the_pipeline_for_good():
+    async def main():
+        rec = Recorder()
+
+        def on_committed(ops, results):
+            if "boom" in ops:
+                raise RuntimeError("bookkeeping broke")
+
+        pipe = WritePipeline("test", rec.run_batch, on_committed)
+        got = {}
+        pipe.submit("boom", lambda e, r: got.setdefault("boom", e))
+        pipe.submit("after", lambda e, r: got.setdefault("after", e))
+        with trio.fail_after(WAIT_S):
+            await pipe.wait_idle()
+        assert isinstance(got["boom"], RuntimeError)
+        assert got["after"] is got["boom"]  # in the same batch or a later one: failed alike
+        with pytest.raises(StorageError, match="earlier write failed"):
+            pipe.submit("later", lambda e, r: None)
+        await pipe.aclose()
+        assert all("later" not in batch for batch in rec.batches)
+
+    trio.run(main)
