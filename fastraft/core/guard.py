@@ -17,7 +17,14 @@ not let one malformed or stray message corrupt its state or stop its cluster. Be
   bootstrapped by one node asking unconfigured peers for votes); anything else it drops.
 * **not a voter**: a vote request (or pre-vote) from a node that votes in neither of those
   configurations: it gets no vote and changes no term (thesis §4.2.3, disruptive servers:
-  a removed or never-added node cannot depose a leader).
+  a removed or never-added node cannot depose a leader). Except from a member (a learner
+  here) whose last log id is beyond ours: it may have been made a voter by a configuration
+  this node has not received, and thesis §4.1 has servers vote without consulting their
+  configuration. A node that lagged past its promotion (a joint configuration whose C_new
+  needs this node and the candidate, the one log able to win C_old) would otherwise refuse
+  the only electable candidate for good. A node that neither configuration names (a
+  stranger, or a removed node once its removal is held) still gets no vote, whatever log
+  it claims.
 * **TimeoutNow not from the leader**: leadership transfer (thesis §3.10) starts an election
   at once, so it is honoured only from the node this one follows, in the current term. (One
   from an older term is still answered with the current term, which stops a stale leader.)
@@ -131,6 +138,13 @@ class GuardMixin:
             return None if t in _UNCONFIGURED_TAKES else NON_MEMBER
         if t is VoteRequest:
             if effective.is_voter(sender) or committed.is_voter(sender):
+                return None
+            if (sender in effective.nodes or sender in committed.nodes) and (
+                    msg.last_log_term, msg.last_log_index) > (self.log.last_term,
+                                                              self.log.last_index):
+                # a member whose log is ahead of ours may vote in a configuration we have
+                # not received yet (thesis §4.1: a server votes without consulting its
+                # configuration); dropping it can leave no electable candidate
                 return None
             return NOT_VOTER
         if sender not in effective.nodes and sender not in committed.nodes:

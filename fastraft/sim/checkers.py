@@ -25,7 +25,8 @@ simulator runs it over its nodes (``check``), and the engine's own tests over ba
   granted vote, the sender's term, the entries a follower acknowledges); and an engine never
   counts as durable (``flushed``) more log than it holds, or it would acknowledge entries it
   lacks;
-* ``committed-truncated``: no log write removes a committed entry;
+* ``committed-truncated``: no log write removes a committed entry while its node is in the
+  term that committed it or a later one (an older term's leader may rightly truncate it);
 * ``command-contract``: the engine asked storage for something its command contract forbids;
 * ``engine-error``: an engine input raised an exception it does not document;
 * ``codec``: a corrupted message made the decoder raise something other than CodecError;
@@ -135,6 +136,15 @@ class _CommittedLog:
         self.base = self.last = base
         self.runs = []
         self.commit_terms = []
+
+    def commit_term_at(self, index: int) -> int | None:
+        """The term in which ``index`` was first seen committed (None outside (base, last])."""
+        if not self.base < index <= self.last:
+            return None
+        for last, t in self.commit_terms:
+            if index <= last:
+                return t
+        return None
 
     def committed_before(self, term: int) -> int:
         """The last index committed in a term before ``term`` (0 if none)."""
@@ -316,17 +326,25 @@ class SafetyChecker:
                 self.fail("log-matching", f"node {node_id} holds a different entry at "
                           f"{en.term}/{en.index} than another node")
 
-    def on_truncate(self, node_id: int, since: int, log, covered: int) -> None:
-        """A log write removes [since, ...): none of it may be a committed entry, except what
-        the durable snapshot up to ``covered`` replaces (Raft §7: a log that does not continue
-        an installed snapshot is discarded whole)."""
-        g = self.committed
+    def on_truncate(self, node_id: int, since: int, log, covered: int, term: int) -> None:
+        """A log write by a node in ``term`` removes [since, ...). A violation if that removes
+        a committed entry while the node is in the term that committed it or a later one:
+        every leader of that term or a later one holds the entry (Raft §5.4.1, Leader
+        Completeness), so no request of such a term conflicts with it. (A node that knows an
+        entry is committed learned it in such a term, so this covers its own commit index.)
+        A node still in an older term may rightly drop a committed entry it holds but does not
+        know is committed: a stale leader's AppendEntries (Raft §5.3) reaches it before the
+        newer leader does, which repairs its log later. Except what the durable snapshot up to
+        ``covered`` replaces (Raft §7: a log that does not continue an installed snapshot is
+        discarded whole)."""
         start = max(since, covered + 1)
+        g = self.committed
         if start <= min(g.last, log.last_index):
             t = log.term_at(start)
-            if t is not None and t == g.term_at(start):
-                self.fail("committed-truncated", f"node {node_id} truncates from {since}, "
-                          f"committed up to {g.last}, snapshot up to {covered}")
+            if t is not None and t == g.term_at(start) and term >= g.commit_term_at(start):
+                self.fail("committed-truncated", f"node {node_id} in term {term} truncates "
+                          f"from {since}, committed up to {g.last} in term "
+                          f"{g.commit_term_at(start)}, snapshot up to {covered}")
 
     def on_applied(self, node_id: int, entry, digest: bytes) -> None:
         """A state machine applied ``entry`` and reached ``digest``."""

@@ -224,7 +224,8 @@ class SimNode(StateMachineWork):
                 self._maybe_sync()
             elif t is TruncateLog:
                 sim.count("truncate")
-                sim.checker.on_truncate(self.id, c.since, self.disk.log, self._covered())
+                sim.checker.on_truncate(self.id, c.since, self.disk.log, self._covered(),
+                                         self.engine.term)
                 self.disk.truncate(c.since)
                 self.log_version += 1
                 self._maybe_sync()

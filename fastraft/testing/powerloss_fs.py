@@ -65,8 +65,16 @@ class PowerLossOperations(pyfuse3.Operations):
             self._next_inode += 1
         return ino
 
+    def _path(self, ino: int) -> str:
+        """The backing path of ``ino``; ENOENT once its name is gone. Every handler looks
+        names up through this: an exception other than FUSEError would end the mount."""
+        try:
+            return self._paths[ino]
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+
     def _child(self, parent: int, name: bytes) -> str:
-        return os.path.join(self._paths[parent], os.fsdecode(name))
+        return os.path.join(self._path(parent), os.fsdecode(name))
 
     def path_of(self, ino: int) -> str | None:
         path = self._paths.get(ino)
@@ -77,6 +85,10 @@ class PowerLossOperations(pyfuse3.Operations):
             st = os.lstat(path)
         except OSError as e:
             raise pyfuse3.FUSEError(e.errno) from None
+        return self._entry(st, ino)
+
+    @staticmethod
+    def _entry(st: os.stat_result, ino: int) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()
         a.st_ino = ino
         a.generation = 0
@@ -96,10 +108,20 @@ class PowerLossOperations(pyfuse3.Operations):
         return self._attrs(path, self._inode_of(path))
 
     async def getattr(self, inode, ctx=None):
-        return self._attrs(self._paths[inode], inode)
+        path = self._paths.get(inode)
+        if path is not None:
+            return self._attrs(path, inode)
+        # unlinked or replaced while still open (a snapshot file a reader holds): its fd
+        for fd, ino in list(self._fd_inode.items()):
+            if ino == inode:
+                try:
+                    return self._entry(os.fstat(fd), inode)
+                except OSError as e:
+                    raise pyfuse3.FUSEError(e.errno) from None
+        raise pyfuse3.FUSEError(errno.ENOENT)
 
     async def setattr(self, inode, attr, fields, fh, ctx):
-        path = self._paths[inode]
+        path = self._path(inode)
         try:
             if fields.update_size:
                 fd = fh if fh is not None else os.open(path, os.O_RDWR)
@@ -186,8 +208,11 @@ class PowerLossOperations(pyfuse3.Operations):
         return inode
 
     async def readdir(self, fh, start_id, token):
-        path = self._paths[fh]
-        names = sorted(os.listdir(path))
+        path = self._path(fh)
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
         for i, name in enumerate(names[start_id:], start_id):
             child = os.path.join(path, name)
             ino = self._inode_of(child)
@@ -208,7 +233,7 @@ class PowerLossOperations(pyfuse3.Operations):
 
     async def open(self, inode, flags, ctx):
         try:
-            fd = os.open(self._paths[inode], _backing_flags(flags & ~os.O_CREAT))
+            fd = os.open(self._path(inode), _backing_flags(flags & ~os.O_CREAT))
         except OSError as e:
             raise pyfuse3.FUSEError(e.errno) from None
         self._fd_inode[fd] = inode

@@ -19,6 +19,7 @@ from fastraft.core import (AppendLog, ApplyEntries, BuildSnapshot, Config, Engin
                            SendMessage, StateChanged, TruncateLog)
 from fastraft.core.state import Role, scan_term_runs
 from fastraft.sim.checkers import SafetyChecker
+from fastraft.sim.disk import LogImage
 from fastraft.types import (EntryKind, LogId, Membership, Node, SnapshotMeta,
                             StoredMembership, Vote)
 
@@ -52,6 +53,15 @@ class Store:
         self.receiving: bytearray = bytearray()
         self.durable_log: dict = {}  # the log as of the last reported flush
         self.durable_purged: LogId | None = None
+
+    def log_image(self) -> LogImage:
+        """The stored log as the safety checker reads it."""
+        return LogImage(self.purged, [self.log[k] for k in sorted(self.log)])
+
+    def covered(self) -> int:
+        """The last index the purged log or the snapshot replaces."""
+        snap = self.snapshot[0].last_log_id.index if self.snapshot else 0
+        return max(self.purged.index if self.purged else 0, snap)
 
     def state_bytes(self) -> bytes:
         doc = {"applied": [[i, t, k, p.hex()] for i, t, k, p in self.applied],
@@ -173,6 +183,8 @@ class Cluster:
             else:
                 self._report_flush(i, c.last_log_id)
         elif t is TruncateLog:
+            if self.check_enabled:
+                self.checker.on_truncate(i, c.since, st.log_image(), st.covered(), e.term)
             for k in [k for k in st.log if k >= c.since]:
                 del st.log[k]
         elif t is PurgeLog:

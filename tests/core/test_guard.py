@@ -235,11 +235,31 @@ def test_4_2_3_vote_request_from_a_non_member_gets_no_vote_and_changes_no_term(p
     assert f.take_commands() == [] and f.term == 1 and f.vote == Vote(1, 0)
 
 
-def test_4_2_3_vote_request_from_a_learner_gets_no_vote():
+@pytest.mark.parametrize("last", [(1, 1), (1, 0)])
+def test_4_2_3_vote_request_from_a_learner_not_ahead_gets_no_vote(last):
     f = engine(2, voters=(1, 2, 3), learners=(4,), cfg=config(pre_vote=False,
                                                                  check_quorum=False))
-    f.step(VoteRequest(term=5, sender=4, last_log_term=10, last_log_index=100))
+    f.step(VoteRequest(term=5, sender=4, last_log_term=last[0], last_log_index=last[1]))
     assert f.take_commands() == [] and f.term == 1 and f.dropped[NOT_VOTER] == 1
+
+
+@pytest.mark.parametrize("pre_vote", [False, True])
+def test_4_1_a_learner_whose_log_is_ahead_gets_an_answer(pre_vote):
+    """Seed 404505 of the simulator: node 5 missed the configurations that made node 2 a
+    voter and itself a voter of C_new; node 2 held the only log C_old could elect, node 5
+    dropped its vote requests as a learner's, and no leader was ever elected again. A member
+    whose log is beyond ours may vote in a configuration we have not received: thesis §4.1,
+    "a server grants its vote to a candidate that is not part of the server's latest
+    configuration" (if its log is up to date, §5.4.1)."""
+    f = engine(2, voters=(1, 2, 3), learners=(4,), cfg=config(pre_vote=False,
+                                                                 check_quorum=False))
+    f.step(vote(5, 4, 1, 2, pre_vote, False))
+    (reply,) = sent(complete_writes(f, f.take_commands()), VoteResponse)
+    assert reply.granted and f.dropped[NOT_VOTER] == 0
+    assert (f.term, f.vote) == ((1, Vote(1, 0)) if pre_vote else (5, Vote(5, 4)))
+    # a stranger gets nothing, whatever log it claims (the storm of node 99 above)
+    f.step(vote(6, 99, 1 << 40, 1 << 40, pre_vote, False))
+    assert f.take_commands() == [] and f.dropped[NOT_VOTER] == 1
 
 
 def test_3_10_lease_bypass_only_for_a_voter_of_the_effective_configuration():

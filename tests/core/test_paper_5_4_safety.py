@@ -99,3 +99,72 @@ def test_commit_survives_restart_from_storage():
     for i in c.ids:
         assert c.applied_payloads(i) == before[0] + [b"d"]
     assert c.engines[1].last_log_id > LogId(2, 5)
+
+
+def test_5_3_stale_leader_may_truncate_an_entry_committed_in_a_later_term():
+    """Seed 405969 of the simulator, scripted. Leader Completeness (§5.4.1) holds for leaders
+    of the committing term and later ones only: a leader of an older term can still reach a
+    node that missed the newer term, and that node's log then follows it (§5.3: "If an
+    existing entry conflicts with a new one ... delete the existing entry and all that follow
+    it"), committed entry and all. It does not know that entry is committed (its commit index
+    is below it), applies nothing of the older leader's, and the newer leader repairs its log.
+    The safety checker runs on every truncation and must accept this one; it once flagged any
+    removal of a committed entry."""
+    c = Cluster(n=4, voters=[1, 2, 3], config=fast_config(**PLAIN))
+    c.elect(3)
+    # entry x of term 2 reaches only node 3 and the learner 4, so it is not committed
+    c.cut |= {(3, 1), (3, 2)}
+    (x_index, x_term) = (c.propose(3, [b"x"]).index, c.engine(3).term)
+    c.stabilize()
+    assert c.stores[4].log[x_index].term == x_term and x_index not in c.stores[1].log
+    # node 2 leads a newer term with node 1's vote (§5.4.1: node 1's log is no longer than
+    # node 2's); its first AppendEntries to the learner stays in flight
+    c.isolate(3)
+    c.engine(2).trigger_elect()
+    c.run_commands()
+    held = []
+    for _ in range(100):
+        held += [m for m in c.net if m[1] == 4]
+        c.net = [m for m in c.net if m[1] != 4]
+        if c.engine(2).role == Role.LEADER or not c.net:
+            break
+        c.deliver(limit=1)
+    assert c.engine(2).role == Role.LEADER
+    c.crash(2)  # its entries reach no one else
+    stale_term = c.engine(2).term
+    stale = [m for m in held if m[0] == 2]
+    assert stale
+    # node 3 wins the next term with node 1 and commits x under its own new entry (§5.4.2)
+    c.heal()
+    c.cut |= {(3, 4), (4, 3), (2, 4)}
+    c.crash(3)  # it steps down from term 2 (without check-quorum it would lead on)
+    c.restart(3)
+    for _ in range(3):  # node 1 voted in node 2's term: node 3 needs the one after
+        if c.engine(3).role != Role.LEADER:
+            c.engine(3).trigger_elect()
+            c.run_commands()
+            c.stabilize()
+    assert c.engine(3).role == Role.LEADER and c.engine(3).term > stale_term
+    assert c.engine(3).committed > x_index
+    # the stale AppendEntries of node 2's term reaches the learner, still in term 2
+    assert c.engine(4).term < stale_term and c.engine(4).committed < x_index
+    c.cut.discard((2, 4))
+    c.net = list(stale)
+    truncations = []
+    run = c._execute
+
+    def record(i, cmd):
+        if isinstance(cmd, TruncateLog):
+            truncations.append((i, cmd.since))
+        run(i, cmd)
+    c._execute = record
+    c.deliver()
+    assert (4, x_index) in truncations and c.stores[4].log[x_index].term == stale_term
+    assert c.engine(4).committed < x_index  # it never applies node 2's entry
+    # the newer leader repairs the learner's log: everyone applies x
+    c.heal()
+    c.restart(2)
+    c.advance(1.0)
+    for i in (1, 2, 3, 4):
+        assert c.stores[i].log[x_index].term == x_term
+        assert b"x" in c.applied_payloads(i)

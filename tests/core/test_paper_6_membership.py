@@ -291,3 +291,34 @@ def test_remove_learners():
         pass
     else:
         raise AssertionError("node ids must be ints")
+
+
+def test_4_1_a_voter_that_missed_its_promotion_still_votes_for_the_only_electable_log():
+    """Seed 404505 of the simulator, scripted. Node 4 misses the configurations that make node
+    2 a voter and C_old,new = {1,2,3}/{2,4} (Raft §6). The leader crashes once only node 2
+    holds the joint entry. Every leader now needs node 2 (C_new) and node 4 (C_new); node 2
+    refuses node 3, whose log is behind (§5.4.1), so node 2 must win, with node 4's vote,
+    though node 4 still sees node 2 as a learner. Thesis §4.1: a server grants its vote to a
+    candidate outside its latest configuration. Dropping it kept the cluster leaderless for
+    good."""
+    c = Cluster(4, voters=[1, 3], seed=5)
+    c.elect(1)
+    c.cut |= {(1, 4), (4, 1)}  # node 4 lags from here on
+    c.engines[1].change_membership("voter-2", [1, 2, 3])
+    c.run_commands()
+    c.advance(0.5)
+    assert c.engine(1).membership.membership.configs == (frozenset({1, 2, 3}),)
+    assert not c.engine(4).membership.membership.is_voter(2)
+    c.cut |= {(1, 3)}  # the joint entry reaches node 2 only
+    c.engines[1].change_membership("joint", [2, 4])
+    c.run_commands()
+    c.stabilize()
+    joint = c.engine(1).membership.log_id.index
+    assert c.engine(2).membership.log_id.index == joint
+    assert c.engine(3).log.last_index < joint and c.engine(4).log.last_index < joint
+    c.crash(1)
+    c.heal()
+    c.advance(3.0)
+    leader = c.leader()
+    assert leader is not None and leader.id == 2
+    assert c.engine(4).membership.membership.is_voter(4)

@@ -131,13 +131,27 @@ def test_applying_an_uncommitted_entry():
 
 def test_truncating_committed_entries_unless_a_snapshot_covers_them():
     c = SafetyChecker()
-    n = node(1, [1, 1, 1, 1], committed=3)
+    n = node(1, [1, 1, 1, 1], committed=3, term=1)
     check(c, n)
     img = LogImage(None, [Entry(1, i, EntryKind.NORMAL, b"") for i in range(1, 5)])
-    c.on_truncate(1, 4, img, covered=0)  # only the uncommitted entry goes
-    c.on_truncate(1, 2, img, covered=3)  # replaced by a snapshot up to 3
+    c.on_truncate(1, 4, img, covered=0, term=1)  # only the uncommitted entry goes
+    c.on_truncate(1, 2, img, covered=3, term=1)  # replaced by a snapshot up to 3
     with pytest.raises(Violation) as ex:
-        c.on_truncate(1, 3, img, covered=0)
+        c.on_truncate(1, 3, img, covered=0, term=1)
+    assert ex.value.kind == "committed-truncated"
+    with pytest.raises(Violation):
+        c.on_truncate(2, 3, img, covered=0, term=2)  # a later term's leader holds it (§5.4.1)
+
+
+def test_a_node_in_a_term_before_the_commit_may_truncate_a_committed_entry():
+    """Seed 405969: entries committed in term 3 may be dropped by a node still in term 2 at a
+    stale term-2 leader's AppendEntries (Raft §5.3); the term-3 leader repairs it later."""
+    c = SafetyChecker()
+    check(c, node(1, [1, 1, 1, 1], committed=3, term=3))
+    img = LogImage(None, [Entry(1, i, EntryKind.NORMAL, b"") for i in range(1, 5)])
+    c.on_truncate(5, 3, img, covered=0, term=2)
+    with pytest.raises(Violation) as ex:
+        c.on_truncate(5, 3, img, covered=0, term=3)
     assert ex.value.kind == "committed-truncated"
 
 

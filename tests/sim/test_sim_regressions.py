@@ -23,6 +23,10 @@ SCRIPTED = {
     3866: "core/test_edge_cases.py::test_initialize_again_after_a_crash_kept_only_its_vote",
     58810: "core/test_liveness_rejections.py::"
            "test_rejection_at_the_match_index_is_not_answered_with_a_resend",
+    405969: "core/test_paper_5_4_safety.py::"
+            "test_5_3_stale_leader_may_truncate_an_entry_committed_in_a_later_term",
+    404505: "core/test_paper_6_membership.py::"
+            "test_4_1_a_voter_that_missed_its_promotion_still_votes_for_the_only_electable_log",
     92360: "sim/test_sim_liveness.py::"
            "test_timing_rule_changes_only_the_election_timeouts_of_profiles_that_break_it",
 }
@@ -51,6 +55,18 @@ CASES = [
      "liveness: initialize's vote was durable but its membership entry was not; every later "
      "initialize was refused as 'already initialized' and the cluster never formed (fixed: a "
      "saved vote alone does not make a node initialized)"),
+    (405969, SimOptions(steps=2000), "5451690",
+     "committed-truncated: node 5 truncates from 3, committed up to 4: a false alarm of the "
+     "checker, not an engine bug. Learner 5, still in term 8, took the AppendEntries of term "
+     "10's leader (sent before that leader crashed, held while node 5 was paused) after term "
+     "11 had committed entry 6/3; Leader Completeness covers only leaders of term 11 and later "
+     "(Raft §5.4.1), so the truncation is Raft's (§5.3). The checker now flags a truncated "
+     "committed entry only in its committing term or a later one"),
+    (404505, SimOptions(steps=2000), "5451690",
+     "liveness: no write committed within 30 s after the faults ended: in C_old,new = "
+     "{1,2,3}/{2,5} only node 2's log could win C_old, and node 5, which had missed the "
+     "configurations making node 2 a voter, dropped node 2's vote requests as a learner's "
+     "(fixed: a member whose log is ahead of this node's gets an answer, thesis §4.1)"),
 ]
 
 

@@ -73,3 +73,31 @@ def test_unsynced_store_loses_writes_at_a_power_cut(tmp_path):
     require_fuse()
     with pytest.raises(AssertionError, match="durable|gap|changed term|vote|purged|checksum"):
         power_cut_rounds(tmp_path, "lmdb-unsynced", 11, ROUNDS)
+
+
+@pytest.mark.timeout(120)
+def test_the_file_system_survives_files_renamed_or_removed_while_open(tmp_path):
+    """What the stores do to snapshot files (a received file renamed into place while open,
+    an old snapshot removed while a reader holds it) must not end the mount: every name
+    lookup of the file system answers ENOENT for a name that is gone, and an open file
+    still answers fstat (regression: a KeyError in a handler unmounted the file system)."""
+    require_fuse()
+    mount = PowerLossMount(tmp_path / "backing", tmp_path / "mnt", seed=1)
+    mount.start()
+    try:
+        d = tmp_path / "mnt"
+        with open(d / "recv.tmp", "wb") as f:
+            f.write(b"snapshot")
+            f.flush()
+            os.fsync(f.fileno())
+            os.rename(d / "recv.tmp", d / "final.snap")
+            assert os.fstat(f.fileno()).st_size == 8
+        with open(d / "final.snap", "rb") as reader:
+            os.unlink(d / "final.snap")
+            assert os.fstat(reader.fileno()).st_size == 8
+            assert reader.read() == b"snapshot"
+        assert not os.path.exists(d / "final.snap")
+        (d / "after").write_bytes(b"still mounted")
+        assert (d / "after").read_bytes() == b"still mounted"
+    finally:
+        mount.stop()
