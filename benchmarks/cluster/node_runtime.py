@@ -30,6 +30,7 @@ from fastraft.net.tls import TlsConfig
 from fastraft.runtime import ServerState, open_raft
 from fastraft.storage import LmdbLogStore, MemoryLogStore
 from dict_sm import DictStateMachine, encode_put
+from open_loop import offer_writes
 
 __all__ = ["BenchNode", "percentiles_ms"]
 
@@ -286,40 +287,10 @@ class BenchNode:
 
     async def open_loop(self, payload_bytes: int, rate: float, warmup_s: float,
                         duration_s: float, max_in_flight: int = 4096) -> dict:
-        """Writes started on a fixed schedule, ``rate`` per second, whatever the answers do
-        (open loop); each latency runs from the write's scheduled start, so a stalled node
-        shows in the figures instead of slowing the offered load. Writes beyond
-        ``max_in_flight`` outstanding are dropped and counted."""
-        raft = self.raft
+        """Writes of ``payload_bytes`` started on a fixed schedule, ``rate`` per second, on
+        this node (``open_loop.offer_writes``)."""
         cmds = self.commands([b"x" * max(0, payload_bytes - 4)], 0)
-        clock = trio.current_time
-        t0 = clock()
-        t_meas = t0 + warmup_s
-        n = int((warmup_s + duration_s) * rate)
-        lat, state = [], {"pending": 0, "dropped": 0, "errors": 0}
-
-        async def one(i: int, t_sched: float) -> None:
-            try:
-                await raft.client_write(cmds[i % len(cmds)])
-                if t_sched >= t_meas:
-                    lat.append((clock() - t_sched) * 1e3)
-            except FastraftError:
-                state["errors"] += 1
-            finally:
-                state["pending"] -= 1
-
-        with trio.move_on_after(warmup_s + duration_s + 30):  # bounded: 30 s to drain
-            async with trio.open_nursery() as nursery:
-                for i in range(n):  # bounded: n writes on a fixed schedule
-                    t_sched = t0 + i / rate
-                    await trio.sleep_until(t_sched)
-                    if state["pending"] >= max_in_flight:
-                        state["dropped"] += 1
-                        continue
-                    state["pending"] += 1
-                    nursery.start_soon(one, i, t_sched)
-        return {"latency_ms": lat, "dropped": state["dropped"], "errors": state["errors"],
-                "unfinished": state["pending"]}
+        return await offer_writes(self.raft, cmds, rate, warmup_s, duration_s, max_in_flight)
 
     async def load_state(self, keys: int, value_bytes: int, batch: int = 64,
                          window: int = 4) -> dict:
