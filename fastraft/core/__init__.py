@@ -54,7 +54,7 @@ from .commands import (
 from . import commands as _commands
 from .config import Config
 from .engine import Engine
-from .state import InitialState, Role, scan_term_runs
+from .state import InitialState, Role, scan_term_runs, term_run_probes
 
 __all__ = [
     "Engine",
@@ -62,6 +62,7 @@ __all__ = [
     "InitialState",
     "Role",
     "scan_term_runs",
+    "term_run_probes",
     *_commands.__all__,
     "LeaderTransferring",
     "TransferFailed",

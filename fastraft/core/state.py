@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Generator
 
 from fastraft.types import LogId, SnapshotMeta, StoredMembership, Vote
 
-__all__ = ["Role", "InitialState", "scan_term_runs"]
+__all__ = ["Role", "InitialState", "scan_term_runs", "term_run_probes"]
 
 
 class Role:
@@ -59,24 +59,39 @@ class InitialState:
         return self.purged
 
 
-def scan_term_runs(first_index: int, last_index: int,
-                   term_at: Callable[[int], int]) -> tuple[tuple[int, int], ...]:
-    """The runs ``(term, last_index)`` of the entries [first_index, last_index] of a log whose
-    terms never decrease, found by binary search with ``term_at(index)`` (a storage read).
-    Costs O(runs * log(last_index - first_index)) calls. Empty when first_index > last_index.
-    """
+def term_run_probes(first_index: int, last_index: int
+                    ) -> Generator[int, int, tuple[tuple[int, int], ...]]:
+    """The binary search of ``scan_term_runs`` without the reads (sans-I/O): yields each index
+    whose term it needs, is sent that term back, and returns the runs. A caller with async
+    storage drives it with awaited reads, so no thread has to call back into its event loop
+    (``fastraft.runtime.startup``)."""
     runs = []
     lo = first_index
     while lo <= last_index:
-        term = term_at(lo)
+        term = yield lo
         # the last index in [lo, last_index] whose term is still `term`
         a, b = lo, last_index
         while a < b:
             mid = (a + b + 1) // 2
-            if term_at(mid) == term:
+            if (yield mid) == term:
                 a = mid
             else:
                 b = mid - 1
         runs.append((term, a))
         lo = a + 1
     return tuple(runs)
+
+
+def scan_term_runs(first_index: int, last_index: int,
+                   term_at: Callable[[int], int]) -> tuple[tuple[int, int], ...]:
+    """The runs ``(term, last_index)`` of the entries [first_index, last_index] of a log whose
+    terms never decrease, found by binary search with ``term_at(index)`` (a storage read).
+    Costs O(runs * log(last_index - first_index)) calls. Empty when first_index > last_index.
+    """
+    probes = term_run_probes(first_index, last_index)
+    try:
+        index = next(probes)
+        while True:
+            index = probes.send(term_at(index))
+    except StopIteration as done:
+        return done.value

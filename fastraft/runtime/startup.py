@@ -11,15 +11,13 @@ AppendEntries, a leader by committing an entry of its term). The log still holds
 engine purges only up to a snapshot, and a snapshot is durable state (``fastraft.core.snapshot``).
 
 The engine needs the log's terms as runs ``(term, last_index)`` rather than the entries, so a
-node with a million entries starts without reading them: ``scan_term_runs`` binary-searches
+node with a million entries starts without reading them: ``term_run_probes`` binary-searches
 the term boundaries, O(runs * log n) single-entry reads.
 """
 
 from __future__ import annotations
 
-import trio
-
-from ..core import InitialState, scan_term_runs
+from ..core import InitialState, term_run_probes
 from ..errors import StorageError
 from ..storage import LogStore, StateMachine, read_entry, recover_state
 
@@ -41,16 +39,18 @@ async def load_engine_state(log_store: LogStore, state_machine: StateMachine) ->
     last = st.last_log_id.index if st.last_log_id is not None else 0
     runs: tuple = ()
     if last >= first:
-        token = trio.lowlevel.current_trio_token()
-
-        def term_at(index: int) -> int:
-            entry = trio.from_thread.run(read_entry, log_store, index, trio_token=token)
-            if entry is None:
-                raise StorageError(f"log entry {index} is missing inside the log's range")
-            return entry.term
-
-        # the search is the engine's (synchronous) function; the reads stay on the trio thread
-        runs = await trio.to_thread.run_sync(scan_term_runs, first, last, term_at)
+        # the search is the engine's (sans-I/O); the reads are awaited here, on the trio
+        # thread, so the search costs no thread hand-off per read
+        probes = term_run_probes(first, last)
+        try:
+            index = next(probes)
+            while True:
+                entry = await read_entry(log_store, index)
+                if entry is None:
+                    raise StorageError(f"log entry {index} is missing inside the log's range")
+                index = probes.send(entry.term)
+        except StopIteration as done:
+            runs = done.value
 
     ms = st.membership
     return InitialState(

@@ -123,10 +123,6 @@ async def writer(c: PowerCluster, wid: int, acked: dict, stop: trio.Event, rng) 
 
 
 @pytest.mark.timeout(240)  # a broken sync path may also end in a livelock, not an assertion
-@pytest.mark.skipif(os.environ.get("FASTRAFT_PURE_PYTHON") == "1",
-                    reason="KNOWN BUG, open: on the pure twins this run sometimes never ends "
-                    "(the trio loop stays busy after a node restarts, so the MockClock never "
-                    "advances); the compiled build runs it. Remove this skip with the fix.")
 @pytest.mark.parametrize("seed", [1, 2])
 def test_power_cuts_at_random_steps_lose_no_acknowledged_write(seed):
     async def main():

@@ -5,6 +5,7 @@ import io
 
 import pytest
 import trio
+import trio.testing
 
 from fastraft import CodecError, Entry, LogId, StorageError, Vote
 from fastraft.kv import MemoryKVStateMachine
@@ -149,3 +150,30 @@ def test_a_persisted_term_beyond_the_ceiling_is_a_storage_error_at_start(tmp_pat
             await sm.aclose()
 
     trio.run(main)
+
+
+def test_start_reads_the_term_runs_without_letting_mock_time_pass():
+    """A restarting node reads its log's term runs on the event loop, not from a worker thread
+    calling back in: under MockClock(autojump_threshold=0) every thread hand-off lets the
+    clock jump to the next timer, so a restart in a cluster test took simulated seconds while
+    the other nodes kept writing, the log grew, and each restart took longer (a power-cut
+    test that never ended)."""
+    from fastraft.runtime.startup import load_engine_state
+
+    async def main():
+        log, sm = MemoryLogStore(), MemoryKVStateMachine()
+        await log.append([blank(1 + i // 100, i) for i in range(1, 3001)])  # 31 term runs
+
+        async def timer_in_the_background():
+            for _ in range(10_000):  # bounded; cancelled below
+                await trio.sleep(1)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(timer_in_the_background)
+            state = await load_engine_state(log, sm)
+            nursery.cancel_scope.cancel()
+        assert state.log_runs[0] == (1, 99) and state.log_runs[-1] == (31, 3000)
+        assert len(state.log_runs) == 31
+        assert trio.current_time() == 0  # the reads let no simulated time pass
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
