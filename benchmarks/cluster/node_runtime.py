@@ -3,7 +3,10 @@ synchronous driver (raftbench's node loop, or ``control_node.py``) can call into
 
 The node is what an application embeds: ``open_raft`` with an lmdb log store synced to disk
 (journal "file"; journal "rocksdb": the RocksDB log store) or a memory one (journal "memory"), the benchmark's dict state machine, TCP
-between nodes (``serve_raft_tcp``). Load is generated inside this process, on the node's own
+between nodes (``serve_raft_tcp``); with ``state_machine: "lmdb"`` in the engine settings, the KV example's
+durable lmdb state machine instead (``fastraft.kv.LmdbKVStateMachine``, the node's puts as KV
+``Set`` commands), whose snapshots are files streamed to and from disk, so a state of 1 GB
+fits in memory. Load is generated inside this process, on the node's own
 trio loop, as ``window`` tasks each awaiting ``client_write`` (or ``client_write_many`` of
 ``batch`` payloads) in a loop: exactly ``window`` writes (or batches) in flight.
 
@@ -70,9 +73,13 @@ class BenchNode:
         self.nodes = {i: Node(a) for i, a in nodes.items()}
         self.data_dir = data_dir
         self.journal = journal
-        self.config = Config(**(engine_conf or {}))
+        engine_conf = dict(engine_conf or {})
+        self.sm_kind = engine_conf.pop("state_machine", "dict")
+        if self.sm_kind not in ("dict", "lmdb"):
+            raise ValueError(f"state_machine: 'dict' or 'lmdb', not {self.sm_kind!r}")
+        self.config = Config(**engine_conf)
         self.initialize = initialize
-        self.sm = DictStateMachine()
+        self.sm = DictStateMachine()  # replaced by the lmdb one on start when asked for
         self.raft = None
         self._token = None
         self._stop: trio.Event | None = None
@@ -122,6 +129,9 @@ class BenchNode:
             log_store = await RocksLogStore.open(os.path.join(self.data_dir, f"rocks{self.node_id}"))
         else:
             log_store = MemoryLogStore()
+        if self.sm_kind == "lmdb":
+            from fastraft.kv.lmdb_state_machine import LmdbKVStateMachine
+            self.sm = await LmdbKVStateMachine.open(os.path.join(self.data_dir, f"kv{self.node_id}"))
         host, port = parse_addr(self.nodes[self.node_id].addr)
         tls = bench_tls(self.node_id)
         async with trio.open_nursery() as nursery:
@@ -298,13 +308,22 @@ class BenchNode:
         about keys * value_bytes bytes), then build a snapshot covering them and purge the log
         it covers (Raft §7)."""
         raft = self.raft
-        value = b"s" * value_bytes
+        if self.sm_kind == "lmdb":
+            from fastraft.kv.commands import Set, encode_command
+            text = "s" * value_bytes
+
+            def put(k: int) -> bytes:
+                return encode_command(Set(f"k{k:08d}", text))
+        else:
+            value = b"s" * value_bytes
+
+            def put(k: int) -> bytes:
+                return encode_put(k, value)
         t0 = time.perf_counter()
 
         async def worker(w: int) -> None:
             for lo in range(w * batch, keys, window * batch):  # bounded by keys
-                await raft.client_write_many(
-                    [encode_put(k, value) for k in range(lo, min(keys, lo + batch))])
+                await raft.client_write_many([put(k) for k in range(lo, min(keys, lo + batch))])
 
         async with trio.open_nursery() as nursery:
             for w in range(window):
