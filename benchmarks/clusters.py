@@ -25,17 +25,30 @@ PYSYNCOBJ_NODE = os.path.join(HERE, "peers", "pysyncobj_node.py")
 
 class Proc:
     def __init__(self, cmd: list[str], node_id: int, log_path: str, env: dict | None = None,
-                 ready_timeout_s: float = 60.0) -> None:
-        self.id = node_id
+                 ready_timeout_s: float | None = 60.0) -> None:
+        """Start the node and wait until it is ready (``ready_timeout_s``; None: do not wait,
+        call ``wait_ready``)."""
+        self.id, self.log_path = node_id, log_path
         self.log = open(log_path, "a")
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=self.log, text=True, bufsize=1, env=env)
         self.replies: queue.Queue = queue.Queue()
         self.events: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        ready = self.replies.get(timeout=ready_timeout_s)
+        if ready_timeout_s is not None:
+            self.wait_ready(ready_timeout_s)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        log_path, node_id = self.log_path, self.id
+        try:
+            ready = self.replies.get(timeout=timeout_s)
+        except queue.Empty:
+            ready = None
         if not ready or not ready.get("ready"):
-            raise RuntimeError(f"node {node_id} did not start; see {log_path}")
+            self.log.flush()
+            with open(log_path) as f:  # the run's folder goes at its end: say why here
+                tail = f.read()[-600:].strip()
+            raise RuntimeError(f"node {node_id} did not start: {tail}")
 
     def _read(self) -> None:
         for line in self.p.stdout:
@@ -61,10 +74,22 @@ class Proc:
         self.log.close()
 
     def exit(self) -> None:
+        self.ask_exit()
+        self.await_exit()
+
+    def ask_exit(self) -> None:
+        """Ask the node to stop, without waiting (``await_exit`` waits): a cluster asks all
+        its nodes first, so they stop together."""
         try:
-            self.request({"cmd": "exit"}, timeout=30)
-            self.p.wait(30)
-        except Exception:
+            self.p.stdin.write(json.dumps({"cmd": "exit"}) + "\n")
+            self.p.stdin.flush()
+        except OSError:
+            pass  # gone already: await_exit reaps it
+
+    def await_exit(self, timeout_s: float = 30.0) -> None:
+        try:
+            self.p.wait(timeout_s)
+        except subprocess.TimeoutExpired:
             self.kill()
             return
         self.log.close()
@@ -85,19 +110,23 @@ class Cluster:
         self.nodes_arg = ",".join(f"{i}=127.0.0.1:{ports[i - 1]}" for i in range(1, size + 1))
         self.procs: dict[int, Proc] = {}
         try:
+            # started together, then waited for: a node's start is mostly its imports
             for i in range(1, size + 1):
-                self.procs[i] = self.spawn(i, init=i == 1)
+                self.procs[i] = self.spawn(i, init=i == 1, wait=False)
+            for p in self.procs.values():
+                p.wait_ready()
             self.leader()
         except BaseException:
             self.stop()
             raise
 
-    def spawn(self, i: int, init: bool = False) -> Proc:
+    def spawn(self, i: int, init: bool = False, wait: bool = True) -> Proc:
         cmd = [self.python, self.script, "--id", str(i), "--nodes", self.nodes_arg,
                "--dir", os.path.join(self.workdir, f"node{i}"), "--conf", json.dumps(self.conf)]
         if init:
             cmd.append("--init")
-        return Proc(cmd, i, os.path.join(self.workdir, f"node{i}.log"))
+        return Proc(cmd, i, os.path.join(self.workdir, f"node{i}.log"),
+                    ready_timeout_s=60.0 if wait else None)
 
     @property
     def pids(self) -> list[int]:
@@ -120,7 +149,9 @@ class Cluster:
 
     def stop(self) -> None:
         for p in self.procs.values():
-            p.exit()
+            p.ask_exit()
+        for p in self.procs.values():
+            p.await_exit()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> "Cluster":

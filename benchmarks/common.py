@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -39,8 +40,8 @@ class Plan:
     @classmethod
     def for_mode(cls, mode: str) -> "Plan":
         if mode == "smoke":
-            return cls(mode="smoke", reps=1, warmup_s=0.2, duration_s=0.4, in_flight=(1, 64, 1024),
-                       payloads=(100, 16384), offered_loads=(500,), sizes=(5,),
+            return cls(mode="smoke", reps=1, warmup_s=0.1, duration_s=0.3, in_flight=(1, 1024),
+                       payloads=(16384,), offered_loads=(500,), sizes=(5,),
                        kv_clients=(1, 64), failover_trials=1, snapshot_mb=(4,),
                        micro_max_time_s=0.02)
         if mode == "medium":
@@ -66,11 +67,29 @@ class Ports:
         self.next, self.end = base, base + limit
 
     def take(self, n: int) -> list[int]:
-        if self.next + n > self.end:
-            raise RuntimeError(f"port range exhausted at {self.next}")
-        out = list(range(self.next, self.next + n))
-        self.next += n
+        """``n`` ports of the range that can be listened on now. A port some other socket
+        holds is passed over: a range inside the kernel's ephemeral ports (Linux: 32768-60999)
+        has ports taken by outgoing connections of any process on the machine."""
+        out: list[int] = []
+        while len(out) < n:  # bounded: the range is finite
+            if self.next >= self.end:
+                raise RuntimeError(f"port range exhausted at {self.next}")
+            port, self.next = self.next, self.next + 1
+            if _free(port):
+                out.append(port)
         return out
+
+
+def _free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` can be bound as a listener would (SO_REUSEADDR: a port in
+    TIME-WAIT counts as free, one held by a live socket does not)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _run(cmd: list[str]) -> str:

@@ -72,7 +72,9 @@ class EtcdCluster:
         while time.monotonic() < deadline:  # bounded by the deadline
             for p in self.procs:
                 if p.poll() is not None:
-                    raise RuntimeError(f"etcd member exited ({p.returncode}); see {self.dir}")
+                    with open(os.path.join(self.dir, f"n{self.procs.index(p) + 1}.log")) as f:
+                        tail = f.read()[-600:].strip()  # the folder goes with the run: say why
+                    raise RuntimeError(f"etcd member exited ({p.returncode}): {tail}")
             try:
                 leaders = set()
                 for ep in self.endpoints:
@@ -91,9 +93,12 @@ class EtcdCluster:
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
+        # the data goes with the folder, so a member still stopping after 2 s (etcd members
+        # stopped together wait on each other: 7 s measured) is killed
+        deadline = time.monotonic() + 2.0
         for p in self.procs:
             try:
-                p.wait(20)
+                p.wait(max(0.01, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(10)
