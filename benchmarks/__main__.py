@@ -52,6 +52,8 @@ class Context:
                 self.results.skip("the rest of the run", f"the {self.budget_s:.0f} s budget is "
                                   f"spent (stopped before: {what})", self.say)
             return False
+        self.results.machine.setdefault("load_avg_samples", []).append(
+            [round(time.time() - self.results.started, 1), round(os.getloadavg()[0], 2)])
         self.bar.describe(what)
         if advance:
             self.bar.advance()
@@ -95,6 +97,8 @@ def run(args) -> str:
                        os.path.join(ROOT, "benchmarks", "results", f"results-{plan.mode}.json"))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     results = Results(out, machine=machine())
+    if args.note:
+        results.machine["note"] = args.note
     workdir = tempfile.mkdtemp(prefix="fastraft-bench-")
     with Progress(enabled=not args.no_progress) as bar:
         ctx = Context(plan, results, Ports(args.base_port), workdir, bar, args.budget)
@@ -159,6 +163,8 @@ def main(argv=None) -> None:
     p.add_argument("--snapshot-mb", default=None,
                    help="state sizes of the snapshot install, MB, comma list (default: the mode's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--note", default=None, help="a line about the run for the report (what "
+                   "else the machine was doing, say)")
     p.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md")
     p.add_argument("--md", default=None, help="report path (default: BENCHMARKS.md, or "
                    "next to the results in smoke mode)")

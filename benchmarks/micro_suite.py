@@ -1,5 +1,6 @@
 """The micro suite: the pytest-benchmark cases of the accelerated core (codec, log index,
-replication progress, engine loop) run twice in subprocesses, compiled and with
+replication progress, engine loop, three nodes in one process on the memory router, the
+storage's appends, purges and reads against raw lmdb) run twice in subprocesses, compiled and with
 FASTRAFT_PURE_PYTHON=1, alternately (compiled, pure, compiled, pure ...); their JSON is read
 back and every round's time kept, so the report gives pure / compiled ratios with confidence
 intervals.
@@ -18,7 +19,10 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODULES = ["bench_codec.py", "bench_log_index.py", "bench_progress.py", "bench_engine.py"]
+MODULES = ["bench_codec.py", "bench_log_index.py", "bench_progress.py", "bench_engine.py",
+           "bench_node.py", "bench_storage.py"]
+#: Cases that measure raw lmdb alone (no fastraft code): run in the compiled process only.
+CORE_FREE = "raw_lmdb"
 
 
 def case_name(fullname: str) -> str:
@@ -38,7 +42,7 @@ def run_flavour(flavour: str, max_time_s: float, smoke: bool) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
         cmd = [sys.executable, "-m", "pytest", *[os.path.join(HERE, m) for m in MODULES], "-q",
-               "-p", "no:cacheprovider", "-k", "not pure" if flavour == "compiled" else "not compiled",
+               "-p", "no:cacheprovider", "-k", "not pure" if flavour == "compiled" else f"not compiled and not {CORE_FREE}",
                "--benchmark-json", out, "--benchmark-save-data", "--benchmark-disable-gc",
                f"--benchmark-max-time={max_time_s}",
                f"--benchmark-min-rounds={3 if smoke else 5}"]
@@ -52,7 +56,8 @@ def run_flavour(flavour: str, max_time_s: float, smoke: bool) -> list[dict]:
             data = json.load(f)
     return [{"case": case_name(b["fullname"]), "group": b.get("group"),
              "rounds_s": b["stats"].get("data") or [b["stats"]["median"]],
-             "median_s": b["stats"]["median"]} for b in data["benchmarks"]]
+             "median_s": b["stats"]["median"], "extra": b.get("extra_info") or {}}
+            for b in data["benchmarks"]]
 
 
 def run(ctx) -> None:

@@ -34,11 +34,11 @@ def ratio_ci(a, b, n: int = 2000) -> tuple[float, float, float]:
     return point, float(lo), float(hi)
 
 
-def spread(values) -> str:
+def spread(values, digits: int = 0) -> str:
     v = np.asarray(values, float)
     if len(v) == 1:
-        return f"{v[0]:,.0f}"
-    return f"{np.median(v):,.0f} ({v.min():,.0f}–{v.max():,.0f})"
+        return f"{v[0]:,.{digits}f}"
+    return f"{np.median(v):,.{digits}f} ({v.min():,.{digits}f}–{v.max():,.{digits}f})"
 
 
 def fmt_ratio(r) -> str:
@@ -73,6 +73,12 @@ def summarise(data: dict) -> dict:
         if key[0] == "micro":
             p["rounds_s"] = [x for r in rs for x in r["rounds_s"]]
             p["median_s"] = float(np.median(p["rounds_s"]))
+            ratios = [r["extra"]["ratio"] for r in rs if "ratio" in (r.get("extra") or {})]
+            if ratios:  # a case's own paired ratio (storage: store / raw lmdb, round by round)
+                p["paired_ratio"] = ratios
+        elif key[1] == "floor":
+            p["p50_ms"] = [r["p50_ms"] for r in rs]
+            p["p99_ms"] = [r["p99_ms"] for r in rs]
         else:
             if any("ops_s" in r for r in rs):
                 p["ops_s"] = [r["ops_s"] for r in rs]
@@ -222,6 +228,8 @@ def render(summary: dict, plots: dict) -> str:
          "intervals over repetitions.", "", "## Machine and run", "",
          f"- CPU: {m.get('cpu_model')} ({m.get('cores')} cores), {m.get('memory_gib')} GiB RAM, "
          f"{m.get('os')}",
+         *([f"- {m['note']}"] if m.get("note") else []),
+         *_load_line(m),
          f"- load average (1, 5, 15 min) at start {tuple(round(x, 2) for x in m.get('load_avg_start', []))}, "
          f"at end {tuple(round(x, 2) for x in m.get('load_avg_end', []))}: the machine was shared, "
          "so absolute figures are low and noisy; the same-run ratios are the claim",
@@ -253,6 +261,16 @@ def render(summary: dict, plots: dict) -> str:
     if plots.get("ratios"):
         L += [f"![ratios]({plots['ratios']})", ""]
     return "\n".join(L) + "\n"
+
+
+def _load_line(m) -> list[str]:
+    """The 1-minute load average sampled at every step of the run, summarised."""
+    samples = [x for _, x in m.get("load_avg_samples", [])]
+    if not samples:
+        return []
+    return [f"- load average (1 min) during the run, sampled at each of its {len(samples)} steps: "
+            f"median {np.median(samples):.1f}, min {min(samples):.1f}, max {max(samples):.1f} "
+            f"on {m.get('cores')} cores"]
 
 
 def _cell(p) -> str:
@@ -287,6 +305,21 @@ def _cluster_tables(idx):
         if t:
             L += [f"### {head}", ""] + t
     lat = sorted(((k, p) for k, p in idx.items() if k[:2] == ("cluster", "open_loop")), key=lambda kp: (kp[0][2], kp[0][3]))
+    floor = [(k, p) for k, p in sorted(idx.items(), key=lambda kp: str(kp[0]))
+             if k[:2] == ("cluster", "floor")]
+    if floor:
+        one = idx.get(("cluster", "in_flight", 1, "fastraft"))
+        L += ["### Latency floor of one replicated write (ms, median over repetitions, min–max)", "",
+              "Three processes doing only what one write needs: loopback hops to two followers "
+              "and a synced lmdb commit on each node, majority of three "
+              "(`benchmarks/cluster/latency_floor.py`); store \"memory\": the hops alone.", "",
+              "| floor | p50 | p99 |", "|---|---:|---:|"]
+        for k, p in floor:
+            L.append(f"| {k[2]} | {spread(p['p50_ms'], 2)} | {spread(p['p99_ms'], 2)} |")
+        if one and min(one["ops_s"]) > 0:
+            L.append(f"| fastraft, 1 write in flight (mean, 1 / writes/s) | "
+                     f"{spread([1e3 / x for x in one['ops_s']], 2)} | |")
+        L.append("")
     if lat:
         L += ["### Latency at fixed offered loads (open loop, 100 B, ms, all repetitions pooled)", "",
               "| offered writes/s | system | p50 | p90 | p99 | p99.9 | max | samples | dropped |",
@@ -336,15 +369,21 @@ def _failover_snapshot(summary):
               f"min {min(ok):.0f} ms, max {max(ok):.0f} ms." if ok else "no trial elected a leader", ""]
     if summary["snapshot"]:
         L += ["## Snapshot install", "",
-              "A follower stopped while the others took the state (16 KiB values), then restarted: "
-              "time from its process being up to it having applied everything.", "",
-              "| state | via snapshot | install s | with process start s | loading it took s |",
-              "|---:|---|---:|---:|---:|"]
+              "A follower stopped while the others took the state (16 KiB values; the KV "
+              "example's lmdb state machine, whose snapshots are files streamed in chunks), "
+              "then restarted: time from its process being up to it having applied everything; "
+              "wall time of the whole row (cluster start, load, snapshot, install).", "",
+              "| state | via snapshot | install s | with process start s | loading it took s "
+              "| follower peak RSS MiB | row wall time s |",
+              "|---:|---|---:|---:|---:|---:|---:|"]
         for s in summary["snapshot"]:
             inst = "failed" if s["install_s"] is None else f"{s['install_s']:.2f}"
             ws = "–" if s["with_start_s"] is None else f"{s['with_start_s']:.2f}"
+            rss = s.get("follower_peak_rss_mib")
+            wall = s.get("wall_s")
             L.append(f"| {s['state_bytes'] / 2**20:,.0f} MiB | {'yes' if s['via_snapshot'] else 'no'} | "
-                     f"{inst} | {ws} | {s['load_s']:.1f} |")
+                     f"{inst} | {ws} | {s['load_s']:.1f} | {'–' if rss is None else f'{rss:,.0f}'} "
+                     f"| {'–' if wall is None else f'{wall:.0f}'} |")
         L.append("")
     return L
 
@@ -361,6 +400,14 @@ def _micro_table(idx):
     for case, c, p in rows:
         L.append(f"| {case} | {c['median_s'] * 1e6:,.1f} | {p['median_s'] * 1e6:,.1f} | "
                  f"{fmt_ratio(ratio_ci(p['rounds_s'], c['rounds_s']))} |")
+    paired = [(k[1], p["paired_ratio"]) for k, p in sorted(idx.items(), key=lambda kp: str(kp[0]))
+              if k[0] == "micro" and k[2] == "compiled" and p.get("paired_ratio")]
+    if paired:
+        L += ["", "Storage cases' own paired ratios (`benchmarks/bench_storage.py`: both halves "
+              "timed in every round, alternating; ratio = first / second throughput as the "
+              "case defines it, median over rounds), compiled process:", "",
+              "| case | ratio, median (min–max over repetitions) |", "|---|---:|"]
+        L += [f"| {case} | {spread(r, 2)} |" for case, r in paired]
     return L + [""]
 
 

@@ -118,6 +118,19 @@ def test_ports_are_handed_out_once():
         p.take(6)
 
 
+def test_ports_pass_over_a_port_in_use():
+    """A port held by another socket (in a range inside the ephemeral ports, any process's
+    outgoing connection may hold one) is not handed out."""
+    import socket
+
+    base = free_ports(1)[0]
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", base))
+        held.listen()
+        got = Ports(base, 50).take(2)
+    assert base not in got and len(set(got)) == 2 and all(base < p < base + 50 for p in got)
+
+
 def test_micro_case_names_drop_the_flavour():
     assert case_name("benchmarks/bench_codec.py::test_x[compiled-100]") == "bench_codec.py::test_x[100]"
     assert case_name("benchmarks/bench_codec.py::test_x[pure-100]") == "bench_codec.py::test_x[100]"
@@ -139,9 +152,20 @@ def _synthetic_results(path):
         for flavour, t in (("compiled", 1e-6), ("pure", 1e-5)):
             recs.append({"suite": "micro", "case": "bench_codec.py::test_x", "flavour": flavour,
                          "rep": rep, "rounds_s": [t] * 5, "median_s": t})
+        for store, p50 in (("lmdb", 4.0 + rep), ("memory", 0.2)):
+            recs.append({"suite": "cluster", "metric": "floor", "x": store, "system": "floor",
+                         "rep": rep, "p50_ms": p50, "p99_ms": 2 * p50, "writes": 100})
+        recs.append({"suite": "micro", "case": "bench_storage.py::test_lmdb_append_vs_raw[1-4]",
+                     "flavour": "compiled", "rep": rep, "rounds_s": [1e-3] * 3,
+                     "median_s": 1e-3, "extra": {"ratio": 0.8 + rep / 10}})
     recs += [{"suite": "failover", "trial": i, "ms": 1000.0 + i} for i in range(3)]
+    recs.append({"suite": "snapshot", "mb": 1024, "state_bytes": 2**30, "keys": 65536,
+                 "state_machine": "lmdb", "load_s": 100.0, "install_s": 42.5, "with_start_s": 43.0,
+                 "via_snapshot": True, "follower_peak_rss_mib": 150.0, "wall_s": 250.4})
     data = {"machine": {"cpu_model": "test cpu", "cores": 2, "load_avg_start": [1, 1, 1],
-                        "load_avg_end": [2, 2, 2], "versions": {"python": "3"}, "argv": []},
+                        "load_avg_end": [2, 2, 2], "versions": {"python": "3"}, "argv": [],
+                        "note": "a machine shared with other work",
+                        "load_avg_samples": [[0.0, 3.0], [1.0, 5.0], [2.0, 9.0]]},
             "plan": Plan().__dict__, "records": recs, "skipped": [{"what": "x", "why": "y"}]}
     path.write_text(json.dumps(data))
 
@@ -157,6 +181,11 @@ def test_report_summarises_with_numpy_and_draws_the_plots(tmp_path):
     assert "| 500 | fastraft | 50.50 |" in md  # numpy's p50 of 1..100
     assert "×10.00" in md  # pure / compiled
     assert "- x: y" in md  # the skipped part is named
+    assert "- a machine shared with other work" in md
+    assert "sampled at each of its 3 steps: median 5.0, min 3.0, max 9.0 on 2 cores" in md
+    assert "| 1,024 MiB | yes | 42.50 | 43.00 | 100.0 | 150 | 250 |" in md  # wall time said
+    assert "| lmdb | 5.00 (4.00–6.00) | 10.00 (8.00–12.00) |" in md  # the latency floor
+    assert "| bench_storage.py::test_lmdb_append_vs_raw[1-4] | 0.90 (0.80–1.00) |" in md
     for png in ("throughput_in_flight.png", "latency_cdf.png", "ratios.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     text = readme.read_text()
