@@ -73,12 +73,13 @@ def estimate_s(plan: Plan, suites, peers: int) -> float:
     point = plan.warmup_s + plan.duration_s + 0.3
     total = 0.0
     if "micro" in suites:
-        total += micro_suite.count_steps(plan) * (8 if plan.mode == "smoke" else 40)
+        total += micro_suite.count_steps(plan) * (8 if plan.mode == "smoke" else 150)
     if "cluster" in suites:
         per_rep = (len(plan.in_flight) + len(plan.payloads) + len(plan.offered_loads)) * peers
         total += (plan.reps * per_rep + len(plan.sizes) * plan.reps * peers) * point
-        total += (1 + len(plan.sizes)) * 6 * peers + plan.failover_trials * 12
-        total += sum(10 + mb * 0.3 for mb in plan.snapshot_mb)
+        total += (1 + len(plan.sizes)) * 6 * peers + plan.failover_trials * 6
+        total += plan.reps * 2 * (point + 3)  # the latency floor, lmdb and memory
+        total += sum(10 + mb * 0.3 for mb in plan.snapshot_mb)  # 100 MB took 23 s, 1 GB ...
     if "kv" in suites:
         total += kv_suite.count_steps(plan) * point + 15
     return total
