@@ -404,8 +404,9 @@ def _micro_table(idx):
               if k[0] == "micro" and k[2] == "compiled" and p.get("paired_ratio")]
     if paired:
         L += ["", "Storage cases' own paired ratios (`benchmarks/bench_storage.py`: both halves "
-              "timed in every round, alternating; ratio = first / second throughput as the "
-              "case defines it, median over rounds), compiled process:", "",
+              "timed in every round, alternating; ratio = the contender's throughput over its "
+              "baseline's, median over rounds: lmdb store / raw lmdb for the appends and the "
+              "purge, writemap / plain and block / entry values on raw lmdb), compiled process:", "",
               "| case | ratio, median (min–max over repetitions) |", "|---|---:|"]
         L += [f"| {case} | {spread(r, 2)} |" for case, r in paired]
     return L + [""]
