@@ -119,17 +119,15 @@ def size_points(ctx) -> None:
 def _first_led(followers, t_kill: float, deadline: float) -> float | None:
     """The time the first follower led and committed a write after ``t_kill``. Only one
     can lead a term (Raft §5.2), so the first such event is the earliest: the others' watches
-    (which end only when their 10 s run out) are not waited for."""
-    pending = list(followers)
-    while pending and time.monotonic() < deadline:  # bounded by the deadline
-        for p in list(pending):
+    (which end only when their 10 s run out) are not waited for. A watch that ran out says
+    nothing (it may be an earlier trial's, still running when this one was armed)."""
+    while time.monotonic() < deadline:  # bounded by the deadline
+        for p in followers:
             try:
                 ev = p.events.get(timeout=0.01)
             except queue.Empty:
                 continue
-            if ev["t"] is None:
-                pending.remove(p)  # this one did not lead within its watch
-            elif ev["t"] >= t_kill:
+            if ev["t"] is not None and ev["t"] >= t_kill:
                 return ev["t"]
     return None
 
