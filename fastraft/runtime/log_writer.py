@@ -16,7 +16,10 @@ flush round, which may append) is queued for the writer task instead of handed t
 at once: a store's completion loop need not expect new writes from inside itself.
 
 Completions are reported through callbacks on the trio thread: ``on_vote_saved(vote)`` and
-``on_flushed(last_log_id)`` (the latest only is enough, as completions come in order). A
+``on_flushed(last_log_id)`` (the latest only is enough, as completions come in order). The
+fast road's appends are issued with ``coalesce``: a store reports the appends one sync made
+durable with one call, so ``on_flushed`` (the runtime's flush round: the engine's answer and
+what it dispatches) runs once per synced batch, not once per append in it. A
 store failure is reported to ``on_failed(error)``: the node must stop (Raft cannot go on
 over storage that lost a write).
 
@@ -29,6 +32,8 @@ runaway producer and fails the node rather than grow memory.
 
 from __future__ import annotations
 
+from collections import deque
+from functools import partial
 from time import perf_counter
 from typing import Callable
 
@@ -62,7 +67,11 @@ class LogWriter:
         self._busy = False  # a queued command is being executed by run()
         self._failed = False
         self._completing = False  # inside the store's completion callback
-        self._appends_in_store = 0  # append_nowait calls whose completion is still to come
+        #: append_nowait calls whose completion is still to come, oldest first:
+        #: (sequence number, last log id, when issued); bounded by what the engine issues
+        #: before a flush (its in-flight window), like the store's own queue
+        self._in_store: deque[tuple[int, LogId, float]] = deque()
+        self._issued = 0  # sequence number of the latest append_nowait call
         #: from handing an append to the store to its being durable (the flush's latency)
         self.append_latency = LatencyHistogram()
 
@@ -80,27 +89,35 @@ class LogWriter:
             self._fail(e)
 
     def _issue_nowait(self, cmd: AppendLog) -> None:
-        last = cmd.last_log_id
-        issued = perf_counter()
-
-        def on_durable(error: BaseException | None) -> None:
-            self._appends_in_store -= 1
-            if error is not None:
-                self._fail(error)
-            elif not self._failed:
-                self.append_latency.observe(perf_counter() - issued)
-                self._completing = True
-                try:
-                    self._on_flushed(last)
-                finally:
-                    self._completing = False
-
-        self._appends_in_store += 1
+        self._issued = seq = self._issued + 1
+        self._in_store.append((seq, cmd.last_log_id, perf_counter()))
         try:
-            self._store.append_nowait(cmd.entries, on_durable)
+            self._store.append_nowait(cmd.entries, partial(self._appends_durable, seq), True)
         except BaseException as e:  # a refused append is a bug or a dead store: stop
-            self._appends_in_store -= 1
+            self._in_store.pop()
             self._fail(e)
+
+    def _appends_durable(self, seq: int, error: BaseException | None) -> None:
+        """The store's report for append ``seq`` and, coalesced into it, those before it."""
+        if error is not None:
+            self._fail(error)
+            return
+        in_store = self._in_store
+        if self._failed or not in_store:
+            return
+        now = perf_counter()
+        observe = self.append_latency.observe
+        last = None
+        while in_store and in_store[0][0] <= seq:  # bounded by the appends in the store
+            _, last, issued = in_store.popleft()
+            observe(now - issued)
+        if last is None:
+            return
+        self._completing = True
+        try:
+            self._on_flushed(last)
+        finally:
+            self._completing = False
 
     def _fail(self, error: BaseException) -> None:
         if not self._failed:
