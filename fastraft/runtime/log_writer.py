@@ -11,6 +11,15 @@ The rare writes (vote, truncate, purge) are awaited one at a time, in order; an 
 after one of them waits in the queue until it completed, so the store sees every mutation in
 the engine's order (commands.py, obligation 1).
 
+On the fast road an append is held until the round that emitted it ends
+(``issue_held``, which the runtime calls after dispatching each round's commands), so the
+leader's AppendEntries of that round leave before its own append wakes the store's writer
+thread: the followers' round trip is the write's critical path, the leader's own sync runs
+beside it (Raft thesis §10.2.1: a leader may replicate before its own append is durable), and
+a writer thread woken first would take the interpreter lock from the sends. A follower's
+append is held only to the end of its round, and its acknowledgement still waits for the
+flush.
+
 An append submitted while the store reports a completion (``on_flushed`` runs the engine's
 flush round, which may append) is queued for the writer task instead of handed to the store
 at once: a store's completion loop need not expect new writes from inside itself.
@@ -72,6 +81,9 @@ class LogWriter:
         #: before a flush (its in-flight window), like the store's own queue
         self._in_store: deque[tuple[int, LogId, float]] = deque()
         self._issued = 0  # sequence number of the latest append_nowait call
+        #: fast-road appends of the current round, handed to the store by ``issue_held``;
+        #: bounded by the commands of one round
+        self._held: list[AppendLog] = []
         #: from handing an append to the store to its being durable (the flush's latency)
         self.append_latency = LatencyHistogram()
 
@@ -81,12 +93,35 @@ class LogWriter:
             return
         if (self._nowait and type(cmd) is AppendLog and not self._busy and not self._queue
                 and not self._completing):
-            self._issue_nowait(cmd)
+            self._held.append(cmd)
             return
+        if self._held:
+            self.issue_held()  # what was held goes first: the store sees emission order
         try:
             self._queue.put(cmd)
         except QueueFull as e:
             self._fail(e)
+
+    def issue_held(self) -> None:
+        """Hand the appends held since the last call to the store (the runtime calls this
+        at the end of every round's dispatch). Inside a store's completion they go to the
+        writer task instead (a store's completion loop takes no new writes)."""
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        if self._failed:
+            return
+        if self._completing:
+            for cmd in held:  # bounded by one round's commands
+                try:
+                    self._queue.put(cmd)
+                except QueueFull as e:
+                    self._fail(e)
+                    return
+            return
+        for cmd in held:  # bounded by one round's commands
+            self._issue_nowait(cmd)
 
     def _issue_nowait(self, cmd: AppendLog) -> None:
         self._issued = seq = self._issued + 1
@@ -123,6 +158,7 @@ class LogWriter:
         if not self._failed:
             self._failed = True
             self._queue.clear()
+            self._held = []
             self._on_failed(error)
 
     async def run(self) -> None:

@@ -359,6 +359,7 @@ class RaftRuntime:
         dispatch = self._dispatch
         for cmd in self.engine.take_commands():
             dispatch[type(cmd)](cmd)
+        self.log_writer.issue_held()  # after the round's sends (log_writer.py says why)
 
     def _after_round(self) -> None:
         self.guard_log.after_round(self.engine)

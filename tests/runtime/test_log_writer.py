@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from fastraft import Entry
-from fastraft.core.commands import AppendLog
+from fastraft.core.commands import AppendLog, TruncateLog
 from fastraft.runtime.log_writer import LogWriter
 from fastraft.storage import LmdbLogStore
 from fastraft.types import LogId
@@ -45,6 +45,7 @@ def test_one_flush_report_per_synced_batch(tmp_path, kind):
         # Appends issued in bursts, as the engine's rounds do, some while a sync is under way.
         for i in range(1, APPENDS + 1):
             writer.submit(AppendLog([Entry(1, i, 1, b"x")], LogId(1, i)))
+            writer.issue_held()  # the end of the runtime's round
             if i % 50 == 0:
                 await trio.sleep(0)
         with trio.fail_after(WAIT_S):
@@ -59,6 +60,38 @@ def test_one_flush_report_per_synced_batch(tmp_path, kind):
         assert await durable_last() == APPENDS
         # Every append's issue-to-durable latency is observed, reported or covered.
         assert writer.append_latency.count == APPENDS
+        await store.aclose()
+
+    trio.run(main)
+
+
+def test_an_append_reaches_the_store_only_at_the_end_of_its_round_and_in_order(tmp_path):
+    """The round's appends are held until the round ends (its sends leave first); a vote or a
+    truncation emitted after them in the same round still reaches the store after them."""
+
+    async def main():
+        store = await LmdbLogStore.open(tmp_path / "lmdb")
+        flushed = []
+        writer = LogWriter(store, on_vote_saved=lambda v: flushed.append(("vote", v)),
+                           on_flushed=flushed.append,
+                           on_failed=lambda e: pytest.fail(f"store failed: {e}"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.run)
+            writer.submit(AppendLog([Entry(1, 1, 1, b"a")], LogId(1, 1)))
+            assert store._pipeline.queued_ops() == []  # held: the round has not ended
+            writer.issue_held()
+            assert len(store._pipeline.queued_ops()) == 1
+            writer.submit(AppendLog([Entry(1, 2, 1, b"b")], LogId(1, 2)))
+            writer.submit(TruncateLog(2))
+            # the held append went to the store before the truncation was queued
+            assert LogId(1, 2) in [op.after.last_log_id for op in store._pipeline.queued_ops()]
+            writer.issue_held()
+            with trio.fail_after(WAIT_S):
+                while (await store.get_log_state()).last_log_id != LogId(1, 1) or store._pipeline.busy:
+                    await trio.sleep(0.001)
+            assert flushed[-1] == LogId(1, 2)  # appended, reported, then truncated
+            assert [e.index for e in await store.read_entries(1, 10)] == [1]
+            nursery.cancel_scope.cancel()
         await store.aclose()
 
     trio.run(main)
