@@ -120,8 +120,15 @@ class LogWriter:
                     self._fail(e)
                     return
             return
+        if len(held) == 1:
+            self._issue_nowait(held[0])
+            return
+        # One store write for the round (a follower's round may hold several requests'
+        # appends): one block and one report instead of one per append.
+        entries = []
         for cmd in held:  # bounded by one round's commands
-            self._issue_nowait(cmd)
+            entries.extend(cmd.entries)
+        self._issue_nowait(AppendLog(entries, held[-1].last_log_id))
 
     def _issue_nowait(self, cmd: AppendLog) -> None:
         self._issued = seq = self._issued + 1

@@ -95,3 +95,25 @@ def test_an_append_reaches_the_store_only_at_the_end_of_its_round_and_in_order(t
         await store.aclose()
 
     trio.run(main)
+
+
+def test_a_rounds_appends_reach_the_store_as_one_write(tmp_path):
+    """Several appends of one round (a follower's round holding several requests) are one
+    store write and one flush report, for the last of them."""
+
+    async def main():
+        store = await LmdbLogStore.open(tmp_path / "lmdb")
+        flushed = []
+        writer = LogWriter(store, on_vote_saved=lambda v: None, on_flushed=flushed.append,
+                           on_failed=lambda e: pytest.fail(f"store failed: {e}"))
+        for i in range(1, 6):
+            writer.submit(AppendLog([Entry(1, i, 1, b"x")], LogId(1, i)))
+        writer.issue_held()
+        assert len(store._pipeline.queued_ops()) == 1
+        with trio.fail_after(WAIT_S):
+            await store._pipeline.wait_idle()
+        assert flushed == [LogId(1, 5)]
+        assert [e.index for e in await store.read_entries(1, 10)] == [1, 2, 3, 4, 5]
+        await store.aclose()
+
+    trio.run(main)
