@@ -2,8 +2,8 @@
 ``PurgeLog``) against the log store, in the order the engine emitted them, with group commit.
 
 Appends are what a busy node does all the time, so they take the fast road: when the store
-has ``append_nowait`` (the lmdb store does), each append is handed to the store at once and
-the store puts every append issued during a sync into the next sync; otherwise this writer
+has ``append_nowait`` (the lmdb and RocksDB stores do), the appends of a round are handed to
+the store when the round ends, as one write, and the store puts every append issued during a sync into the next sync; otherwise this writer
 gathers the appends queued while the previous ``append`` ran into one call. Either way a node
 under load syncs once per batch of batches, not once per client write.
 
@@ -12,7 +12,8 @@ after one of them waits in the queue until it completed, so the store sees every
 the engine's order (commands.py, obligation 1).
 
 On the fast road an append is held until the round that emitted it ends
-(``issue_held``, which the runtime calls after dispatching each round's commands), so the
+(``issue_held``, which the runtime calls after dispatching each round's commands; a vote,
+truncation or purge emitted after it sends what is held to the store first), so the
 leader's AppendEntries of that round leave before its own append wakes the store's writer
 thread: the followers' round trip is the write's critical path, the leader's own sync runs
 beside it (Raft thesis §10.2.1: a leader may replicate before its own append is durable), and
