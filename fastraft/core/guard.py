@@ -123,7 +123,8 @@ class GuardMixin:
         self.committed_conflict: CommittedConflict | None = None
 
     def take_guard_reports(self) -> list[GuardReport]:
-        """The first drop of each sender since the last call: one per sender for the life of the engine (at most ``_MAX_REPORTED_SENDERS``)."""
+        """The first drop of each sender since the last call: one per sender for the life of
+        the engine (at most ``_MAX_REPORTED_SENDERS``)."""
         out = self._guard_reports
         if out:
             self._guard_reports = []
