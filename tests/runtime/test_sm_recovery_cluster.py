@@ -2,8 +2,9 @@
 with lmdb log stores and lmdb KV state machines whose applies are committed in the
 background (``fastraft.kv.apply_buffer``), snapshots every few hundred entries and the log
 purged right up to each one. Under a stream of client writes, random nodes (the leader or a
-follower) are killed with SIGKILL, or their power is cut (``fastraft.testing.powerloss_fs``:
-unsynced writes undone), and started again; at the end every node is crashed once more
+follower) are killed with SIGKILL, or their power is cut while they run
+(``fastraft.testing.powerloss_fs``: unsynced writes undone at that instant, nothing after it
+reaches the disk; then SIGKILL), and started again; at the end every node is crashed once more
 right after a burst of writes. Then:
 
 * on disk, each node's state machine is the replay of its committed log up to the applied
@@ -39,7 +40,7 @@ SNAPSHOT_EVERY = 300
 
 
 class CrashableNode:
-    """One node process; ``crash`` is SIGKILL, plus a power cut when on a power-loss mount."""
+    """One node process; ``crash`` is SIGKILL, after a power cut when on a power-loss mount."""
 
     def __init__(self, tmp_path, node_id, nodes_arg, power, seed):
         self.id = node_id
@@ -69,13 +70,14 @@ class CrashableNode:
             return None
 
     def crash(self, rng):
-        """SIGKILL (if it still runs); on a power-loss mount, then cut its power and mount it
-        again. Returns the writes the cut undid."""
-        if self.alive():
-            self.proc.kill()
+        """SIGKILL; on a power-loss mount, its power is cut first, while it runs, and it is
+        mounted again afterwards. Returns the writes the cut undid."""
         if self.mount is None:
+            if self.alive():
+                self.proc.kill()
             return 0
-        undone = self.mount.cut(rng.choice(["drop", "torn"]))
+        undone = self.mount.power_cut(rng.choice(["drop", "torn"]), [self.proc.p])
+        self.proc.log.close()
         self.mount.start()
         return undone
 
