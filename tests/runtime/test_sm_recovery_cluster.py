@@ -235,3 +235,78 @@ def test_sigkill_under_load_state_machines_equal_their_logs(tmp_path):
 def test_power_cuts_under_load_state_machines_equal_their_logs(tmp_path):
     require_fuse()
     run_crashes(tmp_path, power=True)
+
+
+async def saved_committed(path):
+    """The committed index a stopped node's log store holds (0 if none)."""
+    log = await LmdbLogStore.open(os.path.join(path, "log"))
+    try:
+        committed = await log.read_committed()
+        return 0 if committed is None else committed.index
+    finally:
+        await log.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_node_restarted_alone_reapplies_every_entry_it_knew_committed(tmp_path):
+    """The commit index rides with the appends (``LogStore.note_committed``, as etcd saves its
+    HardState's commit with the entries of the same Ready; thesis §3.8: it may be lost, so
+    this is about liveness, not safety). Each node reports the commit index it knows, one
+    more write goes through (its append on every node carries that index), then every node
+    is killed with SIGKILL while its state machine still holds applies it has not committed
+    in the background. Restarted alone, with the other two down (no leader can be elected,
+    so no leader can tell it the commit index, Raft §5.3), each node must re-apply from its
+    own log every entry up to what it knew committed, and its state machine must be the
+    replay of its log up to there."""
+    seed = int(os.environ.get("FASTRAFT_CRASH_SEED", "20261207"))
+    rng = random.Random(seed)
+    ports = free_ports(3)
+    nodes_arg = ",".join(f"{i}=127.0.0.1:{ports[i - 1]}" for i in NODES)
+    nodes = {i: CrashableNode(tmp_path, i, nodes_arg, False, seed) for i in NODES}
+    acked: dict = {}
+    counter = [0]
+    try:
+        for i in NODES:
+            nodes[i].start(init=i == 1)
+        for attempt in range(5):  # bounded: until some state machine lost applies
+            leader = leader_of(nodes)
+            write_burst(leader, acked, counter, writes=200)
+            knew = {x.id: x.request({"cmd": "status"})["committed"] for x in nodes.values()}
+            last = write_burst(leader, acked, counter, writes=1)
+            assert last > max(knew.values()), (last, knew)
+            deadline = time.monotonic() + 30  # every node holds the last write's append
+            while time.monotonic() < deadline:
+                st = [x.request({"cmd": "status"}) for x in nodes.values()]
+                if all(s is not None and s["applied"] >= last for s in st):
+                    break
+                time.sleep(0.005)
+            for x in nodes.values():
+                x.crash(rng)
+            on_disk = {x.id: trio.run(check_against_log, x.dir)[0] for x in nodes.values()}
+            for x in nodes.values():
+                saved = trio.run(saved_committed, x.dir)
+                assert saved >= knew[x.id], f"node {x.id} saved committed {saved} < {knew[x.id]}"
+            if any(on_disk[i] < knew[i] for i in NODES):
+                break
+            for x in nodes.values():  # nothing was lost this time: again
+                x.start()
+        else:
+            pytest.fail(f"no state machine lost an apply in 5 tries: {on_disk} {knew}")
+        for x in nodes.values():  # each alone, the others down
+            x.start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                st = x.request({"cmd": "status"})
+                if st is not None and st["applied"] >= knew[x.id]:
+                    break
+                time.sleep(0.05)
+            assert st is not None and st["applied"] >= knew[x.id], (
+                f"node {x.id} restarted alone applied {st and st['applied']}, but knew "
+                f"{knew[x.id]} committed (its state machine had {on_disk[x.id]} on disk)")
+            assert st["leader"] is None, st  # no leader told it anything
+            x.proc.exit()
+            trio.run(check_against_log, x.dir, knew[x.id])
+    finally:
+        for x in nodes.values():
+            x.stop()
