@@ -276,10 +276,11 @@ def test_a_node_restarted_alone_reapplies_every_entry_it_knew_committed(tmp_path
             last = write_burst(leader, acked, counter, writes=1)
             assert last > max(knew.values()), (last, knew)
             deadline = time.monotonic() + 30  # every node holds the last write's append
-            while time.monotonic() < deadline:
+            while True:
                 st = [x.request({"cmd": "status"}) for x in nodes.values()]
                 if all(s is not None and s["applied"] >= last for s in st):
                     break
+                assert time.monotonic() < deadline, f"not every node applied {last}: {st}"
                 time.sleep(0.005)
             for x in nodes.values():
                 x.crash(rng)
