@@ -25,6 +25,13 @@ An append submitted while the store reports a completion (``on_flushed`` runs th
 flush round, which may append) is queued for the writer task instead of handed to the store
 at once: a store's completion loop need not expect new writes from inside itself.
 
+The commit index rides along (etcd saves its HardState's commit with the entries of the same
+Ready): before each append (and purge), the committed id the engine knows, if it moved, is
+noted to the store (``LogStore.note_committed``), which writes it in the append's own synced
+write, at no sync of its own; a node that restarts re-applies up to it without waiting for a
+leader (``fastraft.storage.recover_state``). Thesis §3.8: the commit index may be lost; saving
+it is an optimisation, never needed for safety.
+
 Completions are reported through callbacks on the trio thread: ``on_vote_saved(vote)`` and
 ``on_flushed(last_log_id)`` (the latest only is enough, as completions come in order). The
 fast road's appends are issued with ``coalesce``: a store reports the appends one sync made
@@ -55,7 +62,7 @@ from ..storage.protocols import LogStore, supports_append_nowait
 from ..types import LogId, Vote
 from .work_queue import QueueFull, WorkQueue
 
-__all__ = ["LogWriter"]
+__all__ = ["LogWriter", "committed_log_id"]
 
 #: Most entries put into one ``append`` call on the slow road (stores without append_nowait).
 _MAX_APPEND_BATCH = 65536
@@ -67,8 +74,11 @@ class LogWriter:
     """Runs the log commands against ``store``; see the module docstring."""
 
     def __init__(self, store: LogStore, *, on_vote_saved: Callable[[Vote], None],
-                 on_flushed: Callable[[LogId], None], on_failed: Callable[[BaseException], None]) -> None:
+                 on_flushed: Callable[[LogId], None], on_failed: Callable[[BaseException], None],
+                 committed_id: Callable[[], LogId | None] | None = None) -> None:
         self._store = store
+        self._committed_id = committed_id  # the engine's committed log id, or None
+        self._noted_index = 0  # the last committed index noted to the store
         self._nowait = supports_append_nowait(store)
         self._on_vote_saved = on_vote_saved
         self._on_flushed = on_flushed
@@ -135,6 +145,7 @@ class LogWriter:
         self._issued = seq = self._issued + 1
         self._in_store.append((seq, cmd.last_log_id, perf_counter()))
         try:
+            self._note_committed()
             self._store.append_nowait(cmd.entries, partial(self._appends_durable, seq), True)
         except BaseException as e:  # a refused append is a bug or a dead store: stop
             self._in_store.pop()
@@ -161,6 +172,14 @@ class LogWriter:
             self._on_flushed(last)
         finally:
             self._completing = False
+
+    def _note_committed(self) -> None:
+        """Tell the store the committed id, if it moved since the last time."""
+        if self._committed_id is not None:
+            committed = self._committed_id()
+            if committed is not None and committed.index > self._noted_index:
+                self._noted_index = committed.index
+                self._store.note_committed(committed)
 
     def _fail(self, error: BaseException) -> None:
         if not self._failed:
@@ -202,6 +221,7 @@ class LogWriter:
                 entries.extend(nxt.entries)
                 last = nxt.last_log_id
             issued = perf_counter()
+            self._note_committed()
             await store.append(entries)
             self.append_latency.observe(perf_counter() - issued)
             self._on_flushed(last)
@@ -211,6 +231,19 @@ class LogWriter:
         elif t is TruncateLog:
             await store.truncate(cmd.since)
         elif t is PurgeLog:
+            self._note_committed()  # the store's purge check counts it (upto <= committed)
             await store.purge(cmd.upto)
         else:
             raise TypeError(f"not a log command: {t.__name__}")
+
+
+def committed_log_id(engine) -> LogId | None:
+    """The engine's commit index as a log id (its term from the engine's log index), or None
+    before anything is committed."""
+    index = engine.committed
+    if not index:
+        return None
+    try:
+        return LogId(engine.log.term_at(index), index)
+    except IndexError:  # not in this node's log index (cannot happen: committed <= last)
+        return None

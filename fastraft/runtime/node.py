@@ -57,7 +57,7 @@ from .applier import Applier
 from .executors import CommandExecutors
 from .guard_log import GuardLog
 from .inbound import InboundReplies
-from .log_writer import LogWriter
+from .log_writer import LogWriter, committed_log_id
 from .metrics import MetricsWatch, RaftMetrics, ServerState
 from .oplog import OperatorLog
 from .peers import PeerSet, is_urgent
@@ -106,7 +106,8 @@ class RaftRuntime:
         self.log_store = log_store
         self.state_machine = state_machine
         self.log_writer = LogWriter(log_store, on_vote_saved=self._on_vote_saved,
-                                    on_flushed=self._on_flushed, on_failed=self._on_failed)
+                                    on_flushed=self._on_flushed, on_failed=self._on_failed,
+                                    committed_id=lambda: committed_log_id(engine))
         self.applier = Applier(state_machine, log_store, on_applied=self._on_applied,
                                on_read_ready=lambda cmd: self.executors.on_read_ready(cmd),
                                on_snapshot_built=lambda m: self.post(engine.on_snapshot_built, m),

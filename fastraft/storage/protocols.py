@@ -198,6 +198,15 @@ class LogStore(abc.ABC):
         """The committed log id saved last, or None (also for stores that keep none)."""
         return None
 
+    def note_committed(self, committed: LogId) -> None:
+        """``committed`` is known committed (and is in the log, or in appends issued after
+        this call): write it with the next append, in the same synced write, at no sync of
+        its own (etcd writes its HardState's commit with the entries of the same Ready).
+        Non-blocking, optional, never durable by itself: a crash may lose it (a restarted
+        node then learns the rest from its leader, Raft §5.3). A store that keeps a
+        committed id also counts it in the purge check at once. An id not newer than one
+        noted or saved before is ignored. Default: ignored."""
+
     # -- lifecycle ----------------------------------------------------------------------
 
     @abc.abstractmethod
