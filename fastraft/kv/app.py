@@ -44,7 +44,7 @@ from .api import (MAX_BODY_BYTES, BadRequest, err_body, error_json, error_status
                   parse_remove_learner, parse_write)
 from .http_network import RAFT_ROUTES, handle_raft_rpc
 from .access import ApiTls, authorize, identify
-from .http_server import Request, Response
+from .http_message import Request, Response
 from .ops import OpsRoutes
 from .service import KVService
 
