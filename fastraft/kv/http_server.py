@@ -14,6 +14,9 @@ on some paths. The listeners are any ``trio.abc.Listener`` of byte streams, so a
 authenticate(stream) -> peer``: called once per connection before its first request (the TLS
 handshake runs there, bounded by ``Limits.handshake_timeout_s``), its result is every
 request's ``peer``; if it raises a stream error the connection is closed without a word.
+And it may define ``time_limit(request) -> (seconds, Response) | None``: the server then
+answers that Response (and cancels the handler) if the handler has not answered within that
+many seconds; the connection goes on.
 
 The parser is httptools (llhttp), driven by ``fastraft.kv.http_message.RequestReader``. It
 was picked over h11 by measurement: ``benchmarks/kv/http_ceiling.py`` serves a fixed answer
@@ -26,10 +29,11 @@ What a request costs the server is what decides a node's writes/s on a small mac
 node's one trio thread also runs Raft), so the per-request path holds no cancel scope and,
 on a plain TCP connection, no trio socket wrapper:
 
-* timeouts are deadlines kept on the connection (one float store per phase) and enforced by
-  one reaper task per server, which cancels the connection's single cancel scope once its
-  deadline passed (checked every ``_reap_interval_s``: a timeout may fire up to that much
-  late); a trio cancel scope per request and phase cost more than parsing the request;
+* timeouts, the handler's time limits among them, are deadlines kept on the connection (one
+  float store per phase) and enforced by one reaper task per server, which cancels the
+  connection's cancel scope once its deadline passed (checked every eighth of the shortest
+  timeout, between 10 ms and 0.5 s: a timeout may fire up to that much late); a trio cancel
+  scope per request and phase cost more than parsing the request;
 * on a ``trio.SocketStream``, a connection waits for its socket to be readable and then
   reads it, and writes an answer straight to the socket: the read that trio's stream would
   try first (the next request is almost never there yet when its answer just left) and
@@ -84,15 +88,31 @@ _IDLE, _HEAD, _BODY, _HANDLING, _SENDING = range(5)
 
 class _Connection:
     """What the reaper needs of a connection. Invariant: ``deadline`` bounds the phase in
-    progress (infinite while the handler runs); ``scope`` is the cancel scope the
-    conversation runs in."""
+    progress (infinite while a handler without a time limit runs); ``scope`` is the cancel
+    scope the conversation runs in; ``turn`` counts the requests handled.
 
-    __slots__ = ("phase", "deadline", "scope")
+    A cancel lands at the connection task's next checkpoint, which may come after the phase
+    it was meant for ended (the task was already woken): ``expired`` remembers which phase
+    and turn the cancel was for, so the connection can tell such a stale cancel and resume
+    the wait it interrupted.
+    """
 
-    def __init__(self, scope: trio.CancelScope) -> None:
+    __slots__ = ("phase", "deadline", "scope", "late", "turn", "expired")
+
+    def __init__(self) -> None:
         self.phase = _IDLE
         self.deadline = math.inf
-        self.scope = scope
+        self.scope: trio.CancelScope | None = None
+        self.turn = 0
+        self.expired: tuple[int, int] | None = None
+        #: while a handler with a time limit runs: (the answer if it runs out of time,
+        #: close after it, HEAD request)
+        self.late: tuple[Response, bool, bool] | None = None
+
+    def cancel(self) -> None:
+        """End the phase in progress."""
+        self.expired = (self.phase, self.turn)
+        self.scope.cancel()
 
 
 class _SocketIO:
@@ -138,10 +158,8 @@ class _StreamIO:
         self.receive = lambda: receive_some(_RECEIVE_BYTES)
 
 
-def _reap_interval_s(limits: Limits) -> float:
-    shortest = min(limits.header_timeout_s, limits.body_timeout_s, limits.idle_timeout_s,
-                   limits.send_timeout_s)
-    return min(0.5, max(0.01, shortest / 8))
+def _reap_interval_s(shortest_timeout_s: float) -> float:
+    return min(0.5, max(0.01, shortest_timeout_s / 8))
 
 
 class _Server:
@@ -151,6 +169,10 @@ class _Server:
         custom = getattr(handler, "body_limit", None)
         self.body_limit = custom if custom is not None else (lambda path: limits.max_body_bytes)
         self.authenticate = getattr(handler, "authenticate", None)
+        self.time_limit = getattr(handler, "time_limit", None)
+        self.reap_interval_s = _reap_interval_s(min(
+            limits.header_timeout_s, limits.body_timeout_s, limits.idle_timeout_s,
+            limits.send_timeout_s))
         self.connections: set[_Connection] = set()  # conversing (authenticated) ones
         self.open_connections = 0  # counted from accept, for the cap
         self.stopping = False
@@ -168,19 +190,18 @@ class _Server:
 
     async def reap(self) -> None:
         """Cancel every connection whose phase outlived its deadline (see ``_Connection``)."""
-        interval = _reap_interval_s(self.limits)
         while True:  # until the server's connection nursery ends
-            await trio.sleep(interval)
+            await trio.sleep(self.reap_interval_s)
             now = trio.current_time()
             for conn in self.connections:
                 if conn.deadline <= now:
-                    conn.scope.cancel()
+                    conn.cancel()
 
     def begin_stop(self) -> None:
         self.stopping = True
         for conn in self.connections:
             if conn.phase == _IDLE:
-                conn.scope.cancel()
+                conn.cancel()
         self.conn_scope.deadline = trio.current_time() + self.limits.stop_grace_s
         self.stopped.set()
 
@@ -236,36 +257,71 @@ class _Server:
     async def _converse(self, stream, peer) -> None:
         reader = RequestReader(self.limits, self.body_limit, peer)
         io = _SocketIO(stream) if type(stream) is trio.SocketStream else _StreamIO(stream)
-        with trio.CancelScope() as scope:
-            conn = _Connection(scope)
-            self.connections.add(conn)
-            try:
-                last = await self._exchange(io, reader, conn)
-            finally:
-                self.connections.discard(conn)
-        if scope.cancelled_caught:  # the reaper (or the stop) ended the phase in progress
-            if conn.phase in (_HEAD, _BODY):
-                what = "body" if conn.phase == _BODY else "headers"
+        conn = _Connection()
+        self.connections.add(conn)
+        try:
+            pending = None  # an answer to send first: a handler's, given when it ran late
+            while True:  # a new cancel scope after a handler ran late or a stale cancel
+                with trio.CancelScope() as conn.scope:
+                    last = await self._exchange(io, reader, conn, pending)
+                if not conn.scope.cancelled_caught:
+                    break
+                # the reaper (or the stop) ended a phase
+                phase = conn.phase
+                stale = conn.expired != (phase, conn.turn)
+                pending = None
+                if phase == _HANDLING and conn.late is not None:
+                    response, close, head_only = conn.late  # ran late, or cut off by a stale
+                    conn.late = None                        # cancel: either way unanswered
+                    close = close or self.stopping
+                    pending = (render(response, close, head_only), close)
+                    continue
+                if stale and phase in (_IDLE, _HEAD, _BODY):
+                    continue  # it cut off a wait for bytes: nothing was lost, wait again
+                if phase not in (_HEAD, _BODY):
+                    return  # idle, stopping, a client not taking its answer: close, no word
+                what = "body" if phase == _BODY else "headers"
                 last = self._flush(reader, 408, f"the request's {what} did not arrive in time")
-            else:
-                return  # idle, stopping or a client not taking its answer: close, no word
+                break
+        finally:
+            self.connections.discard(conn)
         if last is not None:
             await self._send_and_close(stream, last)
 
-    async def _exchange(self, io, reader: RequestReader, conn: _Connection) -> bytes | None:
-        """Answer requests until the connection is to close; returns the last answer to
-        send before closing (a refusal), if any."""
+    async def _exchange(self, io, reader: RequestReader, conn: _Connection,
+                        pending: tuple[bytes, bool] | None) -> bytes | None:
+        """Send ``pending`` (an answer, close after it), then answer requests until the
+        connection is to close; returns the last answer to send before closing (a refusal),
+        if any."""
         limits = self.limits
         ready = reader.ready
         current_time = trio.current_time
+        time_limit = self.time_limit
+        if pending is not None:
+            conn.phase, conn.deadline = _SENDING, current_time() + limits.send_timeout_s
+            await io.send_all(pending[0])
+            if pending[1]:
+                return None
         while True:  # one receive per turn; ends on close, error or timeout
             while ready:  # answer every complete request, in order
                 request, keep_alive = ready.popleft()
-                conn.phase, conn.deadline = _HANDLING, math.inf
+                conn.turn += 1
+                head_only = request.method == "HEAD"
+                limit = time_limit(request) if time_limit is not None else None
+                if limit is None:
+                    conn.late = None
+                    conn.phase, conn.deadline = _HANDLING, math.inf
+                else:
+                    seconds, late = limit
+                    conn.late = (late, not keep_alive, head_only)
+                    conn.phase, conn.deadline = _HANDLING, current_time() + seconds
+                    if seconds < 8 * self.reap_interval_s:  # keep its precision
+                        self.reap_interval_s = _reap_interval_s(seconds)
                 response = await self._answer(request)
+                conn.late = None
                 close = not keep_alive or self.stopping  # stopping may begin meanwhile
                 conn.phase, conn.deadline = _SENDING, current_time() + limits.send_timeout_s
-                await io.send_all(render(response, close, request.method == "HEAD"))
+                await io.send_all(render(response, close, head_only))
                 if close:
                     return None
             if reader.in_message:
