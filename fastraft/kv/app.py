@@ -41,9 +41,9 @@ from collections import Counter
 import trio
 
 from ..codec import DEFAULT_MAX_FRAME_BYTES
-from .api import (MAX_BODY_BYTES, BadRequest, err_body, error_json, error_status, ok_body,
-                  parse_add_learner, parse_change_membership, parse_init, parse_json, parse_key,
-                  parse_remove_learner, parse_write)
+from .answers import err_body, error_json, error_status, ok_body
+from .api import (MAX_BODY_BYTES, BadRequest, parse_add_learner, parse_change_membership,
+                  parse_init, parse_json, parse_key, parse_remove_learner, parse_write)
 from .http_network import RAFT_ROUTES, handle_raft_rpc
 from .access import ApiTls, authorize, identify
 from .http_message import Request, Response

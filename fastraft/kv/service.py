@@ -1,6 +1,7 @@
 """What a KV node does for each API request, independent of HTTP: ``KVService`` turns a
 parsed request into calls on the node's ``Raft`` handle and its state machine, and returns
-the ``Ok`` value of the answer (or raises the error the answer carries, ``fastraft.kv.api``).
+the ``Ok`` value of the answer (or raises the error the answer carries, ``fastraft.kv.api``;
+their JSON: ``fastraft.kv.answers``).
 
 Writes and linearizable reads are served by the leader only; any other node raises
 ForwardToLeader before doing anything, so a client may resend the request to the leader.
@@ -25,8 +26,8 @@ import trio
 
 from ..errors import ForwardToLeader, OutcomeUnknown
 from ..types import Node
-from .api import (BadRequest, Unavailable, api_addr_of, log_id_json, make_node, membership_json,
-                  metrics_json)
+from .answers import log_id_json, membership_json, metrics_json
+from .api import BadRequest, Unavailable, api_addr_of, make_node
 from .commands import encode_command
 from .read_rounds import ReadRounds
 
