@@ -18,9 +18,9 @@ The codec is orjson: every write passes through it three times on the leader (th
 body, the entry payload, the answer) and once on each follower (the apply), and it does each
 in a quarter (decoding) to a twentieth (encoding) of the standard library's time
 (``benchmarks/kv/json_codec.py``: 0.31 against 1.29 µs to decode a write, 0.19 against
-3.75 µs to encode its answer). It
-is also stricter where strictness is wanted: a lone surrogate escape (``"\\ud800"``), NaN and
-Infinity are not JSON it accepts, so no replica can be handed text it cannot store.
+3.75 µs to encode its answer). It is also stricter where strictness is wanted: a lone
+surrogate escape (``"\\ud800"``), NaN and Infinity are not JSON it accepts, so no replica can
+be handed text it cannot store.
 """
 
 from __future__ import annotations
