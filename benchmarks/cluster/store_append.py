@@ -15,13 +15,17 @@ For each engine E (``lmdb``, ``rocksdb``):
   design);
 * ``E_store_old``: ``await store.append([entry])`` through the per-batch worker design (the
   one ``fastraft.storage.group_commit`` replaced, kept here as ``ThreadPerBatchPipeline``);
-* ``E_store``: ``await store.append([entry])`` as shipped (one writer thread per store).
+* ``E_store``: ``await store.append([entry])`` as shipped (one writer thread per store);
+* ``E_store_noted``: the same, each append preceded by ``store.note_committed`` of the entry
+  before it, as the runtime does (the commit index rides in the append's write).
 
     python benchmarks/cluster/store_append.py [--reps 3] [--appends 500] [--payload 100]
-        [--engines lmdb,rocksdb] [--kinds raw_thread,raw_queue,store_old,store]
+        [--engines lmdb,rocksdb] [--kinds raw_thread,raw_queue,store_old,store,store_noted]
 
 prints one JSON line per rep and case, then a summary: the median over reps of each case's
-p50 (µs), and each case over its engine's raw write (``E_case_over_raw``).
+p50 (µs), each case over its engine's raw write (``E_case_over_raw``), and for the stores the
+synced write batches per append (``E_case_syncs_per_append``: 1.0 means the noted commit
+index cost no sync of its own).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from fastraft import Entry  # noqa: E402
 from fastraft.codec import encode_entries  # noqa: E402
 from fastraft.storage import LmdbLogStore  # noqa: E402
 from fastraft.storage.group_commit import WritePipeline  # noqa: E402
+from fastraft.types import LogId  # noqa: E402
 
 
 def p50_us(samples):
@@ -159,9 +164,9 @@ class ThreadPerBatchPipeline(WritePipeline):
         self._queued: list = []
         self._in_flight = False
 
-    def submit(self, op, done):
+    def submit(self, op, done, coalesce=False):
         self.check()
-        self._pending.append((op, done))
+        self._pending.append((op, done, coalesce))
         self._queued.append(op)
         if not self._in_flight:
             self._start_batch()
@@ -198,9 +203,27 @@ def with_old_pipeline(store):
     return store
 
 
+class Noted:
+    """The store as the runtime drives it: before each append the commit index (here the
+    entry before it) is noted, to ride in the append's own synced write."""
+
+    def __init__(self, store):
+        self.store = store
+        self.sync_latency = store.sync_latency
+
+    async def append(self, entries):
+        first = entries[0]
+        if first.index > 1:
+            self.store.note_committed(LogId(first.term, first.index - 1))
+        await self.store.append(entries)
+
+    async def aclose(self):
+        await self.store.aclose()
+
+
 # -- the cases ----------------------------------------------------------------------------------
 
-KINDS = ("raw", "raw_thread", "raw_queue", "store_old", "store")
+KINDS = ("raw", "raw_thread", "raw_queue", "store_old", "store", "store_noted")
 
 
 async def open_case(engine, kind, path):
@@ -212,6 +235,8 @@ async def open_case(engine, kind, path):
     else:
         from fastraft.storage.rocksdb_log import RocksLogStore
         store = await RocksLogStore.open(path)
+    if kind == "store_noted":
+        return Noted(store)
     return with_old_pipeline(store) if kind == "store_old" else store
 
 
@@ -224,6 +249,7 @@ async def one_rep(base, rep, n, payload, cases):
         path = os.path.join(base, f"{engine}-{kind}-{rep}")
         stores[engine, kind] = await open_case(engine, kind, path)
     samples = {case: [] for case in cases}
+    syncs = {}
     try:
         for i in range(1, n + 1):  # bounded
             entries = [Entry(1, i, 1, payload)]
@@ -232,10 +258,13 @@ async def one_rep(base, rep, n, payload, cases):
                 t = time.perf_counter()
                 await stores[case].append(entries)
                 samples[case].append(time.perf_counter() - t)
+        for case, store in stores.items():  # synced write batches per append
+            if hasattr(store, "sync_latency"):
+                syncs[case] = store.sync_latency.count / n
     finally:
         for store in stores.values():
             await store.aclose()
-    return samples
+    return samples, syncs
 
 
 def main() -> None:
@@ -254,16 +283,19 @@ def main() -> None:
     base = tempfile.mkdtemp(dir=args.dir, prefix="store-append-")
     payload = os.urandom(args.payload)
     results: dict = {case: [] for case in cases}
+    syncs_per_append: dict = {}
     try:
         for rep in range(args.reps):
-            by_case = trio.run(one_rep, base, rep, args.appends, payload, cases)
+            by_case, syncs = trio.run(one_rep, base, rep, args.appends, payload, cases)
             for case in cases:
                 samples = sorted(by_case[case])
                 p50 = p50_us(samples)
                 results[case].append(p50)
-                print(json.dumps({"rep": rep, "case": "_".join(case), "p50_us": round(p50, 1),
-                                  "p99_us": round(samples[int(len(samples) * 0.99) - 1] * 1e6, 1)}),
-                      flush=True)
+                line = {"rep": rep, "case": "_".join(case), "p50_us": round(p50, 1),
+                        "p99_us": round(samples[int(len(samples) * 0.99) - 1] * 1e6, 1)}
+                if case in syncs:
+                    line["syncs_per_append"] = syncs_per_append[case] = syncs[case]
+                print(json.dumps(line), flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     med = {case: statistics.median(v) for case, v in results.items()}
@@ -271,8 +303,11 @@ def main() -> None:
     for engine, kind in cases:
         if kind != "raw":
             summary[f"{engine}_{kind}_over_raw"] = round(med[engine, kind] / med[engine, "raw"], 3)
+    for (engine, kind), per in syncs_per_append.items():
+        summary[f"{engine}_{kind}_syncs_per_append"] = per
     for engine in engines:
-        for a, b in (("store", "store_old"), ("store", "raw_queue"), ("store_old", "raw_thread")):
+        for a, b in (("store", "store_old"), ("store", "raw_queue"), ("store_old", "raw_thread"),
+                     ("store_noted", "store")):
             if (engine, a) in med and (engine, b) in med:
                 summary[f"{engine}_{a}_over_{b}"] = round(med[engine, a] / med[engine, b], 3)
     print(json.dumps({"summary": summary}), flush=True)

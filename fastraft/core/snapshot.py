@@ -269,8 +269,13 @@ class SnapshotMixin:
             if self._membership.log_id is None or self._membership.log_id.index <= idx:
                 self._set_membership_from_snapshot(meta.last_membership)
         else:
-            if log.last_index > log.purged_index:
-                self._emit(TruncateLog(log.purged_index + 1))
+            # The whole log goes (Raft §7). A log reaching the snapshot's index holds another
+            # term there, so nothing after this node's commit index is committed: that part
+            # goes by truncation, the committed prefix (all below the snapshot) by the purge,
+            # past the log's end then. Truncating from the log's start instead would cut
+            # committed entries, which TruncateLog never does (a store refuses it).
+            if log.last_index >= idx:
+                self._emit(TruncateLog(max(self.committed, log.purged_index) + 1))
             log.reset(lid.term, idx)
             self._emit(PurgeLog(lid))
             self._set_membership_from_snapshot(meta.last_membership)

@@ -241,6 +241,8 @@ async def open_raft(node_id: int, config: Config | None = None, *, log_store: Lo
                              snapshot_timeout_s=snapshot_timeout_s,
                              max_pending_writes=max_pending_writes,
                              max_apply_entries=max_apply_entries)
+            # what the state machine holds now, re-applies included (metrics read it)
+            rt.applier.last_applied, _ = await state_machine.applied_state()
             rt.start()
             try:
                 yield Raft(rt)

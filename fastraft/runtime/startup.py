@@ -5,10 +5,19 @@ Re-applying what a crash took from the state machine: a state machine may lose t
 after its last durable point (``fastraft.storage.protocols.StateMachine``). The engine starts
 at the applied index the freshly opened state machine reports (what the crash left), never at
 one remembered elsewhere, so every committed entry after it is applied again from the log:
-those up to a committed id the log store saved before the engine starts (``recover_state``),
+those up to the committed id the log store saved before the engine starts (``recover_state``),
 the rest once the engine learns the commit index (Raft §5.3: a follower from its leader's
 AppendEntries, a leader by committing an entry of its term). The log still holds them: the
 engine purges only up to a snapshot, and a snapshot is durable state (``fastraft.core.snapshot``).
+
+The saved committed id is the one the node knew when it made its last append durable: the log
+writer notes the engine's commit index to the store before each append, and the store writes
+it in that append's own synced write (``LogStore.note_committed``), as etcd saves its
+HardState's commit with the entries of the same Ready. So a node restarted alone, with no
+leader to tell it anything, still re-applies everything it knew committed then, at no sync of
+its own per write. What it learned later without appending (the commit of its last entries,
+from a heartbeat) waits for a leader again: thesis §3.8, the commit index is volatile state
+and may be lost; saving it is for liveness, never needed for safety.
 
 The engine needs the log's terms as runs ``(term, last_index)`` rather than the entries, so a
 node with a million entries starts without reading them: ``term_run_probes`` binary-searches

@@ -44,6 +44,7 @@ class DurableLogStore(LogStore):
         self._committed: LogId | None = None
         self._staged_vote: Vote | None = None
         self._staged_committed: LogId | None = None
+        self._committed_note: LogId | None = None  # noted, for the next append that reaches it
         self._durable = LogState()
         self._staged = LogState()
         self._read_lo = 1
@@ -111,14 +112,30 @@ class DurableLogStore(LogStore):
         tail = entries[len(entries) - 1]
         self._staged = after = LogState(staged.last_purged_log_id, LogId(tail.term, tail.index))
         self._staged_blocks(blocks)
+        note = self._committed_note
+        if note is not None and note.index <= tail.index:  # never past the log's end
+            self._committed_note = None
+            self._staged_committed = note
+            return Append(blocks[0][0], blocks, entries, after, note, records.encode_log_id(note))
         return Append(blocks[0][0], blocks, entries, after)
+
+    def note_committed(self, committed: LogId) -> None:
+        known = self._known_committed()
+        if known is None or committed.index > known.index:
+            self._committed_note = committed
+
+    def _known_committed(self) -> LogId | None:
+        """The newest committed id saved, staged or noted (the purge check's bound)."""
+        note, staged = self._committed_note, self._staged_committed
+        return staged if note is None or (staged is not None and staged.index >= note.index) else note
 
     def _staged_blocks(self, blocks: list[tuple[int, bytes]]) -> None:
         """Hook: ``blocks`` were just staged for appending."""
 
-    def append_nowait(self, entries: Sequence, on_durable: OnDurable) -> None:
+    def append_nowait(self, entries: Sequence, on_durable: OnDurable,
+                      coalesce: bool = False) -> None:
         op = self._prepare_append(entries)
-        self._pipeline.submit(op, lambda error, _result: on_durable(error))
+        self._pipeline.submit(op, lambda error, _result: on_durable(error), coalesce)
 
     async def append(self, entries: Sequence) -> None:
         # Room first, then stage and submit with no checkpoint between them, so that
@@ -153,7 +170,7 @@ class DurableLogStore(LogStore):
             cls = type(op)
             if cls is SaveVote:
                 self._vote = op.vote
-            elif cls is SaveCommitted:
+            elif cls is SaveCommitted or (cls is Append and op.committed is not None):
                 self._committed = op.committed
             self._durable = op.after
         self._committed_more(ops, results)

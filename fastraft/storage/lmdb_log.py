@@ -148,7 +148,7 @@ class LmdbLogStore(DurableLogStore):
     async def purge(self, upto: LogId) -> None:
         self._check_open()
         await self._pipeline.wait_for_room()
-        check_purge(upto, self._staged_committed)
+        check_purge(upto, self._known_committed())
         staged = self._staged
         old = staged.last_purged_log_id
         if old is not None and upto.index <= old.index:
@@ -184,6 +184,8 @@ class LmdbLogStore(DurableLogStore):
         match op:
             case Append():
                 self._layout.append(txn, op.blocks)
+                if op.committed_record is not None:
+                    txn.put(b"committed", op.committed_record, db=self._meta_db)
             case SaveVote():
                 txn.put(b"vote", op.record, db=self._meta_db)
             case SaveCommitted():

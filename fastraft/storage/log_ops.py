@@ -26,12 +26,16 @@ __all__ = ["Append", "SaveVote", "SaveCommitted", "Truncate", "Purge", "PurgeSte
 @dataclass(frozen=True, slots=True)
 class Append:
     """Put ``blocks`` ([(first index, encoded block)], from ``encode_blocks``) after the
-    log's end; ``entries`` are the appended entries themselves ([first, first + len))."""
+    log's end; ``entries`` are the appended entries themselves ([first, first + len)).
+    With ``committed`` (and its ``records`` record), also put the committed id, in the same
+    write (``LogStore.note_committed``)."""
 
     first: int
     blocks: list[tuple[int, bytes]]
     entries: Sequence
     after: LogState
+    committed: LogId | None = None
+    committed_record: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ class MemoryLogStore(LogStore):
     def __init__(self) -> None:
         self._vote: Vote | None = None
         self._committed: LogId | None = None
+        self._committed_note: LogId | None = None  # noted, for the append that reaches it
         self._last_purged: LogId | None = None
         self._entries: list = []
         self._first_index = 1
@@ -79,12 +80,17 @@ class MemoryLogStore(LogStore):
         next_index = 1 if last is None else last.index + 1
         check_append(entries, next_index, 0 if last is None else last.term)
         self._entries.extend(entries)
+        note = self._committed_note
+        if note is not None and note.index <= entries[len(entries) - 1].index:
+            self._committed, self._committed_note = note, None
 
     async def append(self, entries: Sequence) -> None:
         self._append_now(entries)
 
-    def append_nowait(self, entries: Sequence, on_durable: OnDurable) -> None:
-        """Append at once and call ``on_durable(None)`` before returning."""
+    def append_nowait(self, entries: Sequence, on_durable: OnDurable,
+                      coalesce: bool = False) -> None:
+        """Append at once and call ``on_durable(None)`` before returning (each append is its
+        own sync, so ``coalesce`` changes nothing)."""
         self._append_now(entries)
         on_durable(None)
 
@@ -95,7 +101,7 @@ class MemoryLogStore(LogStore):
 
     async def purge(self, upto: LogId) -> None:
         self._check_open()
-        check_purge(upto, self._committed)
+        check_purge(upto, self._known_committed())
         if self._last_purged is not None and upto.index <= self._last_purged.index:
             return
         del self._entries[:upto.index - self._first_index + 1]
@@ -109,6 +115,15 @@ class MemoryLogStore(LogStore):
     async def read_committed(self) -> LogId | None:
         self._check_open()
         return self._committed
+
+    def _known_committed(self) -> LogId | None:
+        note, saved = self._committed_note, self._committed
+        return saved if note is None or (saved is not None and saved.index >= note.index) else note
+
+    def note_committed(self, committed: LogId) -> None:
+        known = self._known_committed()
+        if known is None or committed.index > known.index:
+            self._committed_note = committed
 
     async def aclose(self) -> None:
         self._closed = True

@@ -121,6 +121,9 @@ async def recover_state(store: LogStore, sm: StateMachine) -> RecoveredState:
 
     1. Entries up to the saved committed id but after ``last_applied`` are applied now, in
        chunks: they are committed, so applying them early is safe and lets reads see them.
+       The runtime saves the committed id with every append (``LogStore.note_committed``),
+       so this is what a crash took from the state machine, up to the commit index the node
+       knew at its last append (``fastraft.runtime.startup``).
     2. A log that does not continue the state machine (it ends before ``last_applied``, or
        holds another term at that index: a snapshot was installed and the node crashed
        before the log it replaces was discarded, Raft §7) is emptied and purged up to

@@ -211,7 +211,7 @@ class RocksLogStore(DurableLogStore):
         self._check_open()
         await self._pipeline.wait_idle()  # rare: plan it against the disk
         self._check_open()
-        check_purge(upto, self._staged_committed)
+        check_purge(upto, self._known_committed())
         staged = self._staged
         old = staged.last_purged_log_id
         if old is not None and upto.index <= old.index:
@@ -240,6 +240,8 @@ class RocksLogStore(DurableLogStore):
                 case Append():
                     for first, value in op.blocks:
                         put(_key(first), value)
+                    if op.committed_record is not None:
+                        put(_META + b"committed", op.committed_record)
                 case SaveVote():
                     put(_META + b"vote", op.record)
                 case SaveCommitted():

@@ -5,20 +5,36 @@ loses power loses what its caches held.
 
 A store under test keeps its data directory on the mount. Killing the store's process with
 SIGKILL alone proves little: the kernel's page cache survives the process, so a missing fsync
-goes unseen. Killing it, then cutting, then mounting again shows only what was synced.
+goes unseen. Cutting the power while the process runs, then killing it and mounting again,
+shows only what was synced before the cut.
+
+The cut is an instant, taken while the store runs: the unsynced writes are undone then, and
+from then on the file system answers nothing (the machine is off). Every request that arrives
+after the cut, or was queued behind it (a write, an fsync the store had started and not seen
+return: a sync half done), is held unanswered, so the store can neither change a file nor
+learn that a write it started became durable, and so cannot tell a peer anything that
+depends on it. Once the process is killed, ``release`` fails the held requests (EIO) so that
+it can exit; nothing reaches the backing files after the cut.
 
 Run as a process of its own (the mount serves requests on trio, with pyfuse3), controlled by
 lines on stdin; ``powerloss_mount.PowerLossMount`` does that from a test::
 
     python -m fastraft.testing.powerloss_fs BACKING MOUNTPOINT SEED
-    stdin:  "cut drop" | "cut torn"   undo the unsynced writes, unmount, exit
-            "unmount"                  keep everything (a clean shutdown), unmount, exit
-    stdout: "ready" once mounted; "cut <undone changes>" / "unmounted" before exiting
+    stdin:  "cut drop" | "cut torn"   the power goes: undo the unsynced writes (all of them,
+                                       or all but a random prefix), hold every later request
+            "release"                  (after the kill) fail the held and later requests
+            "unmount"                  unmount and exit (without a cut: a clean shutdown that
+                                       keeps everything)
+    stdout: "ready" once mounted; "cut <undone changes>", "released", "unmounted"
 
 Kernel caching: writes are not cached in the kernel (no writeback cache), so each write
 reaches this process when it is made and each fsync here when it is called; files are not
 opened with direct_io, so a store may mmap them for reading (lmdb does). A remount starts
 with an empty page cache, so nothing undone stays visible.
+
+Invariant: every handler but ``release``/``releasedir`` (closing a backing descriptor, which
+changes no file) passes ``_powered`` before it touches a backing file, and handlers never
+await after it: so a handler runs wholly before the cut or not at all.
 """
 
 from __future__ import annotations
@@ -32,9 +48,13 @@ import sys
 import pyfuse3
 import trio
 
-from .powerloss_journal import UnsyncedJournal
+from .powerloss_journal import CUT_MODES, UnsyncedJournal
 
 __all__ = ["PowerLossOperations", "main"]
+
+#: Longest a request waits, held after a cut, for ``release`` (then it fails): a test that
+#: dies between the cut and the kill leaves no process stuck on the mount for ever.
+_HOLD_MAX_S = 120.0
 
 
 class PowerLossOperations(pyfuse3.Operations):
@@ -54,6 +74,30 @@ class PowerLossOperations(pyfuse3.Operations):
         self._inodes: dict[str, int] = {self.root: pyfuse3.ROOT_INODE}
         self._next_inode = pyfuse3.ROOT_INODE + 1
         self._fd_inode: dict[int, int] = {}
+        self.power_off = False  # the power was cut: no request is answered any more
+        self._released = trio.Event()  # after the cut: the held requests may fail now
+
+    # -- power --------------------------------------------------------------------------
+
+    async def _powered(self) -> None:
+        """Return if the power is on; after the cut, wait for ``release`` and fail (EIO)."""
+        if not self.power_off:
+            return
+        with trio.move_on_after(_HOLD_MAX_S):
+            await self._released.wait()
+        raise pyfuse3.FUSEError(errno.EIO)
+
+    def cut(self, mode: str, rng: random.Random) -> int:
+        """The power goes now: undo the unsynced writes and answer nothing from here on.
+        Returns how many changes were undone."""
+        if self.power_off:
+            return 0
+        self.power_off = True
+        return self.journal.cut(self.path_of, mode, rng)
+
+    def release_held(self) -> None:
+        """The processes on the mount are killed: fail what is held, so they can exit."""
+        self._released.set()
 
     # -- inode table ----------------------------------------------------------------------
 
@@ -102,12 +146,14 @@ class PowerLossOperations(pyfuse3.Operations):
     # -- names ----------------------------------------------------------------------------
 
     async def lookup(self, parent_inode, name, ctx=None):
+        await self._powered()
         path = self._child(parent_inode, name)
         if name in (b".", b".."):
             path = os.path.normpath(path)
         return self._attrs(path, self._inode_of(path))
 
     async def getattr(self, inode, ctx=None):
+        await self._powered()
         path = self._paths.get(inode)
         if path is not None:
             return self._attrs(path, inode)
@@ -121,6 +167,7 @@ class PowerLossOperations(pyfuse3.Operations):
         raise pyfuse3.FUSEError(errno.ENOENT)
 
     async def setattr(self, inode, attr, fields, fh, ctx):
+        await self._powered()
         path = self._path(inode)
         try:
             if fields.update_size:
@@ -145,6 +192,7 @@ class PowerLossOperations(pyfuse3.Operations):
         return self._attrs(path, inode)
 
     async def mkdir(self, parent_inode, name, mode, ctx):
+        await self._powered()
         path = self._child(parent_inode, name)
         try:
             os.mkdir(path, mode)
@@ -153,6 +201,7 @@ class PowerLossOperations(pyfuse3.Operations):
         return self._attrs(path, self._inode_of(path))
 
     async def unlink(self, parent_inode, name, ctx):
+        await self._powered()
         path = self._child(parent_inode, name)
         try:
             os.unlink(path)
@@ -161,6 +210,7 @@ class PowerLossOperations(pyfuse3.Operations):
         self._drop_path(path)
 
     async def rmdir(self, parent_inode, name, ctx):
+        await self._powered()
         path = self._child(parent_inode, name)
         try:
             os.rmdir(path)
@@ -175,6 +225,7 @@ class PowerLossOperations(pyfuse3.Operations):
             self._paths.pop(ino, None)
 
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        await self._powered()
         if flags:
             raise pyfuse3.FUSEError(errno.EINVAL)
         old = self._child(parent_inode_old, name_old)
@@ -195,6 +246,7 @@ class PowerLossOperations(pyfuse3.Operations):
                 self._paths[i] = new + p[len(old):]
 
     async def statfs(self, ctx):
+        await self._powered()
         st = os.statvfs(self.root)
         s = pyfuse3.StatvfsData()
         for name in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files",
@@ -205,9 +257,11 @@ class PowerLossOperations(pyfuse3.Operations):
     # -- directories ----------------------------------------------------------------------
 
     async def opendir(self, inode, ctx):
+        await self._powered()
         return inode
 
     async def readdir(self, fh, start_id, token):
+        await self._powered()
         path = self._path(fh)
         try:
             names = sorted(os.listdir(path))
@@ -227,11 +281,13 @@ class PowerLossOperations(pyfuse3.Operations):
         pass
 
     async def fsyncdir(self, fh, datasync):
+        await self._powered()
         pass  # metadata is durable at once here (see powerloss_journal)
 
     # -- files ----------------------------------------------------------------------------
 
     async def open(self, inode, flags, ctx):
+        await self._powered()
         try:
             fd = os.open(self._path(inode), _backing_flags(flags & ~os.O_CREAT))
         except OSError as e:
@@ -240,6 +296,7 @@ class PowerLossOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fd)
 
     async def create(self, parent_inode, name, mode, flags, ctx):
+        await self._powered()
         path = self._child(parent_inode, name)
         try:
             fd = os.open(path, _backing_flags(flags) | os.O_CREAT | os.O_TRUNC, mode)
@@ -250,12 +307,14 @@ class PowerLossOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fd), self._attrs(path, ino)
 
     async def read(self, fh, off, size):
+        await self._powered()
         try:
             return os.pread(fh, size, off)
         except OSError as e:
             raise pyfuse3.FUSEError(e.errno) from None
 
     async def write(self, fh, off, buf):
+        await self._powered()
         try:
             self.journal.before_write(self._fd_inode[fh], fh, off, len(buf))
             return os.pwrite(fh, buf, off)
@@ -263,10 +322,11 @@ class PowerLossOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(e.errno) from None
 
     async def fsync(self, fh, datasync):
+        await self._powered()
         self.journal.synced(self._fd_inode[fh])
 
     async def flush(self, fh):
-        pass
+        await self._powered()
 
     async def release(self, fh):
         self._fd_inode.pop(fh, None)
@@ -282,29 +342,31 @@ def _backing_flags(flags: int) -> int:
 
 
 async def _control(ops: PowerLossOperations, rng: random.Random) -> None:
-    """Read commands on stdin until one ends the mount."""
+    """Run commands from stdin until one ends the mount (or stdin closes)."""
     stdin = trio.lowlevel.FdStream(os.dup(0))
     buf = b""
-    while True:
-        chunk = await stdin.receive_some(4096)
-        if not chunk:
-            reply = "unmounted"
-            break
-        buf += chunk
-        if b"\n" not in buf:
-            continue
+    for _ in range(1_000_000):  # bounded: a test sends a handful of commands per mount
+        while b"\n" not in buf:
+            chunk = await stdin.receive_some(4096)
+            if not chunk:
+                buf = b"unmount\n"
+                break
+            buf += chunk
         line, buf = buf.split(b"\n", 1)
         words = line.decode().split()
-        if words[:1] == ["cut"] and len(words) == 2:
-            reply = f"cut {ops.journal.cut(ops.path_of, words[1], rng)}"
+        if words[:1] == ["cut"] and len(words) == 2 and words[1] in CUT_MODES:
+            print(f"cut {ops.cut(words[1], rng)}", flush=True)
+        elif words == ["release"]:
+            ops.release_held()
+            print("released", flush=True)
+        elif words == ["unmount"]:
             break
-        if words == ["unmount"]:
-            reply = "unmounted"
-            break
-        print(f"error unknown command {line!r}", flush=True)
+        else:
+            print(f"error unknown command {line!r}", flush=True)
+    ops.release_held()
     await stdin.aclose()
     pyfuse3.terminate()
-    print(reply, flush=True)
+    print("unmounted", flush=True)
 
 
 async def _serve(ops: PowerLossOperations, rng: random.Random) -> None:

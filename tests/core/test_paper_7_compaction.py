@@ -136,11 +136,32 @@ def test_7_follower_installs_and_answers_only_when_durable():
     assert [(r.next_offset, r.done) for r in replies] == [(3, False)]  # not done before install
     f.on_snapshot_installed(meta)
     cmds = f.take_commands()
-    # the log (up to 3, term 1) does not continue the snapshot: it is discarded
-    assert of_type(cmds, TruncateLog) == [TruncateLog(1)]
+    # the log (up to 3, term 1) does not continue the snapshot: it is discarded, by the purge
+    # alone (all of it is at or below the snapshot; a truncation would cut committed entries)
+    assert of_type(cmds, TruncateLog) == []
     assert of_type(cmds, PurgeLog) == [PurgeLog(LogId(2, 9))]
     assert [(r.next_offset, r.done) for r in sent(cmds, InstallSnapshotResponse)] == [(5, True)]
     assert (f.committed, f.applied, f.log.purged_index, f.last_log_id) == (9, 9, 9, LogId(2, 9))
+
+
+def test_7_follower_discards_a_log_that_conflicts_with_the_snapshot_never_cutting_committed():
+    """§7: a log that does not continue the snapshot is discarded: its uncommitted part by a
+    truncation, its committed prefix by the purge (past the log's end then); TruncateLog never
+    reaches down to a committed entry (commands.py), so a store that guards its committed
+    prefix accepts it."""
+    f = engine(2, terms=(1, 1, 1, 1, 1))
+    f.step(append(1, 1, 1, 5, 2, []))  # a heartbeat: entries up to 2 are committed
+    complete_writes(f, f.take_commands())
+    assert f.committed == 2
+    mem = membership()
+    f.step(InstallSnapshotRequest(term=3, sender=1, snapshot_id="s", last_log_term=2, last_log_index=3, membership_term=1, membership_index=1, membership=mem.to_bytes(), offset=0, data=b"z", done=True))
+    cmds = complete_writes(f, f.take_commands())
+    f.on_snapshot_installed(of_type(cmds, InstallSnapshot)[0].meta)
+    cmds = f.take_commands()
+    assert of_type(cmds, TruncateLog) == [TruncateLog(3)]  # after the commit index only
+    assert of_type(cmds, PurgeLog) == [PurgeLog(LogId(2, 3))]
+    assert cmds.index(TruncateLog(3)) < cmds.index(PurgeLog(LogId(2, 3)))
+    assert f.last_log_id == LogId(2, 3) and f.log.purged_index == 3 and f.committed == 3
 
 
 def test_7_follower_keeps_the_log_that_continues_the_snapshot():

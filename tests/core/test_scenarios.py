@@ -170,7 +170,6 @@ def test_trace_follower_installs_a_snapshot():
         save chunk snap at 3: b'def'
         install snapshot snap up to 2/8
         > call e.on_snapshot_installed(e._snap_recv.meta)
-        truncate from 1
         purge up to 2/8
         membership 1/1 {{1,2,3}} committed 1/1
         send 1 InstallSnapshotResponse(term=2, sender=2, snapshot_id=snap, next_offset=6, done=True)
@@ -237,7 +236,6 @@ def test_trace_requests_with_reply_tokens_are_answered_each_by_its_own_token():
         > recv@h VoteRequest(term=3, sender=2, last_log_term=0, last_log_index=0, pre_vote=False, leader_transfer=False)
         no answer h: sender 2 is not a peer of node 2
         > call e.on_snapshot_installed(e._snap_recv.meta)
-        truncate from 1
         purge up to 3/8
         membership 1/1 {{1,2,3}} committed 1/1
         answer f to 3 InstallSnapshotResponse(term=3, sender=2, snapshot_id=s, next_offset=3, done=True)

@@ -1,9 +1,11 @@
 """Power cuts of a real cluster: three node processes over TCP, each keeping its data
 directory (log store and KV state machine) on its own power-loss file system
 (``fastraft.testing.powerloss_fs``). Under a steady stream of client writes, again and again a
-random node (the leader or a follower), or two at once, is killed with SIGKILL at a random
-moment, its file system's unsynced writes are undone (dropped, or a random prefix kept),
-and it is mounted and started again. At the end every write a client saw acknowledged is
+random node (the leader or a follower), or two at once, loses power at a random moment while
+it runs: its file system's unsynced writes are undone at that instant (dropped, or a random
+prefix kept) and nothing it does afterwards reaches the disk or returns (a write in flight,
+an fsync half done); then its process is killed with SIGKILL, and it is mounted and started
+again. At the end every write a client saw acknowledged is
 readable on every node, and the nodes agree (Raft §5.3, §5.4; thesis §3.8: durable before
 any message that depends on it).
 
@@ -69,11 +71,19 @@ class PoweredNode:
         except (RuntimeError, OSError, ValueError, queue.Empty):
             return None
 
-    def power_cut(self, mode):
-        """SIGKILL the node (if it still runs), then cut its file system's power."""
-        if self.alive():
-            self.proc.kill()
-        return self.mount.cut(mode)
+    def take_down(self):
+        """After its power was cut (``mount.power_off``): kill the process, unmount."""
+        self.mount.take_down([self.proc.p])
+        self.proc.log.close()
+
+
+def power_cut(victims, modes):
+    """The victims' machines lose power together, at this instant, while their processes run;
+    then the processes are killed and the mounts taken down. Returns the writes undone."""
+    undone = sum(v.mount.power_off(m) for v, m in zip(victims, modes))
+    for v in victims:
+        v.take_down()
+    return undone
 
 
 def leader_of(nodes, timeout_s=30.0):
@@ -117,12 +127,20 @@ def test_power_cuts_of_random_nodes_lose_no_acknowledged_write(tmp_path, kind):
                 victims = [rng.choice(followers)]
             else:
                 victims = [leader, rng.choice(followers)]  # a majority loses power
-            # Kill at a random moment while writes flow: a thread pulls the plug.
-            timer = threading.Timer(rng.uniform(0.05, 0.6),
-                                    lambda: [v.proc.kill() for v in victims if v.alive()])
+            # The power goes at a random moment while writes flow: a thread pulls the plug.
+            modes = [rng.choice(["drop", "torn"]) for _ in victims]
+            outcome: list = []
+
+            def pull_plug(victims=victims, modes=modes, outcome=outcome):
+                try:
+                    outcome.append(power_cut(victims, modes))
+                except BaseException as e:  # re-raised by the test below
+                    outcome.append(e)
+
+            timer = threading.Timer(rng.uniform(0.05, 0.6), pull_plug)
             timer.start()
             try:
-                for _ in range(2000):  # bounded; ends soon after the kill
+                for _ in range(2000):  # bounded; ends soon after the cut
                     n += 1
                     reply = leader.request({"cmd": "write", "key": f"k{n}", "value": str(n)})
                     if reply is not None and "ok" in reply:
@@ -132,9 +150,10 @@ def test_power_cuts_of_random_nodes_lose_no_acknowledged_write(tmp_path, kind):
                     if not timer.is_alive() and rng.random() < 0.2:
                         break
             finally:
-                timer.join()
-            for v in victims:
-                undone += v.power_cut(rng.choice(["drop", "torn"]))
+                timer.join()  # the plug is pulled by then, also when the loop ended first
+            if isinstance(outcome[0], BaseException):
+                raise outcome[0]
+            undone += outcome[0]
             for v in victims:
                 v.mount.start()
                 v.start()

@@ -2,8 +2,9 @@
 with lmdb log stores and lmdb KV state machines whose applies are committed in the
 background (``fastraft.kv.apply_buffer``), snapshots every few hundred entries and the log
 purged right up to each one. Under a stream of client writes, random nodes (the leader or a
-follower) are killed with SIGKILL, or their power is cut (``fastraft.testing.powerloss_fs``:
-unsynced writes undone), and started again; at the end every node is crashed once more
+follower) are killed with SIGKILL, or their power is cut while they run
+(``fastraft.testing.powerloss_fs``: unsynced writes undone at that instant, nothing after it
+reaches the disk; then SIGKILL), and started again; at the end every node is crashed once more
 right after a burst of writes. Then:
 
 * on disk, each node's state machine is the replay of its committed log up to the applied
@@ -39,7 +40,7 @@ SNAPSHOT_EVERY = 300
 
 
 class CrashableNode:
-    """One node process; ``crash`` is SIGKILL, plus a power cut when on a power-loss mount."""
+    """One node process; ``crash`` is SIGKILL, after a power cut when on a power-loss mount."""
 
     def __init__(self, tmp_path, node_id, nodes_arg, power, seed):
         self.id = node_id
@@ -69,13 +70,14 @@ class CrashableNode:
             return None
 
     def crash(self, rng):
-        """SIGKILL (if it still runs); on a power-loss mount, then cut its power and mount it
-        again. Returns the writes the cut undid."""
-        if self.alive():
-            self.proc.kill()
+        """SIGKILL; on a power-loss mount, its power is cut first, while it runs, and it is
+        mounted again afterwards. Returns the writes the cut undid."""
         if self.mount is None:
+            if self.alive():
+                self.proc.kill()
             return 0
-        undone = self.mount.cut(rng.choice(["drop", "torn"]))
+        undone = self.mount.power_cut(rng.choice(["drop", "torn"]), [self.proc.p])
+        self.proc.log.close()
         self.mount.start()
         return undone
 
@@ -233,3 +235,79 @@ def test_sigkill_under_load_state_machines_equal_their_logs(tmp_path):
 def test_power_cuts_under_load_state_machines_equal_their_logs(tmp_path):
     require_fuse()
     run_crashes(tmp_path, power=True)
+
+
+async def saved_committed(path):
+    """The committed index a stopped node's log store holds (0 if none)."""
+    log = await LmdbLogStore.open(os.path.join(path, "log"))
+    try:
+        committed = await log.read_committed()
+        return 0 if committed is None else committed.index
+    finally:
+        await log.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_node_restarted_alone_reapplies_every_entry_it_knew_committed(tmp_path):
+    """The commit index rides with the appends (``LogStore.note_committed``, as etcd saves its
+    HardState's commit with the entries of the same Ready; thesis §3.8: it may be lost, so
+    this is about liveness, not safety). Each node reports the commit index it knows, one
+    more write goes through (its append on every node carries that index), then every node
+    is killed with SIGKILL while its state machine still holds applies it has not committed
+    in the background. Restarted alone, with the other two down (no leader can be elected,
+    so no leader can tell it the commit index, Raft §5.3), each node must re-apply from its
+    own log every entry up to what it knew committed, and its state machine must be the
+    replay of its log up to there."""
+    seed = int(os.environ.get("FASTRAFT_CRASH_SEED", "20261207"))
+    rng = random.Random(seed)
+    ports = free_ports(3)
+    nodes_arg = ",".join(f"{i}=127.0.0.1:{ports[i - 1]}" for i in NODES)
+    nodes = {i: CrashableNode(tmp_path, i, nodes_arg, False, seed) for i in NODES}
+    acked: dict = {}
+    counter = [0]
+    try:
+        for i in NODES:
+            nodes[i].start(init=i == 1)
+        for attempt in range(5):  # bounded: until some state machine lost applies
+            leader = leader_of(nodes)
+            write_burst(leader, acked, counter, writes=200)
+            knew = {x.id: x.request({"cmd": "status"})["committed"] for x in nodes.values()}
+            last = write_burst(leader, acked, counter, writes=1)
+            assert last > max(knew.values()), (last, knew)
+            deadline = time.monotonic() + 30  # every node holds the last write's append
+            while True:
+                st = [x.request({"cmd": "status"}) for x in nodes.values()]
+                if all(s is not None and s["applied"] >= last for s in st):
+                    break
+                assert time.monotonic() < deadline, f"not every node applied {last}: {st}"
+                time.sleep(0.005)
+            for x in nodes.values():
+                x.crash(rng)
+            on_disk = {x.id: trio.run(check_against_log, x.dir)[0] for x in nodes.values()}
+            for x in nodes.values():
+                saved = trio.run(saved_committed, x.dir)
+                assert saved >= knew[x.id], f"node {x.id} saved committed {saved} < {knew[x.id]}"
+            if any(on_disk[i] < knew[i] for i in NODES):
+                break
+            for x in nodes.values():  # nothing was lost this time: again
+                x.start()
+        else:
+            pytest.fail(f"no state machine lost an apply in 5 tries: {on_disk} {knew}")
+        for x in nodes.values():  # each alone, the others down
+            x.start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                st = x.request({"cmd": "status"})
+                if st is not None and st["applied"] >= knew[x.id]:
+                    break
+                time.sleep(0.05)
+            assert st is not None and st["applied"] >= knew[x.id], (
+                f"node {x.id} restarted alone applied {st and st['applied']}, but knew "
+                f"{knew[x.id]} committed (its state machine had {on_disk[x.id]} on disk)")
+            assert st["leader"] is None, st  # no leader told it anything
+            x.proc.exit()
+            trio.run(check_against_log, x.dir, knew[x.id])
+    finally:
+        for x in nodes.values():
+            x.stop()
