@@ -5,9 +5,16 @@ and linearizable reads (fastraft ``/consistent_read``, ReadIndex; etcd's default
 1 ... 256 clients, 100-byte values, every request to the leader.
 
 Both clusters stay up for the whole suite and, in every repetition, each point runs on
-fastraft then on etcd (A B A B). The load generator's own ceiling is measured in the same
-repetitions: the same generator against an HTTP server that answers every request at once
-(``kv/http_ceiling.py``, fastraft's HTTP server with a fixed answer).
+fastraft then on etcd (A B A B). The floors are measured in the same repetitions, at 64
+clients or writes in flight:
+
+* ``ceiling``: the same generator against fastraft's HTTP server answering every request at
+  once with a fixed answer (``kv/http_ceiling.py fastraft``): what the HTTP front alone allows;
+* ``ceiling-hypercorn``: the same fixed answer served by hypercorn (``kv/http_ceiling.py
+  hypercorn``), for scale;
+* ``embedded API``: the same three-node Raft (lmdb log synced on every commit, TCP between
+  nodes) written through ``Raft.client_write`` inside the leader's process, no HTTP
+  (``clusters.Cluster``, the cluster suite's harness): what Raft alone allows.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import threading
 import time
 
 from . import loadgen
+from .clusters import Cluster
 from .peers import etcd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -87,14 +95,15 @@ class FastraftKVCluster:
 
 
 class CeilingServer:
-    """``kv/http_ceiling.py fastraft``: the same HTTP server a node uses, answering at once."""
+    """``kv/http_ceiling.py SERVER``: an HTTP server answering at once (``fastraft``: the
+    server a node uses)."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, port: int, server: str = "fastraft") -> None:
+        self.port, self.server = port, server
 
     def __enter__(self) -> "CeilingServer":
         self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "kv", "http_ceiling.py"),
-                                   "fastraft", f"127.0.0.1:{self.port}"],
+                                   self.server, f"127.0.0.1:{self.port}"],
                                   stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         line = self.p.stdout.readline()
         if not line.startswith("listening"):
@@ -134,8 +143,14 @@ def run(ctx) -> None:
                 ctx.peer_versions["etcd"] = etcd.version()
             except Exception as e:
                 ctx.results.skip("etcd (KV suite)", f"did not start: {e}", ctx.say)
+        embedded = None
         try:
-            with CeilingServer(ctx.ports.take(1)[0]) as ceiling:
+            embedded = Cluster("fastraft", 3, ctx.ports.take(3), ctx.workdir)
+        except Exception as e:
+            ctx.results.skip("embedded API floor (KV suite)", f"did not start: {e}", ctx.say)
+        try:
+            with CeilingServer(ctx.ports.take(1)[0]) as ceiling, \
+                    CeilingServer(ctx.ports.take(1)[0], "hypercorn") as hypercorn:
                 leaders = {s: _leader(s, eps) for s, eps, _ in systems}
                 for s in leaders:  # every key exists before reads start
                     loadgen.preload(leaders[s], s, keys)
@@ -159,10 +174,27 @@ def run(ctx) -> None:
                                 _record(ctx, system, op, clients, rep, r)
                     if not ctx.step(f"load generator ceiling rep {rep + 1}"):
                         return
-                    r = loadgen.run_point(ceiling.url, "fastraft", "write", CEILING_CLIENTS,
-                                          plan.warmup_s, plan.duration_s, keys, [ceiling.p.pid])
-                    _record(ctx, "ceiling", "write", CEILING_CLIENTS, rep, r)
+                    for name, server in (("ceiling", ceiling), ("ceiling-hypercorn", hypercorn)):
+                        r = loadgen.run_point(server.url, "fastraft", "write", CEILING_CLIENTS,
+                                              plan.warmup_s, plan.duration_s, keys,
+                                              [server.p.pid])
+                        _record(ctx, name, "write", CEILING_CLIENTS, rep, r)
+                    if embedded is not None and ctx.step(f"embedded API rep {rep + 1}"):
+                        try:
+                            r = embedded.on_leader({
+                                "cmd": "throughput", "window": CEILING_CLIENTS, "payload": 100,
+                                "warmup_s": plan.warmup_s, "duration_s": plan.duration_s})
+                            ctx.results.add("kv", system="embedded API", op="write",
+                                            clients=CEILING_CLIENTS, rep=rep, ops_s=r["ops_s"],
+                                            errors=r.get("errors", 0), client_failures=[],
+                                            server_cpu_us_per_op=None, latency_ms=[])
+                        except Exception as e:
+                            ctx.results.skip("embedded API floor", f"failed: {e}", ctx.say)
+                            embedded.stop()
+                            embedded = None
         finally:
+            if embedded is not None:
+                embedded.stop()
             if etcd_cluster is not None:
                 etcd_cluster.__exit__(None, None, None)
 
@@ -176,4 +208,4 @@ def _record(ctx, system, op, clients, rep, r) -> None:
 
 
 def count_steps(plan) -> int:
-    return plan.reps * (2 * len(plan.kv_clients) * 2 + 1)
+    return plan.reps * (2 * len(plan.kv_clients) * 2 + 2)

@@ -356,7 +356,8 @@ def _kv_tables(idx):
         cpu = p.get("server_cpu_us_per_op")
         L.append(f"| {op if k[3] != 'ceiling' else '–'} | {k[2]} | {label} | {spread(p['ops_s'])} | "
                  + " | ".join(f"{q.get(n, float('nan')):.2f}" for n in ("p50", "p99", "p99.9", "max"))
-                 + f" | {cpu:.0f} | {p.get('errors', 0)} |" if cpu else " | – | " + f"{p.get('errors', 0)} |")
+                 + (f" | {cpu:.0f} | {p.get('errors', 0)} |" if cpu
+                    else f" | – | {p.get('errors', 0)} |"))
     L += ["", "The ceiling row is the load generator against an HTTP server that answers at once: "
           "no figure above it can exceed it on this machine.", ""]
     for op in ("write", "read"):

@@ -1,6 +1,6 @@
-"""The KV store's HTTP API as data: what each request body must be, and the JSON of every
-answer. Shared by the server (``fastraft.kv.app``) and the client (``fastraft.kv.client``);
-no HTTP library is imported here.
+"""The KV store's HTTP API as data: its errors, what each request body must be, and a node's
+record. Shared by the server (``fastraft.kv.app``) and the client (``fastraft.kv.client``);
+no HTTP library is imported here. The JSON of every answer is ``fastraft.kv.answers``.
 
 The API follows openraft's raft-kv-memstore example. Every answer is an envelope::
 
@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Callable
 
-from ..core import Busy, LeaderTransferring, MembershipError
-from ..errors import CodecError, FastraftError, ForwardToLeader, OutcomeUnknown, RaftShutdown
-from ..types import LogId, Membership, Node, StoredMembership
+import orjson
+
+from ..errors import CodecError, FastraftError
+from ..types import LogId, Node
 from .commands import MAX_KEY_BYTES, Command, decode_command
 
 __all__ = [
@@ -57,16 +57,6 @@ __all__ = [
     "parse_add_learner",
     "parse_change_membership",
     "parse_remove_learner",
-    "ok_body",
-    "err_body",
-    "error_json",
-    "error_status",
-    "error_from_json",
-    "log_id_json",
-    "node_json",
-    "membership_json",
-    "metrics_json",
-    "write_result_from_json",
 ]
 
 #: The largest request body the API accepts (Raft RPCs over HTTP have their own bound).
@@ -148,14 +138,14 @@ def api_addr_of(node: Node) -> str:
 def check_addr(addr: object, what: str = "address") -> str:
     """``addr`` if it is a ``"host:port"`` string, else BadRequest."""
     if not isinstance(addr, str) or not addr or len(addr) > _MAX_ADDR_CHARS:
-        raise BadRequest(f"{what} must be a 'host:port' string, got {_short(addr)}")
+        raise BadRequest(f"{what} must be a 'host:port' string, got {short(addr)}")
     host, sep, port = addr.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise BadRequest(f"{what} must be a 'host:port' string, got {_short(addr)}")
+        raise BadRequest(f"{what} must be a 'host:port' string, got {short(addr)}")
     return addr
 
 
-def _short(value: object) -> str:
+def short(value: object) -> str:
     text = json.dumps(value) if isinstance(value, (str, int, float, list, dict, type(None))) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -166,8 +156,8 @@ def _short(value: object) -> str:
 def parse_json(body: bytes) -> object:
     """The JSON document of a request body; BadRequest if it is not UTF-8 JSON."""
     try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        return orjson.loads(body)  # the codec of fastraft.kv.commands, for the same reasons
+    except orjson.JSONDecodeError as e:
         raise BadRequest(f"the body is not UTF-8 JSON: {e}") from None
 
 
@@ -183,7 +173,7 @@ def parse_write(body: bytes) -> Command:
 def parse_key(doc: object) -> str:
     """A /read or /consistent_read body: the key, a JSON string."""
     if not isinstance(doc, str) or not doc:
-        raise BadRequest(f"the body must be the key, a non-empty JSON string; got {_short(doc)}")
+        raise BadRequest(f"the body must be the key, a non-empty JSON string; got {short(doc)}")
     try:
         size = len(doc.encode("utf-8"))
     except UnicodeEncodeError:
@@ -195,14 +185,14 @@ def parse_key(doc: object) -> str:
 
 def _node_id(value: object, what: str) -> int:
     if type(value) is not int or not 0 < value < 1 << 63:
-        raise BadRequest(f"{what} must be a positive integer node id, got {_short(value)}")
+        raise BadRequest(f"{what} must be a positive integer node id, got {short(value)}")
     return value
 
 
 def _member(doc: object, what: str) -> tuple[int, str, str | None]:
     if not isinstance(doc, list) or len(doc) not in (2, 3):
         raise BadRequest(f"{what} must be [id, \"addr\"] or [id, \"addr\", \"raft_addr\"], "
-                         f"got {_short(doc)}")
+                         f"got {short(doc)}")
     node_id = _node_id(doc[0], f"{what}: the id")
     addr = check_addr(doc[1], f"{what}: the address")
     raft_addr = check_addr(doc[2], f"{what}: the raft address") if len(doc) == 3 else None
@@ -213,7 +203,7 @@ def parse_init(doc: object) -> list[tuple[int, str, str | None]]:
     """An /init body: ``[]`` (this node alone) or ``[[id, "addr"], ...]`` (each may add its
     raft address as a third item). Returns (id, addr, raft_addr or None) per member."""
     if not isinstance(doc, list):
-        raise BadRequest(f"/init takes a list of [id, \"addr\"] pairs, got {_short(doc)}")
+        raise BadRequest(f"/init takes a list of [id, \"addr\"] pairs, got {short(doc)}")
     if len(doc) > MAX_MEMBERS:
         raise BadRequest(f"/init names {len(doc)} members; at most {MAX_MEMBERS} are allowed")
     members = [_member(item, f"member {i}") for i, item in enumerate(doc)]
@@ -231,7 +221,7 @@ def parse_add_learner(doc: object) -> tuple[int, str, str | None]:
 def parse_change_membership(doc: object) -> frozenset[int]:
     """A /change-membership body: the new voter ids, ``[1, 2, 3]`` (not empty)."""
     if not isinstance(doc, list) or not doc:
-        raise BadRequest(f"/change-membership takes a non-empty list of node ids, got {_short(doc)}")
+        raise BadRequest(f"/change-membership takes a non-empty list of node ids, got {short(doc)}")
     if len(doc) > MAX_MEMBERS:
         raise BadRequest(f"/change-membership names {len(doc)} ids; at most {MAX_MEMBERS}")
     return frozenset(_node_id(v, "each voter") for v in doc)
@@ -240,166 +230,7 @@ def parse_change_membership(doc: object) -> frozenset[int]:
 def parse_remove_learner(doc: object) -> frozenset[int]:
     """A /remove-learner body: the learner ids to drop, ``[4, 5]`` (not empty)."""
     if not isinstance(doc, list) or not doc:
-        raise BadRequest(f"/remove-learner takes a non-empty list of node ids, got {_short(doc)}")
+        raise BadRequest(f"/remove-learner takes a non-empty list of node ids, got {short(doc)}")
     if len(doc) > MAX_MEMBERS:
         raise BadRequest(f"/remove-learner names {len(doc)} ids; at most {MAX_MEMBERS}")
     return frozenset(_node_id(v, "each learner") for v in doc)
-
-
-# -- answers --------------------------------------------------------------------------------
-
-
-def _dumps(doc: object) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def ok_body(value: object) -> bytes:
-    return _dumps({"Ok": value})
-
-
-def err_body(error: dict) -> bytes:
-    return _dumps({"Err": error})
-
-
-def node_json(node: Node | None) -> dict | None:
-    if node is None:
-        return None
-    return {"addr": api_addr_of(node), "raft_addr": node.addr}
-
-
-def error_json(error: BaseException, *, write: bool = False) -> dict:
-    """The ``Err`` value for ``error``. With ``write``, an error that does not prove the entry
-    was never appended becomes OutcomeUnknown."""
-    if isinstance(error, BadRequest):
-        return {"BadRequest": {"reason": error.reason}}
-    if isinstance(error, Forbidden):
-        return {"Forbidden": {"reason": error.reason}}
-    if isinstance(error, ForwardToLeader):
-        return {"APIError": {"ForwardToLeader": {"leader_id": error.leader_id,
-                                                  "leader_node": node_json(error.leader_node)}}}
-    if isinstance(error, (LeaderTransferring, Busy, Unavailable)):
-        return {"APIError": {"Unavailable": {"reason": str(error)}}}
-    if isinstance(error, MembershipError):
-        return {"APIError": {"MembershipError": {"reason": str(error)}}}
-    if isinstance(error, OutcomeUnknown) or (write and isinstance(error, (RaftShutdown, Fatal))):
-        return {"APIError": {"OutcomeUnknown": {"reason": str(error) or type(error).__name__}}}
-    if isinstance(error, RaftShutdown):
-        return {"APIError": {"Unavailable": {"reason": str(error)}}}
-    if isinstance(error, Fatal):
-        return {"Fatal": {"reason": str(error)}}
-    return {"Fatal": {"reason": f"{type(error).__name__}: {error}"}}
-
-
-def error_status(error_doc: dict) -> int:
-    """The HTTP status that carries the ``Err`` value ``error_doc``."""
-    if "BadRequest" in error_doc:
-        return 400
-    if "Forbidden" in error_doc:
-        return 403
-    if "Fatal" in error_doc:
-        return 500
-    return 200
-
-
-def error_from_json(status: int, doc: object) -> BaseException:
-    """The exception a client raises for an ``Err`` answer (the inverse of ``error_json``)."""
-    err = doc.get("Err") if isinstance(doc, dict) else None
-    if isinstance(err, dict) and len(err) == 1:
-        ((kind, detail),) = err.items()
-        if kind == "BadRequest" and isinstance(detail, dict):
-            return BadRequest(str(detail.get("reason")))
-        if kind == "Forbidden" and isinstance(detail, dict):
-            return Forbidden(str(detail.get("reason")))
-        if kind == "Fatal" and isinstance(detail, dict):
-            return Fatal(str(detail.get("reason")))
-        if kind == "APIError" and isinstance(detail, dict) and len(detail) == 1:
-            ((name, info),) = detail.items()
-            info = info if isinstance(info, dict) else {}
-            if name == "ForwardToLeader":
-                leader_id = info.get("leader_id")
-                node = info.get("leader_node")
-                leader_node = None
-                if isinstance(node, dict) and isinstance(node.get("addr"), str):
-                    leader_node = make_node(node["addr"], str(node.get("raft_addr") or node["addr"]))
-                return ForwardToLeader(leader_id if type(leader_id) is int else None, leader_node)
-            reason = str(info.get("reason"))
-            if name == "OutcomeUnknown":
-                return OutcomeUnknown(reason)
-            if name == "Unavailable":
-                return Unavailable(reason)
-            if name == "MembershipError":
-                return MembershipError(reason)
-    return APIError(f"unexpected answer (HTTP {status}): {_short(doc)}", status, doc)
-
-
-def log_id_json(log_id: LogId | None, leader_id: int | None) -> dict | None:
-    """openraft's log id: ``{"leader_id": {"term": t, "node_id": n}, "index": i}``;
-    ``node_id`` is null where the leader of that term is not known here."""
-    if log_id is None:
-        return None
-    return {"leader_id": {"term": log_id.term, "node_id": leader_id}, "index": log_id.index}
-
-
-def write_result_from_json(doc: object) -> WriteResult:
-    """The ``Ok`` value of a /write answer as a WriteResult; APIError if it has another shape."""
-    try:
-        lid = doc["log_id"]
-        leader = lid["leader_id"]
-        term, node_id, index = leader["term"], leader["node_id"], lid["index"]
-        data = doc["data"]
-        if not all(type(v) is int for v in (term, node_id, index)) or not isinstance(data, dict):
-            raise TypeError("field types")
-    except (KeyError, TypeError) as e:
-        raise APIError(f"a write answer of unexpected shape ({e}): {_short(doc)}") from None
-    return WriteResult(LogId(term, index), node_id, data)
-
-
-def membership_json(stored: StoredMembership,
-                    leader_of: Callable[[int], int | None] = lambda term: None) -> dict:
-    """openraft's membership config: ``{"log_id", "membership": {"configs", "nodes",
-    "learners"}}`` (``configs`` holds two voter lists during a joint change)."""
-    m: Membership = stored.membership
-    lid = stored.log_id
-    return {
-        "log_id": log_id_json(lid, leader_of(lid.term) if lid is not None else None),
-        "membership": {
-            "configs": [sorted(c) for c in m.configs],
-            "nodes": {str(i): node_json(n) for i, n in sorted(m.nodes.items())},
-            "learners": sorted(m.learner_ids()),
-        },
-    }
-
-
-_STATE_NAMES = {"learner": "Learner", "follower": "Follower", "candidate": "Candidate",
-                "leader": "Leader", "shutdown": "Shutdown"}
-
-
-def metrics_json(m) -> dict:
-    """A ``fastraft.runtime.RaftMetrics`` in openraft's names (``state`` is "Leader",
-    "Follower", "Candidate", "Learner" or "Shutdown"; ``replication``, the index each peer
-    matches, is null unless this node leads), and fastraft's own: the peers' messages dropped
-    unhandled by reason, and ``log_diverged``, true once this node refused entries that would
-    rewrite its committed log (a health check reports the node unhealthy then)."""
-    def leader_of(term: int) -> int | None:
-        return m.current_leader if term == m.current_term else None
-
-    return {
-        "id": m.id,
-        "state": _STATE_NAMES[m.state.value],
-        "current_term": m.current_term,
-        "vote": {"leader_id": {"term": m.vote.term, "node_id": m.vote.node_id or None},
-                 "committed": m.vote.committed},
-        "last_log_index": m.last_log_index,
-        "last_applied": log_id_json(m.last_applied, leader_of(m.last_applied.term)
-                                    if m.last_applied is not None else None),
-        "committed": m.committed,
-        "snapshot": log_id_json(m.snapshot, None),
-        "purged": log_id_json(m.purged, None),
-        "current_leader": m.current_leader,
-        "membership_config": membership_json(m.membership, leader_of),
-        "replication": ({str(k): v for k, v in sorted(m.replication.items())}
-                        if m.is_leader else None),
-        "dropped_messages": dict(m.dropped_messages),
-        "committed_conflicts": m.committed_conflicts,
-        "log_diverged": m.log_diverged,
-    }

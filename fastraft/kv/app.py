@@ -38,13 +38,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+import trio
+
 from ..codec import DEFAULT_MAX_FRAME_BYTES
-from .api import (MAX_BODY_BYTES, BadRequest, err_body, error_json, error_status, ok_body,
-                  parse_add_learner, parse_change_membership, parse_init, parse_json, parse_key,
-                  parse_remove_learner, parse_write)
+from .answers import err_body, error_json, error_status, ok_body
+from .api import (MAX_BODY_BYTES, BadRequest, parse_add_learner, parse_change_membership,
+                  parse_init, parse_json, parse_key, parse_remove_learner, parse_write)
 from .http_network import RAFT_ROUTES, handle_raft_rpc
 from .access import ApiTls, authorize, identify
-from .http_server import Request, Response
+from .http_message import Request, Response
 from .ops import OpsRoutes
 from .service import KVService
 
@@ -88,11 +90,24 @@ class KVHandler:
             "/remove-learner": self._remove_learner,
         }
         self._get = {"/metrics": s.metrics, "/node": s.node_info}
+        # the answers of a write and a consistent read that ran out of time (time_limit)
+        self._limits = {
+            "/write": (s.write_timeout_s,
+                       Response(200, err_body(error_json(s.write_late(), write=True)))),
+            "/consistent_read": (s.read_timeout_s, Response(200, err_body(error_json(
+                s.read_late())))),
+        }
         self._ops = OpsRoutes(service)  # /health, /metrics/prometheus (fastraft.kv.ops)
 
     def body_limit(self, path: str) -> int:
         """The most body bytes a request to ``path`` may carry."""
         return self.max_rpc_bytes if self.raft_rpc and path in RAFT_ROUTES else self.max_body_bytes
+
+    def time_limit(self, request: Request) -> tuple[float, Response] | None:
+        """How long ``request`` may take, and the answer if it takes longer (a write:
+        OutcomeUnknown; a consistent read: Unavailable); None: its handler bounds itself.
+        The caller keeps the bound: the node's server, or ``KVApp``."""
+        return self._limits.get(request.path)
 
     async def _authenticate(self, stream):
         return await identify(stream, self.tls)
@@ -278,6 +293,12 @@ class KVApp:
             await _respond(send, Response(413, err_body(error_json(e))))
             return
         q = scope.get("query_string", b"")
-        response = await self.handler(Request(scope["method"], path, q,
-                                              list(scope.get("headers", ())), body))
+        request = Request(scope["method"], path, q, list(scope.get("headers", ())), body)
+        limit = self.handler.time_limit(request)
+        if limit is None:
+            response = await self.handler(request)
+        else:
+            response = limit[1]  # unless the handler answers in time
+            with trio.move_on_after(limit[0]):
+                response = await self.handler(request)
         await _respond(send, response)

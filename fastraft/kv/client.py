@@ -36,8 +36,8 @@ import httpx
 import trio
 
 from ..errors import FastraftError, ForwardToLeader, OutcomeUnknown
-from .api import (APIError, Fatal, Unavailable, WriteResult, api_addr_of,
-                  check_addr, error_from_json, write_result_from_json)
+from .answers import error_from_json, write_result_from_json
+from .api import APIError, Fatal, Unavailable, WriteResult, api_addr_of, check_addr
 from .commands import CompareAndSwap, Delete, Set, encode_command
 
 __all__ = ["KVClient", "ClusterUnavailable", "client_tls_context"]

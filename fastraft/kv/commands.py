@@ -13,13 +13,22 @@ every backend so they behave alike); values are strings. The response of an appl
 ``{"value": value after the write}`` (None when the key is absent), plus ``"swapped"`` for
 a compare-and-swap. A payload that is not a valid command is still a committed entry: its
 response is ``{"error": reason}`` and the state stays unchanged, on every replica alike.
+
+The codec is orjson: every write passes through it three times on the leader (the request
+body, the entry payload, the answer) and once on each follower (the apply), and it does each
+in a quarter (decoding) to a twentieth (encoding) of the standard library's time
+(``benchmarks/kv/json_codec.py``: 0.31 against 1.29 µs to decode a write, 0.19 against
+3.75 µs to encode its answer). It is also stricter where strictness is wanted: a lone
+surrogate escape (``"\\ud800"``), NaN and Infinity are not JSON it accepts, so no replica can
+be handed text it cannot store.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Callable, Union
+
+import orjson
 
 from ..errors import CodecError
 
@@ -77,8 +86,8 @@ def encode_command(command: Command) -> bytes:
                                   "value": command.value}}
     else:
         raise TypeError(f"not a KV command: {type(command).__name__}")
-    _check_fields(doc, ValueError)
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    _check_fields(doc, ValueError, check_text=True)
+    return orjson.dumps(doc)
 
 
 _FIELDS = {
@@ -88,7 +97,10 @@ _FIELDS = {
 }
 
 
-def _check_fields(doc, error: type[Exception]) -> tuple[str, dict]:
+def _check_fields(doc, error: type[Exception], check_text: bool) -> tuple[str, dict]:
+    """(command name, its fields) of a command document, else ``error``. ``check_text``:
+    also refuse strings with lone surrogates (Python strings may hold them; text orjson
+    decoded cannot)."""
     if not isinstance(doc, dict) or len(doc) != 1:
         raise error("a command is an object with exactly one of Set, Delete, CompareAndSwap")
     ((name, body),) = doc.items()
@@ -101,19 +113,21 @@ def _check_fields(doc, error: type[Exception]) -> tuple[str, dict]:
         raise error(f"{name}: key must be a non-empty string")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise error(f"{name}: key longer than {MAX_KEY_BYTES} bytes")
-    if _has_surrogates(key):
+    if check_text and _has_surrogates(key):
         raise error(f"{name}: key is not valid Unicode text")
-    if "value" in body and (not isinstance(body["value"], str) or _has_surrogates(body["value"])):
+    if "value" in body and (not isinstance(body["value"], str)
+                            or check_text and _has_surrogates(body["value"])):
         raise error(f"{name}: value must be a string")
     if name == "CompareAndSwap":
         expected = body["expected"]
-        if expected is not None and (not isinstance(expected, str) or _has_surrogates(expected)):
+        if expected is not None and (not isinstance(expected, str)
+                                     or check_text and _has_surrogates(expected)):
             raise error("CompareAndSwap: expected must be a string or null")
     return name, body
 
 
 def _has_surrogates(text: str) -> bool:
-    # JSON allows lone surrogates ("\ud800") that cannot be stored as UTF-8.
+    # a Python string may hold lone surrogates ("\ud800"), which cannot be stored as UTF-8
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -125,10 +139,10 @@ def decode_command(payload: bytes) -> Command:
     """Parse an entry payload; CodecError (naming the problem) for anything that is not a
     valid command."""
     try:
-        doc = json.loads(bytes(payload).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
         raise CodecError(f"command is not UTF-8 JSON: {e}") from None
-    name, body = _check_fields(doc, CodecError)
+    name, body = _check_fields(doc, CodecError, check_text=False)
     if name == "Set":
         return Set(body["key"], body["value"])
     if name == "Delete":

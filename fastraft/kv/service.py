@@ -1,11 +1,15 @@
 """What a KV node does for each API request, independent of HTTP: ``KVService`` turns a
 parsed request into calls on the node's ``Raft`` handle and its state machine, and returns
-the ``Ok`` value of the answer (or raises the error the answer carries, ``fastraft.kv.api``).
+the ``Ok`` value of the answer (or raises the error the answer carries, ``fastraft.kv.api``;
+their JSON: ``fastraft.kv.answers``).
 
 Writes and linearizable reads are served by the leader only; any other node raises
 ForwardToLeader before doing anything, so a client may resend the request to the leader.
 Every wait is bounded: a write that is not answered within ``write_timeout_s`` ends with
-OutcomeUnknown (its entry may still commit), a read with Unavailable.
+OutcomeUnknown (its entry may still commit: ``write_late``), a consistent read with
+Unavailable (``read_late``). Those two bounds are kept by the caller, ``KVHandler``
+(``time_limit``), so that the node's HTTP server can keep them without a cancel scope per
+request (``fastraft.kv.http_server``); the admin requests keep their own.
 
 Admin requests name nodes by their HTTP address. A node's Raft address, when not given, is
 learned from the node itself (``GET /node``), which also proves that the address reaches the
@@ -22,8 +26,8 @@ import trio
 
 from ..errors import ForwardToLeader, OutcomeUnknown
 from ..types import Node
-from .api import (BadRequest, Unavailable, api_addr_of, log_id_json, make_node, membership_json,
-                  metrics_json)
+from .answers import log_id_json, membership_json, metrics_json
+from .api import BadRequest, Unavailable, api_addr_of, make_node
 from .commands import encode_command
 from .read_rounds import ReadRounds
 
@@ -91,18 +95,20 @@ class KVService:
     # -- application API ----------------------------------------------------------------------
 
     async def write(self, command) -> dict:
-        """Append ``command`` and return ``{"log_id", "data"}`` once it is applied here."""
-        payload = encode_command(command)
+        """Append ``command`` and return ``{"log_id", "data"}`` once it is applied here.
+        The caller bounds the wait (``write_timeout_s``; see the module docstring)."""
         # client_write itself refuses on a follower (ForwardToLeader) before appending
-        with trio.move_on_after(self.write_timeout_s):
-            written = await self.raft.client_write(payload)
-            # this node appended the entry as leader of its term
-            log_id = written.log_id
-            return {"log_id": {"leader_id": {"term": log_id.term, "node_id": self.info.node_id},
-                               "index": log_id.index},
-                    "data": written.data}
-        raise OutcomeUnknown(f"the write was not answered within {self.write_timeout_s} s; "
-                             "it may still commit")
+        written = await self.raft.client_write(encode_command(command))
+        # this node appended the entry as leader of its term
+        log_id = written.log_id
+        return {"log_id": {"leader_id": {"term": log_id.term, "node_id": self.info.node_id},
+                           "index": log_id.index},
+                "data": written.data}
+
+    def write_late(self) -> OutcomeUnknown:
+        """The error of a write not answered within ``write_timeout_s``."""
+        return OutcomeUnknown(f"the write was not answered within {self.write_timeout_s} s; "
+                              "it may still commit")
 
     async def read(self, key: str) -> str | None:
         """The value in this node's applied state: it may lag the leader (a stale read)."""
@@ -110,11 +116,14 @@ class KVService:
 
     async def consistent_read(self, key: str) -> str | None:
         """A linearizable read (ReadIndex, thesis §6.4): leader only (ForwardToLeader).
-        Reads that arrive together share one ReadIndex round (``ReadRounds``)."""
-        with trio.move_on_after(self.read_timeout_s):
-            await self._read_rounds.wait()
-            return self.state_machine.get(key)
-        raise Unavailable(f"leadership not confirmed within {self.read_timeout_s} s; retry")
+        Reads that arrive together share one ReadIndex round (``ReadRounds``, which bounds
+        the round by ``read_timeout_s``); the caller bounds the wait as a whole."""
+        await self._read_rounds.wait()
+        return self.state_machine.get(key)
+
+    def read_late(self) -> Unavailable:
+        """The error of a consistent read not answered within ``read_timeout_s``."""
+        return Unavailable(f"leadership not confirmed within {self.read_timeout_s} s; retry")
 
     # -- admin API ------------------------------------------------------------------------------
 

@@ -6,10 +6,11 @@ import pytest
 from fastraft import ForwardToLeader, LogId, OutcomeUnknown, RaftShutdown
 from fastraft.core import LeaderTransferring, MembershipError
 from fastraft.kv import CompareAndSwap, Delete, Set
-from fastraft.kv.api import (APIError, BadRequest, Fatal, Unavailable, check_addr, err_body,
-                             error_from_json, error_json, error_status, log_id_json, make_node,
+from fastraft.kv.answers import (err_body, error_from_json, error_json, error_status,
+                                 log_id_json, write_result_from_json)
+from fastraft.kv.api import (APIError, BadRequest, Fatal, Unavailable, check_addr, make_node,
                              parse_add_learner, parse_change_membership, parse_init, parse_key,
-                             parse_write, write_result_from_json)
+                             parse_write)
 
 
 def test_parse_write_accepts_the_three_commands():

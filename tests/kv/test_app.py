@@ -87,7 +87,8 @@ BAD_WRITES = [
     (b'{"Set": {"key": "", "value": "b"}}', "key must be a non-empty string"),
     (b'{"Set": {"key": 1, "value": "b"}}', "key must be a non-empty string"),
     (b'{"Set": {"key": "a", "value": 2}}', "value must be a string"),
-    (b'{"Set": {"key": "a", "value": "\\ud800"}}', "value must be a string"),
+    # a lone surrogate escape is text no replica could store: the codec refuses it
+    (b'{"Set": {"key": "a", "value": "\\ud800"}}', "not UTF-8 JSON"),
     (b'{"Put": {"key": "a", "value": "b"}}', "unknown command 'Put'"),
     (b'{"Set": {"key": "a", "value": "b"}, "Delete": {"key": "a"}}', "exactly one of"),
     (b'{"CompareAndSwap": {"key": "a", "expected": 5, "value": "b"}}', "expected must be a string or null"),

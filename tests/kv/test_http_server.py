@@ -250,6 +250,55 @@ async def test_a_failing_handler_gets_500_and_the_connection_goes_on(port, _):
     assert (await receive_answers(stream, 1))[0][0] == 200
 
 
+class TimeLimited:
+    """``echo``, with a time limit on ``/stuck``, which never answers by itself."""
+
+    async def __call__(self, request):
+        if request.path == "/stuck":
+            await trio.sleep_forever()
+        return await echo(request)
+
+    def time_limit(self, request):
+        return (0.2, Response(200, b'{"late": true}')) if request.path == "/stuck" else None
+
+
+@serving(handler=TimeLimited())
+async def test_a_handler_past_its_time_limit_gets_its_late_answer_and_the_connection_goes_on(
+        port, _):
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(post("/stuck") + post("/a", b"1"))  # the second waits its turn
+    late, after = await receive_answers(stream, 2)
+    assert late[0] == 200 and json.loads(late[2]) == {"late": True}
+    assert late[1].get("connection") != "close"
+    assert json.loads(after[2]) == {"path": "/a", "length": 1, "method": "POST"}
+    await stream.send_all(post("/stuck"))  # again: a fresh bound for each request
+    [(status, _, body)] = await receive_answers(stream, 1)
+    assert json.loads(body) == {"late": True}
+
+
+async def huge(request):
+    return Response(200, b"x" * (64 << 20))  # far more than the sockets' buffers hold
+
+
+@serving(Limits(send_timeout_s=0.3, max_connections=1), handler=huge)
+async def test_a_client_that_does_not_take_its_answer_is_closed(port, _):
+    stuck = await trio.open_tcp_stream("127.0.0.1", port)
+    await stuck.send_all(post("/huge"))  # and never reads: the answer cannot leave
+    with trio.fail_after(DEADLINE_S):
+        while True:  # the only connection slot frees once the server gives up on it
+            other = await trio.open_tcp_stream("127.0.0.1", port)
+            await other.send_all(post("/huge"))
+            if (await other.receive_some(12)).startswith(b"HTTP/1.1 200"):
+                break  # not 503: the stuck connection was closed
+            await other.aclose()
+            await trio.sleep(0.05)
+    received = 0
+    with trio.fail_after(DEADLINE_S):
+        while data := await stuck.receive_some(1 << 20):  # ends at the server's close
+            received += len(data)
+    assert received < 64 << 20
+
+
 @serving()
 async def test_expect_100_continue_gets_a_go_ahead_before_the_body(port, _):
     stream = await trio.open_tcp_stream("127.0.0.1", port)
