@@ -104,6 +104,12 @@ def main(argv=None) -> None:
                     shown = (f"p50 {res['p50_ms']:.3f} ms p99 {res['p99_ms']:.3f} ms"
                              if p == "latency" else f"{res['ops_s']:.0f} writes/s")
                     print(f"round {r} {p:8s} {case:5s} {shown}", flush=True)
+    except BaseException:
+        for root, _, files in os.walk(workdir):  # the nodes' logs say why
+            for name in sorted(f for f in files if f.endswith(".log")):
+                with open(os.path.join(root, name), errors="replace") as f:
+                    print(f"--- {name} ---\n{f.read()[-3000:]}", file=sys.stderr)
+        raise
     finally:
         for c in clusters.values():
             c.stop()
