@@ -12,6 +12,13 @@ each point on ``plain`` then on ``tls`` (A B A B), so both see the same machine;
 gives medians over rounds and the TLS / plain ratios. The target: TLS at most 30% lower
 throughput and at most 20% higher p50 latency. Ports: ``--base-port`` + 1..3 (plain) and
 + 11..13 (tls); by default RAFTBENCH_BASE_PORT, else free ports.
+
+``--points profile`` (with or without the others) profiles one writer's path instead of
+timing it: a closed loop of one write at a time for ``--duration`` seconds, and per write the
+CPU time of the leader and of the followers (utime + stime from /proc), the leader's context
+switches, and with ``--strace`` the system calls of the leader and of one follower by name
+(``strace -c -f`` attached for the window; strace slows the nodes, so its rounds say how
+many calls, not how fast).
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
@@ -58,7 +69,68 @@ def _cluster(workdir: str, ports: list[int], pki: str | None) -> Cluster:
             os.environ["FASTRAFT_BENCH_TLS"] = saved
 
 
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _switches(pid: int) -> int:
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as f:
+            total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+    return total
+
+
+def _strace_calls(path: str) -> dict[str, int]:
+    """{syscall: calls} from ``strace -c`` output."""
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?([a-z_0-9]+)\s*$", line)
+            if m and m.group(2) != "total":
+                calls[m.group(2)] = int(m.group(1))
+    return calls
+
+
+def profile(cluster: Cluster, args) -> dict:
+    """One writer's path, per write: CPU of the leader and the followers, the leader's
+    context switches, and (``--strace``) system calls of the leader and one follower."""
+    leader = cluster.leader()
+    pids = {i: p.p.pid for i, p in cluster.procs.items()}
+    follower = min(i for i in pids if i != leader)
+    tracers, outs = [], {}
+    if args.strace:
+        for who, i in (("leader", leader), ("follower", follower)):
+            outs[who] = os.path.join(cluster.workdir, f"strace-{who}.txt")
+            tracers.append(subprocess.Popen(["strace", "-c", "-f", "-o", outs[who], "-p",
+                                             str(pids[i])], stderr=subprocess.DEVNULL))
+        time.sleep(1.0)  # attached
+    cpu = {i: _cpu_s(pid) for i, pid in pids.items()}
+    switches = _switches(pids[leader])
+    res = cluster.on_leader({"cmd": "throughput", "payload": PAYLOAD_BYTES, "window": 1,
+                             "warmup_s": 0.0, "duration_s": args.duration})
+    cpu = {i: _cpu_s(pid) - cpu[i] for i, pid in pids.items()}
+    switches = _switches(pids[leader]) - switches
+    for t in tracers:
+        t.send_signal(signal.SIGINT)
+        t.wait(30)
+    writes = res["ops_s"] * args.duration
+    out = {"ms_per_write": 1e3 / res["ops_s"],
+           "leader_cpu_us": cpu[leader] / writes * 1e6,
+           "follower_cpu_us": statistics.fmean(c for i, c in cpu.items() if i != leader)
+           / writes * 1e6,
+           "leader_switches": switches / writes}
+    for who, path in outs.items():
+        out[f"{who}_syscalls"] = {k: round(v / writes, 2) for k, v in
+                                  sorted(_strace_calls(path).items(), key=lambda kv: -kv[1])}
+    return out
+
+
 def measure(cluster: Cluster, point: str, args) -> dict:
+    if point == "profile":
+        return profile(cluster, args)
     if point == "latency":
         return cluster.on_leader({"cmd": "latency", "payload": PAYLOAD_BYTES,
                                   "warmup_s": args.warmup, "duration_s": args.duration})
@@ -74,6 +146,7 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--points", default="latency,w64,w256")
     ap.add_argument("--base-port", type=int, default=int(os.environ.get("RAFTBENCH_BASE_PORT", 0)))
+    ap.add_argument("--strace", action="store_true", help="the profile point counts system calls")
     ap.add_argument("--json-out", help="append every measurement as a JSON line")
     args = ap.parse_args(argv)
     points = [p for p in args.points.split(",") if p]
@@ -101,8 +174,13 @@ def main(argv=None) -> None:
                     if args.json_out:
                         with open(args.json_out, "a") as f:
                             f.write(json.dumps({"round": r, "point": p, "case": case, **res}) + "\n")
-                    shown = (f"p50 {res['p50_ms']:.3f} ms p99 {res['p99_ms']:.3f} ms"
-                             if p == "latency" else f"{res['ops_s']:.0f} writes/s")
+                    if p == "profile":
+                        shown = " ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                                         for k, v in res.items())
+                    elif p == "latency":
+                        shown = f"p50 {res['p50_ms']:.3f} ms p99 {res['p99_ms']:.3f} ms"
+                    else:
+                        shown = f"{res['ops_s']:.0f} writes/s"
                     print(f"round {r} {p:8s} {case:5s} {shown}", flush=True)
     except BaseException:
         for root, _, files in os.walk(workdir):  # the nodes' logs say why
@@ -121,13 +199,30 @@ def main(argv=None) -> None:
     print(f"\n| point (median of {args.rounds} rounds) | plain | TLS | TLS / plain | target |")
     print("|---|---|---|---|---|")
     for p in points:
-        rows = ([("one writer's p50, ms", "p50_ms", "<= 1.20"), ("one writer's p99, ms", "p99_ms", "")]
-                if p == "latency" else [(f"writes/s, {p[1:]} in flight", "ops_s", ">= 0.70")])
+        if p == "profile":
+            rows = [("one writer, ms per write (profiled)", "ms_per_write", ""),
+                     ("leader CPU µs per write", "leader_cpu_us", ""),
+                     ("follower CPU µs per write", "follower_cpu_us", ""),
+                     ("leader context switches per write", "leader_switches", "")]
+        elif p == "latency":
+            rows = [("one writer's p50, ms", "p50_ms", "<= 1.20"), ("one writer's p99, ms", "p99_ms", "")]
+        else:
+            rows = [(f"writes/s, {p[1:]} in flight", "ops_s", ">= 0.70")]
         for label, key, target in rows:
             a, b = med(p, "plain", key), med(p, "tls", key)
             print(f"| {label} | {a:.3f} | {b:.3f} | {b / a:.2f} | {target} |")
-    print("\nper round:", {f"{p}-{c}": [round(x.get("p50_ms", x.get("ops_s", 0)), 3) for x in v]
-                           for (p, c), v in got.items()})
+    print("\nper round:", {f"{p}-{c}": [round(x.get("p50_ms", x.get("ops_s", x.get(
+        "ms_per_write", 0))), 3) for x in v] for (p, c), v in got.items()})
+    for p in [p for p in points if p == "profile" and args.strace]:
+        for who in ("leader", "follower"):
+            for case in ("plain", "tls"):
+                calls = {}
+                for x in got[p, case]:
+                    for k, v in x[f"{who}_syscalls"].items():
+                        calls.setdefault(k, []).append(v)
+                top = sorted(((statistics.median(v), k) for k, v in calls.items()), reverse=True)
+                print(f"{who} {case} system calls per write (median):",
+                      ", ".join(f"{k} {v:.2f}" for v, k in top[:10]))
 
 
 if __name__ == "__main__":
