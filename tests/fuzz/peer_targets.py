@@ -207,6 +207,9 @@ async def _against_server(data: bytes, server_tls: TlsConfig, real_client: TlsCo
                 except (trio.BrokenResourceError, OSError):
                     pass  # the server refused what it read and closed first: fine
                 await _linger(stream)
+            # the server's connection task ends by itself (an exception of it must surface
+            # here, not be masked by the cancellation below)
+            await trio.testing.wait_all_tasks_blocked()
             if real_client is not None:
                 async with _network(real_client).client(2, Node(f"127.0.0.1:{port}")) as client:
                     answer = await (await client.start(REQUEST)).result()
