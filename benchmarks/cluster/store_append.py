@@ -159,9 +159,9 @@ class ThreadPerBatchPipeline(WritePipeline):
         self._queued: list = []
         self._in_flight = False
 
-    def submit(self, op, done):
+    def submit(self, op, done, coalesce=False):
         self.check()
-        self._pending.append((op, done))
+        self._pending.append((op, done, coalesce))
         self._queued.append(op)
         if not self._in_flight:
             self._start_batch()

@@ -51,12 +51,14 @@ Invariant: a dropped message changes nothing but the counters and the report que
 from __future__ import annotations
 
 from operator import attrgetter
+from typing import NamedTuple
 
 from fastraft.messages import (MESSAGE_TYPES, AppendEntriesRequest, InstallSnapshotRequest,
                                TimeoutNowRequest, VoteRequest, wire_fields)
 
 __all__ = ["CEILING", "MALFORMED", "NON_MEMBER", "NOT_VOTER", "TIMEOUT_NOW_NOT_FROM_LEADER",
-           "DROP_REASONS", "GuardMixin", "check_persisted_bound", "check_initial_state"]
+           "DROP_REASONS", "GuardMixin", "GuardReport", "CommittedConflict",
+           "check_persisted_bound", "check_initial_state"]
 
 #: Every term, index and other integer of a message, and every term and index a node persists,
 #: is below this bound.
@@ -71,6 +73,24 @@ DROP_REASONS = (MALFORMED, NON_MEMBER, NOT_VOTER, TIMEOUT_NOW_NOT_FROM_LEADER)
 #: Senders whose first drop is reported; drops from further senders are only counted, so a
 #: flood of forged ids grows neither memory nor the log.
 _MAX_REPORTED_SENDERS = 1024
+
+class GuardReport(NamedTuple):
+    """The first message dropped from ``sender``: the ``reason`` (one of ``DROP_REASONS``) and
+    ``what`` was dropped (its kind and term), for the runtime to log."""
+
+    sender: int
+    reason: str
+    what: str
+
+
+class CommittedConflict(NamedTuple):
+    """AppendEntries from ``leader_id`` in ``term`` refused because its entry at ``index``
+    would rewrite an entry this node holds as committed."""
+
+    leader_id: int
+    term: int
+    index: int
+
 
 # The integer fields of each message kind, fetched in one call.
 _INTS = {cls: attrgetter(*[name for name, kind in wire_fields(cls) if kind == "u64"])
@@ -96,15 +116,15 @@ class GuardMixin:
         #: The sum of ``dropped``: a runtime compares it around ``step`` to learn of a drop.
         self.dropped_total = 0
         self._reported_senders: set[int] = set()
-        self._guard_reports: list[tuple[int, str, str]] = []
+        self._guard_reports: list[GuardReport] = []
         #: AppendEntries refused because they would rewrite committed entries.
         self.committed_conflicts = 0
-        #: The latest such refusal: (leader id, its term, the first conflicting index), or None.
-        self.committed_conflict: tuple[int, int, int] | None = None
+        #: The latest such refusal, or None.
+        self.committed_conflict: CommittedConflict | None = None
 
-    def take_guard_reports(self) -> list[tuple[int, str, str]]:
-        """The first drop of each sender since the last call, as (sender, reason, what):
-        one per sender for the life of the engine (at most ``_MAX_REPORTED_SENDERS``)."""
+    def take_guard_reports(self) -> list[GuardReport]:
+        """The first drop of each sender since the last call: one per sender for the life of
+        the engine (at most ``_MAX_REPORTED_SENDERS``)."""
         out = self._guard_reports
         if out:
             self._guard_reports = []
@@ -120,7 +140,7 @@ class GuardMixin:
         if sender not in self._reported_senders and \
                 len(self._reported_senders) < _MAX_REPORTED_SENDERS:
             self._reported_senders.add(sender)
-            self._guard_reports.append((sender, reason, _describe(msg)))
+            self._guard_reports.append(GuardReport(sender, reason, _describe(msg)))
         return False
 
     def _refusal(self, msg, sender: int) -> str | None:
@@ -161,7 +181,7 @@ class GuardMixin:
 
     def _on_committed_conflict(self, leader_id: int, term: int, index: int) -> None:
         self.committed_conflicts += 1
-        self.committed_conflict = (leader_id, term, index)
+        self.committed_conflict = CommittedConflict(leader_id, term, index)
 
 
 def _describe(msg) -> str:

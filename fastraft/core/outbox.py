@@ -19,6 +19,9 @@ Invariant: at most ``_MAX_HELD`` messages are held.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Hashable
+
 from fastraft.messages import Message
 from fastraft.types import Vote
 
@@ -32,18 +35,17 @@ __all__ = ["OutboxMixin"]
 _MAX_HELD = 4096
 
 
+@dataclass(slots=True)
 class _Held:
     """A message waiting for the vote ``need`` (None: none) to be saved and the log to be
-    durable up to ``after_flush``; ``reply_to`` is the token of the request it answers."""
+    durable up to ``after_flush``; ``reply_to`` is the token of the request it answers (None:
+    nobody waits on it)."""
 
-    __slots__ = ("need", "after_flush", "to", "msg", "reply_to")
-
-    def __init__(self, need, after_flush, to, msg, reply_to) -> None:
-        self.need = need
-        self.after_flush = after_flush
-        self.to = to
-        self.msg = msg
-        self.reply_to = reply_to
+    need: Vote | None
+    after_flush: int
+    to: int
+    msg: Message
+    reply_to: Hashable | None
 
 
 class OutboxMixin:

@@ -15,6 +15,7 @@ Invariant: while a transfer is pending, ``propose`` appends nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Hashable
 
 from fastraft.errors import TransferFailed
@@ -26,18 +27,16 @@ from .state import Role
 __all__ = ["TransferMixin"]
 
 
+@dataclass(slots=True)
 class _Transfer:
     """A pending transfer to ``target``, asked by ``request_id`` in ``term``; it fails at
     ``deadline``; ``timeout_now_sent`` once the target was told to campaign."""
 
-    __slots__ = ("target", "deadline", "request_id", "timeout_now_sent", "term")
-
-    def __init__(self, target: int, deadline: float, request_id: Hashable, term: int) -> None:
-        self.target = target
-        self.deadline = deadline
-        self.request_id = request_id
-        self.timeout_now_sent = False
-        self.term = term
+    target: int
+    deadline: float
+    request_id: Hashable
+    term: int
+    timeout_now_sent: bool = False
 
 
 class TransferMixin:
@@ -67,8 +66,9 @@ class TransferMixin:
         if old is not None:
             self._emit(Respond(old.request_id, error=TransferFailed(
                 f"replaced by a transfer to node {target}")))
-        self._transfer = _Transfer(target, self._now + self.config.election_timeout_max_s,
-                                   request_id, self.vote.term)
+        self._transfer = _Transfer(target=target,
+                                   deadline=self._now + self.config.election_timeout_max_s,
+                                   request_id=request_id, term=self.vote.term)
         self._maybe_send_append(target)
         self._maybe_send_timeout_now(target)
 

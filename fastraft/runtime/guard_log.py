@@ -28,18 +28,18 @@ class GuardLog:
         self._conflict_logged: tuple[int, int] | None = None
 
     def after_round(self, engine) -> None:
-        for sender, reason, what in engine.take_guard_reports():
+        for r in engine.take_guard_reports():
             log.warning("node %d drops messages from node %d (%s; the first: %s); further "
-                        "drops from it are only counted in the metrics", self.node_id, sender,
-                        reason.replace("_", " "), what)
+                        "drops from it are only counted in the metrics", self.node_id, r.sender,
+                        r.reason.replace("_", " "), r.what)
         if engine.committed_conflicts != self._conflicts_seen:
             self._conflicts_seen = engine.committed_conflicts
-            leader_id, term, index = engine.committed_conflict
-            if self._conflict_logged != (leader_id, term):
-                self._conflict_logged = (leader_id, term)
+            c = engine.committed_conflict
+            if self._conflict_logged != (c.leader_id, c.term):
+                self._conflict_logged = (c.leader_id, c.term)
                 log.error(
                     "node %d refuses the entries of leader %d (term %d): they would rewrite its "
                     "committed log at index %d (committed up to %d). The leader's log lost "
                     "committed entries, so this node cannot follow it; find which log is right "
-                    "before any node is restored or removed", self.node_id, leader_id, term,
-                    index, engine.committed)
+                    "before any node is restored or removed", self.node_id, c.leader_id, c.term,
+                    c.index, engine.committed)

@@ -1,17 +1,11 @@
 """The runtime: one task owns the engine, feeds it inputs in rounds and hands each command it
-emits to the part that executes it (``fastraft.core.commands`` lists the obligations).
+emits to its executor (``executors.py``: the log writer, the applier, a sender per peer, the
+request waiting on a reply token, the caller waiting on an answer).
 
 A round: every input queued since the last round (peers' requests and responses, storage
 completions, admin and read requests), urgent ones first; ``tick(now)``; the latest log flush
 reported; the client writes gathered since the last round as one ``propose``; then the
-commands, each to its executor without waiting:
-
-* durable writes -> ``LogWriter`` (in order, group commit);
-* state-machine work and read points -> ``Applier`` (in order, batched);
-* messages -> a ``PeerSender`` per peer; responses (``SendMessage`` with a ``reply_to``) and
-  ``NoAnswer`` -> the request waiting on exactly that token (``InboundReplies``);
-* log and snapshot reads for replication -> a task each, reporting back as inputs;
-* answers -> the waiting caller; role and membership changes -> metrics, proposals, peers.
+commands, each to its executor without waiting.
 
 The engine task never awaits I/O, so a slow disk or peer delays only what depends on it.
 Between rounds it sleeps until an input arrives or the engine's next timer (trio's clock, so
@@ -38,9 +32,6 @@ Rounds run where the work arrives when that saves a task turn on the path of a w
 A round run outside the engine task wakes it only when it left work queued or moved the
 engine's next timer before the deadline the task sleeps until.
 
-The module is over 400 lines for one reason: the engine task's round, the two other places a
-round runs and the command executors share the engine task's state and one invariant.
-
 Invariant: the engine is called on the trio thread only, by one round at a time (the engine
 task's, a flush round or an inline round), never across an ``await``; each round dispatches
 its commands before it ends.
@@ -52,12 +43,10 @@ bound.
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import trio
 
-from ..core import commands as C
 from ..core import Engine, LeaderTransferring, Role
 from ..errors import ForwardToLeader, RaftShutdown
 from ..messages import VoteResponse
@@ -65,6 +54,7 @@ from ..net.protocol import RESPONSE_TYPE
 from ..reply import Reply
 from ..types import LogId
 from .applier import Applier
+from .executors import CommandExecutors
 from .guard_log import GuardLog
 from .inbound import InboundReplies
 from .log_writer import LogWriter
@@ -106,10 +96,7 @@ class RaftRuntime:
         self._in_round = False  # the engine's commands are being produced or dispatched
         self._parked_until: float | None = None  # the parked engine task's deadline
         self.refused_inputs = 0  #: peers' messages refused because the input queue was full
-        self._request_ids = itertools.count(1)
-        self._admin: dict[int, Reply] = {}
         self._reads: list[Reply] = []  # ensure_linearizable calls gathered for the next round
-        self._read_groups: dict[int, list[Reply]] = {}  # ReadIndex request id -> its readers
         self.proposals = Proposals(max_pending_writes)
         self.inbound = InboundReplies()
         self.watch = MetricsWatch(self.metrics)
@@ -121,27 +108,19 @@ class RaftRuntime:
         self.log_writer = LogWriter(log_store, on_vote_saved=self._on_vote_saved,
                                     on_flushed=self._on_flushed, on_failed=self._on_failed)
         self.applier = Applier(state_machine, log_store, on_applied=self._on_applied,
-                               on_read_ready=self._on_read_ready,
+                               on_read_ready=lambda cmd: self.executors.on_read_ready(cmd),
                                on_snapshot_built=lambda m: self.post(engine.on_snapshot_built, m),
                                on_snapshot_installed=self._on_snapshot_installed,
                                on_failed=self._on_failed, max_apply_entries=max_apply_entries)
         self.snapshots = SnapshotReader(state_machine)
         self.peers = PeerSet(self.id, network, nursery, self._on_peer_response,
                              timeout_s=request_timeout_s, snapshot_timeout_s=snapshot_timeout_s)
-        self._role = engine.role
-        self._leader_id = engine.leader_id
         self.oplog = OperatorLog(self, unreachable_after_s=engine.config.election_timeout_max_s)
-        self._dispatch = {
-            C.SendMessage: self._send, C.NoAnswer: self._no_answer,
-            C.AppendLog: self.log_writer.submit, C.SaveVote: self.log_writer.submit,
-            C.TruncateLog: self.log_writer.submit, C.PurgeLog: self.log_writer.submit,
-            C.ApplyEntries: self.applier.submit, C.BuildSnapshot: self.applier.submit,
-            C.SaveSnapshotChunk: self.applier.submit, C.InstallSnapshot: self.applier.submit,
-            C.ReadReady: self.applier.submit,
-            C.ReadLog: self._read_log, C.ReadSnapshotChunk: self._read_snapshot_chunk,
-            C.Respond: self._respond, C.StateChanged: self._on_state_changed,
-            C.MembershipChanged: self._on_membership_changed,
-        }
+        self.executors = CommandExecutors(
+            engine, nursery=nursery, log_store=log_store, log_writer=self.log_writer,
+            applier=self.applier, snapshots=self.snapshots, peers=self.peers,
+            inbound=self.inbound, proposals=self.proposals, post=self.post,
+            on_failed=self._on_failed)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -164,14 +143,10 @@ class RaftRuntime:
         self.peers.stop_all()
         self.proposals.fail_all(error)
         self.inbound.fail_all(error)
-        for reply in list(self._admin.values()) + self._reads:
+        self.executors.fail_all(error)
+        for reply in self._reads:
             reply.set_error(error)
-        for group in self._read_groups.values():
-            for reply in group:
-                reply.set_error(error)
-        self._admin.clear()
         self._reads = []
-        self._read_groups.clear()
         for fn, args in self._inputs.clear():
             if fn == self._on_inbound:
                 args[1].set_error(error)
@@ -230,10 +205,8 @@ class RaftRuntime:
     def submit_admin(self, call, *args) -> Reply:
         """Run the engine's admin ``call(request_id, *args)``; the reply gets its Respond."""
         self.check_open()
-        rid = next(self._request_ids)
         reply = Reply()
-        self._admin[rid] = reply
-        self.post(call, rid, *args)
+        self.post(call, self.executors.expect_admin(reply), *args)
         return reply
 
     def submit_read(self) -> Reply:
@@ -277,7 +250,7 @@ class RaftRuntime:
         self._in_round = True
         try:
             self.engine.on_log_flushed(log_id)
-            self._dispatch_commands()
+            self.executors.execute_all()
         finally:
             self._in_round = False
         self._after_inline_round()
@@ -347,18 +320,13 @@ class RaftRuntime:
             self._start_read()
         if self.proposals.has_queued:
             self._propose()
-        self._dispatch_commands()
+        self.executors.execute_all()
         for _ in range(4):  # a store that completed during dispatch (bounded: it is rare)
             if self._flushed is None:
                 break
             flushed, self._flushed = self._flushed, None
             eng.on_log_flushed(flushed)
-            self._dispatch_commands()
-
-    def _dispatch_commands(self) -> None:
-        dispatch = self._dispatch
-        for cmd in self.engine.take_commands():
-            dispatch[type(cmd)](cmd)
+            self.executors.execute_all()
 
     def _after_round(self) -> None:
         self.guard_log.after_round(self.engine)
@@ -385,65 +353,8 @@ class RaftRuntime:
             self.proposals.register(props, first.index, first.term)
 
     def _start_read(self) -> None:
-        rid = next(self._request_ids)
-        self._read_groups[rid], self._reads = self._reads, []
-        self.engine.read_index(rid)
-
-    # -- command executors (engine task) ----------------------------------------------------
-
-    def _send(self, cmd: C.SendMessage) -> None:
-        if cmd.reply_to is not None:
-            self.inbound.answer(cmd.reply_to, cmd.msg)
-        else:
-            self.peers.send(cmd.to, cmd.msg)
-
-    def _no_answer(self, cmd: C.NoAnswer) -> None:
-        self.inbound.no_answer(cmd.reply_to, cmd.reason)
-
-    def _respond(self, cmd: C.Respond) -> None:
-        reply = self._admin.pop(cmd.request_id, None)
-        replies = [reply] if reply is not None else self._read_groups.pop(cmd.request_id, ())
-        for reply in replies:
-            if cmd.error is not None:
-                reply.set_error(cmd.error)
-            else:
-                reply.set_result(cmd.result)
-
-    def _on_read_ready(self, cmd: C.ReadReady) -> None:
-        # the applier has applied everything emitted before this command: the read may go
-        self._respond(C.Respond(cmd.request_id, result=cmd.read_index))
-
-    def _read_log(self, cmd: C.ReadLog) -> None:
-        self._nursery.start_soon(self._read_log_task, cmd)
-
-    async def _read_log_task(self, cmd: C.ReadLog) -> None:
-        try:
-            entries = await self.log_store.read_entries(cmd.lo, cmd.hi)
-        except Exception as e:  # a log that cannot be read back is a failed store
-            self._on_failed(e)
-            return
-        self.post(self.engine.on_entries_read, cmd.node_id, cmd.lo, entries)
-
-    def _read_snapshot_chunk(self, cmd: C.ReadSnapshotChunk) -> None:
-        self._nursery.start_soon(self._read_snapshot_chunk_task, cmd)
-
-    async def _read_snapshot_chunk_task(self, cmd: C.ReadSnapshotChunk) -> None:
-        try:
-            data, done = await self.snapshots.read(cmd.snapshot_id, cmd.offset, cmd.max_bytes)
-        except Exception as e:
-            self._on_failed(e)
-            return
-        self.post(self.engine.on_snapshot_chunk_read, cmd.node_id, cmd.snapshot_id, cmd.offset,
-                  data, done)
-
-    def _on_state_changed(self, cmd: C.StateChanged) -> None:
-        was_leader = self._role == Role.LEADER
-        self._role, self._leader_id = cmd.role, cmd.leader_id
-        if was_leader and cmd.role != Role.LEADER:
-            self.proposals.on_leadership_lost(self.engine.committed, self.engine.forward_to_leader())
-
-    def _on_membership_changed(self, cmd: C.MembershipChanged) -> None:
-        self.peers.update(dict(cmd.membership.membership.nodes))
+        reads, self._reads = self._reads, []
+        self.engine.read_index(self.executors.expect_reads(reads))
 
     # -- state-machine callbacks (applier task) ---------------------------------------------
 

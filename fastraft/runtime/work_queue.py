@@ -15,6 +15,13 @@ it replaces, cheaper than a channel where batches are large (the load that matte
 adds what they lacked: a bound and an urgent lane. It parks the one consumer directly
 (``wait_task_rescheduled``) rather than through an Event's parking lot.
 
+Where a channel is the right tool, the project keeps one: the network's frame writer
+(``fastraft.net.writer``) queues envelopes in a trio memory channel because its producers may
+wait for room (``await send``: a socket that does not drain pushes back on the caller, where
+this queue's producers never wait and a full queue is an error or drops) and closing the
+connection must fail the producers still putting (``BrokenResourceError``); its loop drains a
+batch per write with ``receive_nowait``, so the per-item cost above matters little there.
+
 The urgent lane exists for Raft's timing rule (Raft §5.6: broadcast time well below the
 election timeout): heartbeats, votes and their answers must not wait behind client work.
 

@@ -116,9 +116,10 @@ class DurableLogStore(LogStore):
     def _staged_blocks(self, blocks: list[tuple[int, bytes]]) -> None:
         """Hook: ``blocks`` were just staged for appending."""
 
-    def append_nowait(self, entries: Sequence, on_durable: OnDurable) -> None:
+    def append_nowait(self, entries: Sequence, on_durable: OnDurable,
+                      coalesce: bool = False) -> None:
         op = self._prepare_append(entries)
-        self._pipeline.submit(op, lambda error, _result: on_durable(error))
+        self._pipeline.submit(op, lambda error, _result: on_durable(error), coalesce)
 
     async def append(self, entries: Sequence) -> None:
         # Room first, then stage and submit with no checkpoint between them, so that

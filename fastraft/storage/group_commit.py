@@ -13,6 +13,11 @@ writer costs nothing (it blocks in ``get``; no polling).
 Measured against the design it replaced (a worker started per batch with
 ``trio.lowlevel.start_thread_soon``): see ``benchmarks/cluster/store_append.py``.
 
+Coalesced reports: an operation submitted with ``coalesce=True`` is not reported when the
+operation after it, in the same batch, was also submitted with ``coalesce=True``: that one's
+report stands for both (reports come in order). A caller that runs a costly round per report
+(the runtime's flush round) so runs one per synced batch, not one per operation.
+
 Invariant: operations are written, and completions reported, in submission order; a batch
 holds at most ``max_batch_ops`` operations.
 Invariant: after a batch fails, the pipeline is failed for good: what is pending, and what
@@ -69,8 +74,8 @@ class WritePipeline(Generic[Op]):
         self._max_queued_ops = max_queued_ops
         self._room_waiters: list[trio.Event] = []
         self._idle_waiters: list[trio.Event] = []
-        #: submitted and not yet reported, in order: (op, done)
-        self._pending: deque[tuple[Op, Done]] = deque()
+        #: submitted and not yet reported, in order: (op, done, coalesce)
+        self._pending: deque[tuple[Op, Done, bool]] = deque()
         self._failure: BaseException | None = None
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -93,7 +98,7 @@ class WritePipeline(Generic[Op]):
 
     def queued_ops(self) -> list[Op]:
         """Operations submitted and not yet committed, in order."""
-        return [op for op, _ in self._pending]
+        return [entry[0] for entry in self._pending]
 
     def check(self) -> None:
         if self._failure is not None:
@@ -102,15 +107,19 @@ class WritePipeline(Generic[Op]):
 
     # -- submitting ---------------------------------------------------------------------------
 
-    def submit(self, op: Op, done: Done) -> None:
+    def submit(self, op: Op, done: Done, coalesce: bool = False) -> None:
         """Queue ``op``; ``done(None, result)`` runs on the trio thread once it is durable, or
-        ``done(error, None)``. Must be called from the trio thread, inside ``trio.run``."""
+        ``done(error, None)``. Must be called from the trio thread, inside ``trio.run``.
+
+        With ``coalesce``, ``done`` is skipped when the next operation of the same batch was
+        submitted with ``coalesce`` too (its report covers this one; see the module
+        docstring); a failure is still reported to every ``done``."""
         self.check()
         if self._halted:
             raise StorageError(f"{self._name}: the write pipeline is closed")
         if self._thread is None:
             self._start_writer(trio.lowlevel.current_trio_token())
-        self._pending.append((op, done))
+        self._pending.append((op, done, coalesce))
         self._jobs.put(op)
 
     async def run(self, op: Op) -> Any:
@@ -196,21 +205,20 @@ class WritePipeline(Generic[Op]):
             return  # a batch taken before the failure: its operations were failed then
         self.sync_latency.observe(perf_counter() - started)
         pending = self._pending
-        ops: list = []
-        dones: list = []
-        for _ in range(n):  # bounded by the batch
-            op, done = pending.popleft()
-            ops.append(op)
-            dones.append(done)
+        taken = [pending.popleft() for _ in range(n)]  # bounded by the batch
+        ops = [op for op, _, _ in taken]
         if isinstance(result, outcome.Error):
-            self._fail(result.error, dones)
+            self._fail(result.error, [done for _, done, _ in taken])
         else:
             try:
                 self._on_committed(ops, result.value)
             except BaseException as e:  # the store's bookkeeping broke: stop it
-                self._fail(e, dones)
+                self._fail(e, [done for _, done, _ in taken])
             else:
-                for done, value in zip(dones, result.value):
+                last = n - 1
+                for i, ((_, done, coalesce), value) in enumerate(zip(taken, result.value)):
+                    if coalesce and i < last and taken[i + 1][2]:
+                        continue  # the next report covers this one
                     done(None, value)
         waiters, self._room_waiters = self._room_waiters, []
         for event in waiters:
@@ -223,7 +231,7 @@ class WritePipeline(Generic[Op]):
     def _fail(self, error: BaseException, dones: list[Done]) -> None:
         self._failure = error
         self._halted = True
-        dones = dones + [done for _, done in self._pending]
+        dones = dones + [done for _, done, _ in self._pending]
         self._pending.clear()
         for done in dones:
             done(error, None)

@@ -83,8 +83,10 @@ class MemoryLogStore(LogStore):
     async def append(self, entries: Sequence) -> None:
         self._append_now(entries)
 
-    def append_nowait(self, entries: Sequence, on_durable: OnDurable) -> None:
-        """Append at once and call ``on_durable(None)`` before returning."""
+    def append_nowait(self, entries: Sequence, on_durable: OnDurable,
+                      coalesce: bool = False) -> None:
+        """Append at once and call ``on_durable(None)`` before returning (each append is its
+        own sync, so ``coalesce`` changes nothing)."""
         self._append_now(entries)
         on_durable(None)
 

@@ -11,6 +11,11 @@ Each mutation (save_vote, append, truncate, purge, save_committed) applies at on
 store's working copy, which reads see, then waits ``sync_delay_s`` (trio time) and copies
 the working copy to the disk; only then does it return. ``power_cut()`` marks the store dead:
 a sync still waiting copies nothing, and every later call fails.
+
+``append_nowait`` is the runtime's fast road, as the lmdb and RocksDB stores offer it: the
+entries join the working copy at once and a background sync reports them durable; appends
+issued while that sync waits are synced with it (group commit). An async mutation first
+waits for that sync, so the disk sees the mutations in the order they were issued.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class PowerLossMemoryLogStore(MemoryLogStore):
         self.sync_delay_s = sync_delay_s
         self._cut = False
         self._dirty_from = 0  # entries before this list position are on the disk as they are
+        self._nowait_waiting: list = []  # on_durable of appends the pending sync will cover
+        self._nowait_synced: trio.Event | None = None  # set when the pending sync ended
         if disk.image is not None:
             for name, value in copy.copy(disk.image).items():
                 setattr(self, name, list(value) if name == "_entries" else value)
@@ -72,27 +79,58 @@ class PowerLossMemoryLogStore(MemoryLogStore):
         self._dirty_from = len(self._entries)
         self.disk.syncs += 1
 
+    def append_nowait(self, entries: Sequence, on_durable, coalesce: bool = False) -> None:
+        self._dirty_from = min(self._dirty_from, len(self._entries))
+        self._append_now(entries)
+        self._nowait_waiting.append(on_durable)
+        if self._nowait_synced is None:
+            self._nowait_synced = trio.Event()
+            trio.lowlevel.spawn_system_task(self._sync_nowait_appends)
+
+    async def _sync_nowait_appends(self) -> None:
+        error: BaseException | None = None
+        try:
+            await self._sync()
+        except StorageError as e:
+            error = e
+        except trio.Cancelled:
+            error = StorageError("the run ended during the sync")
+            raise
+        finally:
+            waiting, self._nowait_waiting = self._nowait_waiting, []
+            synced, self._nowait_synced = self._nowait_synced, None
+            synced.set()
+            for on_durable in waiting:  # each reported: coalescing is allowed, not required
+                on_durable(error)
+
+    async def _after_nowait_appends(self) -> None:
+        """Wait for the sync of the appends issued before this call (issue order on disk)."""
+        while self._nowait_synced is not None:
+            await self._nowait_synced.wait()
+
     async def save_vote(self, vote: Vote) -> None:
+        await self._after_nowait_appends()
         await super().save_vote(vote)
         await self._sync()
 
     async def append(self, entries: Sequence) -> None:
+        await self._after_nowait_appends()
         self._dirty_from = min(self._dirty_from, len(self._entries))
         self._append_now(entries)
         await self._sync()
 
     async def truncate(self, since_index: int) -> None:
+        await self._after_nowait_appends()
         await super().truncate(since_index)
         self._dirty_from = min(self._dirty_from, len(self._entries))
         await self._sync()
 
     async def purge(self, upto: LogId) -> None:
+        await self._after_nowait_appends()
         await super().purge(upto)
         await self._sync()
 
     async def save_committed(self, committed: LogId | None) -> None:
+        await self._after_nowait_appends()
         await super().save_committed(committed)
         await self._sync()
-
-    # The non-async fast path would complete at once: this store has none.
-    append_nowait = None  # type: ignore[assignment]

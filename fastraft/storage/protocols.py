@@ -145,7 +145,8 @@ class LogStore(abc.ABC):
         first (Raft §5.3).
         """
 
-    def append_nowait(self, entries: Sequence[Entry], on_durable: OnDurable) -> None:
+    def append_nowait(self, entries: Sequence[Entry], on_durable: OnDurable,
+                      coalesce: bool = False) -> None:
         """Optional non-async fast path of ``append`` for the runtime's group commit.
 
         Validates and queues ``entries`` at once (ValueError as ``append``) and returns
@@ -153,6 +154,11 @@ class LogStore(abc.ABC):
         (``on_durable(error)`` if the store failed). Several calls made while a sync is under
         way are written in the next transaction and synced once. ``on_durable`` must not
         raise and must not block; a store may call it before ``append_nowait`` returns.
+
+        With ``coalesce``, the store may leave out ``on_durable(None)`` of an append when a
+        later append, also issued with ``coalesce``, became durable in the same sync: that
+        later call stands for both (appends become durable in order), so a caller hears of a
+        synced batch once. Failures are reported to every ``on_durable``.
 
         Backends that offer it override it; ``supports_append_nowait(store)`` tells.
         """

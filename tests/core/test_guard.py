@@ -9,7 +9,7 @@ import pytest
 
 from fastraft.core import AppendLog, InitialState, Role, SaveVote, TruncateLog
 from fastraft.core.guard import (CEILING, MALFORMED, NON_MEMBER, NOT_VOTER,
-                                 TIMEOUT_NOW_NOT_FROM_LEADER)
+                                 TIMEOUT_NOW_NOT_FROM_LEADER, CommittedConflict, GuardReport)
 from fastraft.messages import (AppendEntriesResponse, InstallSnapshotRequest,
                                TimeoutNowRequest, TimeoutNowResponse, VoteRequest, VoteResponse)
 from fastraft.types import EntryKind, LogId, Vote
@@ -51,7 +51,8 @@ def test_5_1_vote_request_with_a_term_beyond_the_ceiling_is_dropped_by_a_leader(
     cmds = e.take_commands()
     assert cmds == [] and e.role == Role.LEADER and e.term == before
     assert e.dropped[MALFORMED] == 1
-    assert e.take_guard_reports() == [(2, MALFORMED, f"VoteRequest in term {term}")]
+    assert e.take_guard_reports() == [GuardReport(sender=2, reason=MALFORMED,
+                                                   what=f"VoteRequest in term {term}")]
 
 
 @pytest.mark.parametrize("msg", [
@@ -152,7 +153,8 @@ def test_append_entries_from_a_non_member_changes_nothing():
         f.step(append(3 + k, 99, 1, 1, 2, []))
     f.step(append(2, 98, 1, 1, 2, []))
     assert f.dropped[NON_MEMBER] == 7
-    assert [r[:2] for r in f.take_guard_reports()] == [(99, NON_MEMBER), (98, NON_MEMBER)]
+    assert [(r.sender, r.reason) for r in f.take_guard_reports()] == [(99, NON_MEMBER),
+                                                                       (98, NON_MEMBER)]
     assert f.take_guard_reports() == []
 
 
@@ -332,7 +334,8 @@ def test_5_4_refusing_to_rewrite_committed_entries_is_reported():
     cmds = f.take_commands()
     assert not of_type(cmds, TruncateLog) and not of_type(cmds, AppendLog)
     assert f.log.term_at(2) == 1 and f.log.term_at(3) == 1
-    assert f.committed_conflicts == 1 and f.committed_conflict == (3, 4, 2)
+    assert f.committed_conflicts == 1
+    assert f.committed_conflict == CommittedConflict(leader_id=3, term=4, index=2)
     f.step(append(4, 3, 1, 1, 3, [Entry(4, 2, 0, b"x")]))
     assert f.committed_conflicts == 2
 

@@ -27,7 +27,7 @@ class HeldFlushLog(MemoryLogStore):
         self.unflushed: list = []
         self.completing = False
 
-    def append_nowait(self, entries, on_durable) -> None:
+    def append_nowait(self, entries, on_durable, coalesce=False) -> None:
         # a store's completion loop (group_commit.py's) is not made to take new writes from
         # inside itself: the runtime must not append from a completion callback
         assert not self.completing, "append_nowait called from inside a completion"

@@ -42,7 +42,8 @@ def test_a_dropped_request_is_answered_at_once_and_leaves_nothing_waiting(caplog
                         assert await (await raft.submit_request(msg)).result() is None
                     for msg in forged[1:]:
                         assert await (await raft.submit_request(msg)).result() is None
-            assert {peer for peer, _ in rt.inbound._waiting} <= {1, 2, 3}
+            # the 159 forged requests left nothing waiting (nor does the idle leader's traffic)
+            assert len(rt.inbound) == 0
             m = raft.metrics()
             assert m.dropped_messages == {"malformed": 3, "non_member": 153, "not_voter": 3,
                                           "timeout_now_not_from_leader": 0}

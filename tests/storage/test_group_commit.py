@@ -142,3 +142,50 @@ def test_a_failure_of_the_stores_bookkeeping_fails_the_pipeline_for_good():
         assert all("later" not in batch for batch in rec.batches)
 
     trio.run(main)
+
+
+def test_coalesced_reports_one_per_batch_and_never_across_an_uncoalesced_op():
+    """Ops submitted with ``coalesce`` are reported once per batch, by the last of a run of
+    them (its report stands for the earlier ones); an op without it, and the coalesced op just
+    before it, are still reported, in order; a failure reaches every op."""
+
+    async def main():
+        rec = Recorder()
+        pipe = WritePipeline("test", rec.run_batch, lambda ops, results: None)
+        got = []
+
+        def report(name):
+            return lambda e, r: got.append((name, e))
+
+        pipe.submit("hold", report("hold"), True)
+        with trio.fail_after(WAIT_S):
+            await trio.to_thread.run_sync(rec.holding.wait)
+        for name in ("a", "b", "c"):
+            pipe.submit(name, report(name), True)
+        pipe.submit("vote", report("vote"))  # not coalesced: a vote's waiter needs its own
+        for name in ("d", "e"):
+            pipe.submit(name, report(name), True)
+        rec.release.set()
+        with trio.fail_after(WAIT_S):
+            await pipe.wait_idle()
+        assert rec.batches == [["hold"], ["a", "b", "c", "vote", "d", "e"]]
+        assert got == [("hold", None), ("c", None), ("vote", None), ("e", None)]
+
+        await pipe.aclose()
+
+        rec = Recorder()
+        pipe = WritePipeline("test", rec.run_batch, lambda ops, results: None)
+        got.clear()
+        pipe.submit("hold-bad", report("hold-bad"), True)
+        with trio.fail_after(WAIT_S):
+            await trio.to_thread.run_sync(rec.holding.wait)
+        pipe.submit("f", report("f"), True)
+        pipe.submit("g", report("g"), True)
+        rec.release.set()
+        with trio.fail_after(WAIT_S):
+            await pipe.wait_idle()
+        assert [name for name, _ in got] == ["hold-bad", "f", "g"]
+        assert all(isinstance(e, OSError) for _, e in got)
+        await pipe.aclose()
+
+    trio.run(main)
