@@ -1,9 +1,16 @@
 """Forged Raft frames against a real cluster: three ``fastraft-kv serve`` processes on 127.0.0.1
 with lmdb stores, attacked through their Raft TCP ports by a process that is no member (the
-attacks of the trust-boundary issue; spoofing a member's id needs authenticated peers and is
-not covered here). Each test sends its frames over a real socket, then checks that the cluster
-still has its leader, in the same term, takes writes, and counts what it dropped. Run in both
-builds (the nodes inherit FASTRAFT_PURE_PYTHON).
+attacks of the trust-boundary issue). Each test sends its frames over a real socket, then
+checks that the cluster still has its leader, in the same term, takes writes, and counts what
+it dropped. Run in both builds (the nodes inherit FASTRAFT_PURE_PYTHON).
+
+The rows that go through the HTTP Raft network run over plain HTTP and over HTTPS (``https``:
+the cluster of the README's secured section, its Raft RPCs between node certificates). Over
+HTTPS the attacker holds a node certificate of the cluster's CA: a member's own (a member
+gone rogue: only the engine's bounds protect), or node 99's (a node the CA certified that is
+no member); a message whose ``sender`` is not the certificate's node is refused with 403
+before the engine sees it (spoofing the leader is impossible), and one sent without a node
+certificate too. Spoofing over the TCP network's mutual TLS is tested in tests/net.
 
 Raft §5.1 (terms), §5.3-5.4 (log matching, committed entries), thesis §3.10 (TimeoutNow),
 §4.2.3 (disruptive servers), §6.2 and §9.6 (check-quorum, pre-vote)."""
@@ -13,6 +20,8 @@ from __future__ import annotations
 import os
 import shutil
 
+import ssl
+
 import httpx
 import pytest
 import trio
@@ -20,6 +29,8 @@ import trio
 from fastraft import Entry, Vote, codec
 from fastraft.kv import Set
 from fastraft.kv.client import KVClient
+from fastraft.kv.certs import make_pki
+from fastraft.kv.client import client_tls_context
 from fastraft.kv.commands import encode_command
 from fastraft.kv.http_network import RAFT_ROUTES
 from fastraft.kv.local_cluster import LocalCluster, NodeStartError
@@ -32,6 +43,7 @@ from fastraft.types import EntryKind
 TIMEOUT_S = 120
 U64_MAX = (1 << 64) - 1
 STRANGER = 99
+CLUSTER_ID = "attacked"
 
 
 async def send_frames(raft_addr: str, msgs: list, answer_timeout_s: float = 2.0) -> list:
@@ -52,13 +64,16 @@ async def send_frames(raft_addr: str, msgs: list, answer_timeout_s: float = 2.0)
     return answers
 
 
-async def post_raft_rpc(addr: str, msg) -> int:
+async def post_raft_rpc(addr: str, msg, tls: ssl.SSLContext | None = None) -> int:
     """POST ``msg`` to its Raft route on a node's HTTP address (the KV example's HTTP network),
-    as a hand-written HTTP/1.1 request; the response's status."""
+    as a hand-written HTTP/1.1 request, over TLS with ``tls`` (a client context holding the
+    certificate to show); the response's status."""
     body = codec.encode_message(msg)
     route = {cls: route for route, cls in RAFT_ROUTES.items()}[type(msg)]
     host, port = parse_addr(addr)
     stream = await trio.open_tcp_stream(host, port)
+    if tls is not None:
+        stream = trio.SSLStream(stream, tls, server_hostname=None, https_compatible=True)
     async with stream:
         await stream.send_all(
             f"POST {route} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream"
@@ -71,6 +86,22 @@ async def post_raft_rpc(addr: str, msg) -> int:
                     break
                 head += chunk
     return int(head.split(b" ", 2)[1])
+
+
+def node_tls(cluster: LocalCluster, node_id: int) -> ssl.SSLContext | None:
+    """A client context showing node ``node_id``'s certificate (None for a plain cluster)."""
+    if cluster.peer_tls is None:
+        return None
+    folder = cluster.peer_tls[0]
+    return client_tls_context(os.path.join(folder, "ca.pem"),
+                              os.path.join(folder, f"node-{node_id}.pem"),
+                              os.path.join(folder, f"node-{node_id}-key.pem"))
+
+
+async def post_as(cluster: LocalCluster, addr: str, msg) -> int:
+    """``post_raft_rpc`` of ``msg`` to ``addr``; over HTTPS with the certificate of the node
+    ``msg`` names as its sender."""
+    return await post_raft_rpc(addr, msg, node_tls(cluster, msg.sender))
 
 
 async def metrics_until(client: KVClient, addr: str, predicate, what: str, timeout_s=20.0):
@@ -106,15 +137,26 @@ SLOW_TIMERS = ("--heartbeat-ms", "100", "--election-timeout-ms", "1000", "2000")
 
 
 def run_cluster(tmp_path, attack, network: str = "tcp") -> None:
+    """Three nodes with the Raft ``network`` "tcp", "http", or "https" (the http network over
+    the HTTPS API, node certificates from ``fastraft.kv.certs``, node 99's among them), and
+    ``attack(cluster, client)`` run against them; the client holds an admin certificate."""
+    peer_tls = None
+    if network == "https":
+        pki = os.path.join(str(tmp_path), "pki")
+        make_pki(pki, CLUSTER_ID, [1, 2, 3, STRANGER])
+        peer_tls = (pki, CLUSTER_ID)
+
     async def main():
         with trio.fail_after(TIMEOUT_S):
-            async with LocalCluster(str(tmp_path), verbose=1, network=network,
-                                    serve_args=SLOW_TIMERS if network == "http" else ()
-                                    ) as cluster:
+            async with LocalCluster(str(tmp_path), verbose=1,
+                                    network="tcp" if network == "tcp" else "http",
+                                    serve_args=SLOW_TIMERS if network != "tcp" else (),
+                                    peer_tls=peer_tls) as cluster:
                 try:
                     for i in (1, 2, 3):
                         await cluster.start(i)
-                    async with KVClient(cluster.addrs(), deadline_s=20) as client:
+                    async with KVClient(cluster.addrs(), deadline_s=20,
+                                        tls=cluster.client_tls("admin")) as client:
                         await attack(cluster, client)
                 except BaseException:
                     for i in sorted(cluster.nodes):  # shown by pytest with the failure
@@ -122,6 +164,27 @@ def run_cluster(tmp_path, attack, network: str = "tcp") -> None:
                     raise
 
     trio.run(main)
+
+
+async def assert_refused_over_https(cluster: LocalCluster, client: KVClient, msg) -> None:
+    """Over HTTPS, ``msg`` sent with another node's certificate (node 99's, or a member's
+    when ``msg`` claims node 99) and sent with a client certificate are refused with 403 by
+    every node, before the engine: the refusals are counted, the engine's drops are not."""
+    if cluster.peer_tls is None:
+        return
+    before = {i: await client.metrics(cluster.nodes[i].addr) for i in (1, 2, 3)}
+    other = 1 if msg.sender == STRANGER else STRANGER
+    for i in (1, 2, 3):
+        addr = cluster.nodes[i].addr
+        assert await post_raft_rpc(addr, msg, node_tls(cluster, other)) == 403
+        assert await post_raft_rpc(addr, msg, cluster.client_tls("admin")) == 403
+    for i in (1, 2, 3):
+        m = await client.metrics(cluster.nodes[i].addr)
+        refused, was = m["refused_requests"], before[i]["refused_requests"]
+        assert refused.get("sender", 0) == was.get("sender", 0) + 1, (i, refused)
+        assert refused.get("role", 0) == was.get("role", 0) + 1, (i, refused)
+        assert m["dropped_messages"] == before[i]["dropped_messages"], (i, m)
+        assert m["current_term"] == before[i]["current_term"]
 
 
 async def assert_healthy(cluster: LocalCluster, client: KVClient, term: int, key: str) -> None:
@@ -143,11 +206,11 @@ def dropped(m: dict, reason: str) -> int:
 
 # -- the table's rows ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("network", ["tcp", "http"])
+@pytest.mark.parametrize("network", ["tcp", "http", "https"])
 def test_vote_request_with_term_2_64_minus_1_and_leader_transfer(tmp_path, network):
     """Row 1: the leader voted, stepped down, and the next election's term + 1 overflowed u64
     on every node, for ever (the term was persisted). Also through ``/raft-vote`` with the
-    HTTP network."""
+    HTTP network, and over HTTPS from a member's own certificate."""
     async def attack(cluster, client):
         m = await start_three(cluster, client)
         term = m["current_term"]
@@ -158,11 +221,12 @@ def test_vote_request_with_term_2_64_minus_1_and_leader_transfer(tmp_path, netwo
             if network == "tcp":
                 assert await send_frames(cluster.nodes[i].raft_addr, [msg]) == [None]
             else:
-                assert await post_raft_rpc(cluster.nodes[i].addr, msg) == 204  # no answer
+                assert await post_as(cluster, cluster.nodes[i].addr, msg) == 204  # no answer
         for i in (1, 2, 3):
             await metrics_until(client, cluster.nodes[i].addr,
                                 lambda m: dropped(m, "malformed") >= 1 or m["current_term"] != term,
                                 f"node {i} to handle the vote request")
+        await assert_refused_over_https(cluster, client, msg)
         await assert_healthy(cluster, client, term, "after-vote")
         for i in (1, 2, 3):
             assert dropped(await client.metrics(cluster.nodes[i].addr), "malformed") == 1
@@ -179,8 +243,10 @@ def test_vote_request_with_term_2_64_minus_1_and_leader_transfer(tmp_path, netwo
     run_cluster(tmp_path, attack, network)
 
 
-def test_append_entries_from_non_member_99_is_not_committed(tmp_path):
-    """Row 2: followers accepted "leader 99" and its forged write committed on all three."""
+@pytest.mark.parametrize("network", ["tcp", "https"])
+def test_append_entries_from_non_member_99_is_not_committed(tmp_path, network):
+    """Row 2: followers accepted "leader 99" and its forged write committed on all three.
+    Over HTTPS node 99 holds a certificate of the cluster's CA: it is still no member."""
     async def attack(cluster, client):
         m = await start_three(cluster, client)
         term, last = m["current_term"], m["last_log_index"]
@@ -188,8 +254,11 @@ def test_append_entries_from_non_member_99_is_not_committed(tmp_path):
         msg = AppendEntriesRequest(term=term + 1, sender=STRANGER, prev_log_term=term,
                                    prev_log_index=last, leader_commit=last + 1, seq=1,
                                    entries=[forged])
-        for i in (1, 2, 3):
-            assert await send_frames(cluster.nodes[i].raft_addr, [msg]) == [None]  # no answer
+        for i in (1, 2, 3):  # no answer
+            if network == "tcp":
+                assert await send_frames(cluster.nodes[i].raft_addr, [msg]) == [None]
+            else:
+                assert await post_as(cluster, cluster.nodes[i].addr, msg) == 204
         for i in (2, 3):
             await metrics_until(client, cluster.nodes[i].addr,
                                 lambda m: dropped(m, "non_member") >= 1 or m["current_term"] > term,
@@ -199,8 +268,9 @@ def test_append_entries_from_non_member_99_is_not_committed(tmp_path):
             assert await client.read("forged", addr=cluster.nodes[i].addr) is None
             assert dropped(await client.metrics(cluster.nodes[i].addr), "non_member") == 1
         assert "drops messages from node 99" in cluster.log_tail(2, 100_000)
+        await assert_refused_over_https(cluster, client, msg)
 
-    run_cluster(tmp_path, attack)
+    run_cluster(tmp_path, attack, network)
 
 
 def test_vote_request_storm_from_non_member_99_with_leader_transfer(tmp_path):
@@ -237,23 +307,30 @@ def test_vote_request_storm_from_non_member_99_with_leader_transfer(tmp_path):
     run_cluster(tmp_path, attack)
 
 
-def test_timeout_now_from_non_member_99(tmp_path):
-    """Row 5: a follower started an election at once: an outsider picked the leader."""
+@pytest.mark.parametrize("network", ["tcp", "https"])
+def test_timeout_now_from_non_member_99(tmp_path, network):
+    """Row 5: a follower started an election at once: an outsider picked the leader (over
+    HTTPS: an outsider with a certificate of the cluster's CA)."""
     async def attack(cluster, client):
         m = await start_three(cluster, client)
         term = m["current_term"]
+        msgs = [TimeoutNowRequest(term=term, sender=STRANGER),
+                TimeoutNowRequest(term=term + 1, sender=STRANGER)]
         for target in (2, 3):
-            answers = await send_frames(cluster.nodes[target].raft_addr,
-                                        [TimeoutNowRequest(term=term, sender=STRANGER),
-                                         TimeoutNowRequest(term=term + 1, sender=STRANGER)])
-            assert answers == [None, None]
+            if network == "tcp":
+                answers = await send_frames(cluster.nodes[target].raft_addr, msgs)
+                assert answers == [None, None]
+            else:
+                for msg in msgs:
+                    assert await post_as(cluster, cluster.nodes[target].addr, msg) == 204
         for i in (2, 3):
             await metrics_until(client, cluster.nodes[i].addr,
                                 lambda m: dropped(m, "non_member") >= 2 or m["current_term"] > term,
                                 f"node {i} to handle TimeoutNow")
         await assert_healthy(cluster, client, term, "after-timeout-now")
+        await assert_refused_over_https(cluster, client, msgs[1])
 
-    run_cluster(tmp_path, attack)
+    run_cluster(tmp_path, attack, network)
 
 
 def test_follower_that_must_drop_entries_rewriting_its_committed_log_says_so(tmp_path):

@@ -10,6 +10,7 @@ nodes speak the same protocol, ``benchmarks/peers/pysyncobj_node.py``):
     {"cmd": "fill", "entries", "batch", "window"} -> fill()'s result
     {"cmd": "throughput", "window", "payload", "warmup_s", "duration_s"} -> {"ops_s", ...}
     {"cmd": "open_loop", "rate", "payload", "warmup_s", "duration_s"} -> {"latency_ms": [...]}
+    {"cmd": "latency", "payload", "warmup_s", "duration_s"} -> one writer's {"p50_ms", "p99_ms", ...}
     {"cmd": "load_state", "keys", "value_bytes"} -> load_state()'s result (then a snapshot)
     {"cmd": "rss"}                             -> {"rss_kib", "hwm_kib"} from /proc/self/status
     {"cmd": "exit"}                            -> {"bye": true}
@@ -83,6 +84,9 @@ def main() -> None:
                   "error_kinds": r["error_kinds"]})
         elif cmd == "open_loop":
             emit(node.call(node.open_loop, msg["payload"], msg["rate"], msg["warmup_s"],
+                           msg["duration_s"]))
+        elif cmd == "latency":
+            emit(node.call(node.latency, [b"x" * max(0, msg["payload"] - 4)], msg["warmup_s"],
                            msg["duration_s"]))
         elif cmd == "load_state":
             emit(node.call(node.load_state, msg["keys"], msg["value_bytes"]))

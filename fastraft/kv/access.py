@@ -35,10 +35,10 @@ import re
 import ssl
 from dataclasses import dataclass
 
-import trio
 
 from ..errors import ConfigError
 from ..net.tls import TlsConfig, peer_identity
+from ..net.tls_stream import TlsStream
 from .http_network import RAFT_ROUTES
 
 __all__ = ["ApiTls", "Peer", "ADMIN_ROUTES", "route_class", "authorize", "identify",
@@ -138,42 +138,17 @@ def _is_loopback_stream(stream) -> bool:
         return False
 
 
-async def identify(stream: trio.SSLStream, tls: ApiTls) -> Peer:
+async def identify(stream: TlsStream, tls: ApiTls) -> Peer:
     """Complete the handshake on an accepted connection and say who it is (once per
     connection). A certificate the CA did not sign, or none where one is required, fails here
-    (trio.BrokenResourceError), after the TLS alert that says why is sent to the client."""
-    try:
-        await stream.do_handshake()
-    except trio.BrokenResourceError:
-        await _send_alert(stream)
-        raise
+    (trio.BrokenResourceError), after the TLS alert that says why ("certificate required",
+    "unknown CA") is sent to the client (``TlsStream.do_handshake``)."""
+    await stream.do_handshake()
     cert = stream.getpeercert()
     peer = peer_of_certificate(cert, tls.cluster_id)
     if not cert and tls.anonymous_loopback and _is_loopback_stream(stream):
         return Peer(None, "an anonymous loopback client", why="anonymous")
     return peer
-
-
-async def _send_alert(stream: trio.SSLStream) -> None:
-    """Send what OpenSSL wrote when the handshake failed (its alert: "certificate required",
-    "unknown CA"). trio drops it, and with TLS 1.3 a client would then see only a closed
-    connection after sending its request, unable to tell a refusal from a crash. trio keeps
-    the bytes in a private buffer; without it, nothing is sent."""
-    outgoing = getattr(stream, "_outgoing", None)
-    data = outgoing.read() if outgoing is not None else b""
-    if not data:
-        return
-    transport = stream.transport_stream
-    with trio.move_on_after(1):  # also bounds the reads below
-        try:
-            await transport.send_all(data)
-            # then read what the client sent meanwhile (its request) until it closes: closing
-            # with unread bytes would reset the connection and lose the alert on the way
-            for _ in range(16):
-                if not await transport.receive_some(65536):
-                    break
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
 
 
 def route_class(path: str) -> str:

@@ -9,14 +9,14 @@ make it hold.
 ``handler(request)`` is an async callable taking a ``Request`` (the whole body already read)
 and returning a ``Response`` (``fastraft.kv.http_message``); it may define
 ``body_limit(path) -> int`` to accept bodies larger or smaller than ``Limits.max_body_bytes``
-on some paths. The listeners are any ``trio.abc.Listener`` of byte streams, so a
-``trio.SSLListener`` serves HTTPS unchanged. A handler may also define ``async
-authenticate(stream) -> peer``: called once per connection before its first request (the TLS
-handshake runs there, bounded by ``Limits.handshake_timeout_s``), its result is every
-request's ``peer``; if it raises a stream error the connection is closed without a word.
-And it may define ``time_limit(request) -> (seconds, Response) | None``: the server then
-answers that Response (and cancels the handler) if the handler has not answered within that
-many seconds; the connection goes on.
+on some paths. The listeners are any ``trio.abc.Listener`` of byte streams, so a TLS
+listener (``fastraft.net.tls_stream``'s ``TlsListener``) serves HTTPS unchanged. A handler
+may also define ``async authenticate(stream) -> peer``: called once per connection before its
+first request (the TLS handshake runs there, bounded by ``Limits.handshake_timeout_s``), its
+result is every request's ``peer``; if it raises a stream error the connection is closed
+without a word. And it may define ``time_limit(request) -> (seconds, Response) | None``: the
+server then answers that Response (and cancels the handler) if the handler has not answered
+within that many seconds; the connection goes on.
 
 The parser is httptools (llhttp), driven by ``fastraft.kv.http_message.RequestReader``. It
 was picked over h11 by measurement: ``benchmarks/kv/http_ceiling.py`` serves a fixed answer

@@ -48,6 +48,7 @@ from ..errors import ConfigError
 from ..net.limits import ListenerLimits, raise_fd_limit
 from ..net.tcp import TcpNetwork, serve_raft_tcp
 from ..net.tls import TlsConfig
+from ..net.tls_stream import TlsListener
 from ..runtime import open_raft
 from ..storage import LmdbLogStore, MemoryLogStore
 from . import data_dir
@@ -199,8 +200,9 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
     listener, http_addr = await bind_http_listener(options.addr)
     api_tls = options.api_tls
     if api_tls is not None:
-        # https_compatible: HTTP clients close without TLS's close_notify; framing is HTTP's
-        listener = trio.SSLListener(listener, api_tls.server_context(), https_compatible=True)
+        # HTTP clients close without TLS's close_notify (TlsStream takes that as the end);
+        # a refused handshake sends its alert (fastraft.net.tls_stream)
+        listener = TlsListener(listener, api_tls.server_context())
     try:
         log_store, sm = await _open_stores(options)
     except BaseException:

@@ -1,12 +1,16 @@
 """The fuzzing campaigns, each for a bounded time (CI's fuzzing step):
 
-    python tests/fuzz/run.py [--seconds 15] [--http-examples 400] [--keep DIR]
+    python tests/fuzz/run.py [--seconds 15] [--http-examples 400] [--peer-examples 300]
+        [--keep DIR]
 
-* atheris over the codec (``fuzz_codec.py``: both builds, compared) and over the TCP server's
-  frame reader (``fuzz_frame_reader.py``: bytes over a real socket into ``serve_raft_tcp``),
-  ``--seconds`` each, starting from ``seeds.py`` and the saved inputs of ``corpus/<target>``;
+* atheris over the codec (``fuzz_codec.py``: both builds, compared), the TCP server's frame
+  reader (``fuzz_frame_reader.py``: bytes over a real socket into ``serve_raft_tcp``), the TCP
+  client's reader (``fuzz_client_reader.py``: a hostile peer's answers, plain and under TLS)
+  and the TLS handshake of both sides (``fuzz_tls_handshake.py``), ``--seconds`` each,
+  starting from ``seeds.py`` and the saved inputs of ``corpus/<target>``;
 * hypothesis over the KV HTTP API (``test_fuzz_http.py`` against a real ``fastraft-kv serve``
-  process), ``--http-examples`` generated requests.
+  process), ``--http-examples`` generated requests, and over the client's reader and the TLS
+  handshake (``test_fuzz_peers.py``), ``--peer-examples`` generated inputs per test.
 
 Prints each campaign's size (executions, seconds) and exits non-zero when one failed; an
 input that made atheris fail is written under the working corpus directory (``crash-*``):
@@ -63,10 +67,21 @@ def http_campaign(examples: int) -> bool:
     return proc.returncode == 0
 
 
+def peer_campaign(examples: int) -> bool:
+    env = dict(os.environ, FASTRAFT_FUZZ_PEER_EXAMPLES=str(examples))
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pytest", os.path.join(HERE, "test_fuzz_peers.py"),
+                           "-q", "-p", "no:cacheprovider"], env=env, timeout=900)
+    print(f"hypothesis peers: {examples} examples per test in {time.monotonic() - started:.0f} s, "
+          f"exit {proc.returncode}", flush=True)
+    return proc.returncode == 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--http-examples", type=int, default=400)
+    ap.add_argument("--peer-examples", type=int, default=300)
     ap.add_argument("--keep", help="working corpus directory (default: a temporary one)")
     args = ap.parse_args(argv)
     import seeds
@@ -74,7 +89,10 @@ def main(argv=None) -> int:
     work = args.keep or tempfile.mkdtemp(prefix="fastraft-fuzz-")
     ok = atheris_campaign("codec", seeds.codec_seeds(), args.seconds, work)
     ok &= atheris_campaign("frame_reader", seeds.frame_reader_seeds(), args.seconds, work)
+    ok &= atheris_campaign("client_reader", seeds.client_reader_seeds(), args.seconds, work)
+    ok &= atheris_campaign("tls_handshake", seeds.tls_handshake_seeds(), args.seconds, work)
     ok &= http_campaign(args.http_examples)
+    ok &= peer_campaign(args.peer_examples)
     print("fuzzing:", "no failures" if ok else f"FAILED (inputs under {work})")
     return 0 if ok else 1
 

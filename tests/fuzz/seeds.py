@@ -1,7 +1,8 @@
 """Seed inputs for the fuzzers: one valid frame of every message kind and of an entry batch
 (each also as a bare body, for ``check_codec``'s framing modes), and valid request envelopes,
-an error and an empty envelope, and a TLS hello, for the frame reader. New message kinds are
-covered without changing this file (``MESSAGE_TYPES``)."""
+an error and an empty envelope, and a TLS hello, for the frame reader; response envelopes
+for the client's reader; a real ClientHello and a real server's answer to one for the TLS
+handshake. New message kinds are covered without changing this file (``MESSAGE_TYPES``)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,25 @@ def frame_reader_seeds() -> list[bytes]:
     out.append(encode_ok(10, None))
     out.append(encode_hello("c1", 2) + out[0])
     return out
+
+
+def client_reader_seeds() -> list[bytes]:
+    """Answers to the client's request (id 1) in each mode of ``check_client_reader``: every
+    response kind, an error, an empty answer, two pipelined, one cut short."""
+    msgs = sample_messages()
+    answers = [encode_ok(1, m) for m in msgs if type(m).__name__.endswith("Response")]
+    answers += [encode_error(1, "no"), encode_ok(1, None), answers[0] + answers[0],
+                answers[0][:-3], encode_ok(2, msgs[0])]
+    return [bytes([mode]) + a for mode in range(3) for a in answers]
+
+
+def tls_handshake_seeds() -> list[bytes]:
+    """A real server's answer to a ClientHello (mode 0: to the dialling client) and a real
+    ClientHello (mode 1: to the server), whole and cut."""
+    from peer_targets import client_hello, server_flight
+
+    flight, hello = server_flight(), client_hello()
+    return [b"\x00" + flight, b"\x00" + flight[:64], b"\x01" + hello, b"\x01" + hello[:64]]
 
 
 def write(directory: str, seeds: list[bytes]) -> None:
