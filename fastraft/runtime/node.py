@@ -24,10 +24,11 @@ Rounds run where the work arrives when that saves a task turn on the path of a w
   round, a store that completed synchronously is reported at the end of that round);
 * an input that finds the engine task parked with nothing queued (an idle node) runs its
   round in the producer's task (``_inline_round``), so a follower's append starts in the
-  turn that read the request; so does a client write that is the only one pending (one
-  writer): its AppendLog and sends start in the client's own turn. A write among others
-  waits for the engine task's round, so the writers an apply woke are still proposed as one
-  batch (one AppendLog, one message per peer).
+  turn that read the request; so does a client write that is the only one pending, after
+  an apply that settled no other writer's write (one writer): its AppendLog and sends start
+  in the client's own turn. A write among others waits for the engine task's round, so the
+  writers an apply woke are still proposed as one batch (one AppendLog, one message per
+  peer).
 
 A round run outside the engine task wakes it only when it left work queued or moved the
 engine's next timer before the deadline the task sleeps until.
@@ -197,8 +198,15 @@ class RaftRuntime:
         return reply
 
     def submit_write(self, proposal: Proposal) -> None:
-        self.proposals.queue(proposal)
-        if len(self.proposals) == proposal.count and self._idle():  # the only write pending
+        proposals = self.proposals
+        proposals.queue(proposal)
+        # An inline round only for a lone writer: the only write pending, and the latest
+        # apply settled no other writer's write. After an apply that woke many writers, the
+        # first to write again would otherwise go out alone, one round, one AppendEntries per
+        # peer and one sync per follower ahead of the batch of the others (at 256 writes in
+        # flight that cost a fifth of the throughput and a third more CPU per write).
+        if (len(proposals) == proposal.count and proposals.last_settled <= 1
+                and self._idle()):
             self._inline_round()
         else:
             self._inputs.wake_consumer()

@@ -121,6 +121,9 @@ class Proposals:
         self._partial: list = []  # responses gathered for _waiting[0] across apply batches
         self._entries = 0  # entries queued or waiting
         self._room = trio.Event()
+        #: proposals the latest apply batch settled: more than one means several writers
+        #: are waking up and about to write again (``RaftRuntime.submit_write`` batches them)
+        self.last_settled = 0
 
     def __len__(self) -> int:
         return self._entries
@@ -196,6 +199,7 @@ class Proposals:
             released += p.count
             settled.append(p)
         self._release(released)  # once per batch: waking the writers waiting for room
+        self.last_settled = len(settled)
         return settled
 
     def on_snapshot_installed(self, last_index: int) -> None:

@@ -130,3 +130,42 @@ def test_a_busy_node_answers_a_heartbeat_and_a_vote_before_the_work_queued_ahead
             assert heartbeat.value.success and vote.value.granted is False
 
     trio.run(main, clock=trio.testing.MockClock())
+
+
+def test_writers_an_apply_woke_are_proposed_as_one_batch():
+    """A closed loop of 32 writers on the leader: after an apply settles a batch of writes,
+    the writers it wakes write again and are proposed together, one AppendLog and one
+    AppendEntries per peer (thesis §10.2.1: batching is what buys throughput). The lone-
+    writer inline round must not take the first of them out alone: it did, and half the
+    batches held one write, doubling rounds, messages and follower syncs (at 256 writes in
+    flight over TCP: a fifth less throughput, a third more CPU per write)."""
+    from cluster_fixtures import MemCluster, kv_set, run
+
+    async def main():
+        sizes = []
+        async with trio.open_nursery() as nursery:
+            c = await MemCluster(nursery).start_all(3)
+            raft = c.rafts[await c.wait_leader()]
+            proposals = raft._rt.proposals
+            register = proposals.register
+
+            def counting_register(batch, first_index, term):
+                sizes.append(len(batch))
+                return register(batch, first_index, term)
+
+            proposals.register = counting_register
+
+            async def writer(w):
+                for n in range(20):
+                    await raft.client_write(kv_set(f"w{w}", str(n)))
+
+            async with trio.open_nursery() as writers:
+                for w in range(32):
+                    writers.start_soon(writer, w)
+            proposals.register = register
+            await c.stop_all()
+        assert sum(sizes) == 32 * 20
+        singles = sum(1 for s in sizes if s == 1)
+        assert singles <= len(sizes) // 10, f"{singles} of {len(sizes)} batches held one write"
+
+    run(main)
