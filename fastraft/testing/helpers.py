@@ -62,3 +62,15 @@ async def feed_10(log) -> None:
     for i in range(1, 11):
         await log.append([blank(1, i)])
     await log.save_vote(Vote(1, 1))
+
+
+async def open_durable_log_store(kind: str, path):
+    """A durable log store of ``kind`` ("lmdb" or "rocksdb", the ``rocksdb`` extra) at
+    ``path``, for tests that run the same checks on both."""
+    if kind == "lmdb":
+        from ..storage.lmdb_log import LmdbLogStore
+        return await LmdbLogStore.open(path)
+    if kind == "rocksdb":
+        from ..storage.rocksdb_log import RocksLogStore
+        return await RocksLogStore.open(path)
+    raise ValueError(f"no durable log store of kind {kind!r}")

@@ -11,24 +11,17 @@ from fastraft import Entry
 from fastraft.core.commands import AppendLog, TruncateLog
 from fastraft.runtime.log_writer import LogWriter
 from fastraft.storage import LmdbLogStore
+from fastraft.testing.helpers import open_durable_log_store
 from fastraft.types import LogId
 
 WAIT_S = 30  # a generous bound on waiting for the store's writer thread
 APPENDS = 300
 
 
-async def open_store(kind, path):
-    if kind == "lmdb":
-        return await LmdbLogStore.open(path)
-    pytest.importorskip("rocksdict", reason="the rocksdb extra is not installed")
-    from fastraft.storage.rocksdb_log import RocksLogStore
-    return await RocksLogStore.open(path)
-
-
 @pytest.mark.parametrize("kind", ["lmdb", "rocksdb"])
 def test_one_flush_report_per_synced_batch(tmp_path, kind):
     async def main():
-        store = await open_store(kind, tmp_path / kind)
+        store = await open_durable_log_store(kind, tmp_path / kind)
         flushed: list[LogId] = []
         durable_at_report: list[int] = []
 

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from fastraft import Entry, StorageError
-from fastraft.storage import LmdbLogStore
+from fastraft.testing.helpers import open_durable_log_store
 from fastraft.storage.group_commit import WritePipeline
 
 WAIT_S = 30  # a generous bound on every wait for the writer thread
@@ -21,18 +21,10 @@ def entries(lo, hi):
     return [Entry(1, i, 1, b"v%d" % i) for i in range(lo, hi)]
 
 
-async def open_store(kind, path):
-    if kind == "lmdb":
-        return await LmdbLogStore.open(path)
-    pytest.importorskip("rocksdict", reason="the rocksdb extra is not installed")
-    from fastraft.storage.rocksdb_log import RocksLogStore
-    return await RocksLogStore.open(path)
-
-
 @pytest.mark.parametrize("kind", ["lmdb", "rocksdb"])
 def test_the_writer_thread_starts_with_the_first_write_and_ends_with_the_store(tmp_path, kind):
     async def main():
-        store = await open_store(kind, tmp_path / kind)
+        store = await open_durable_log_store(kind, tmp_path / kind)
         assert store._pipeline._thread is None  # a store that never writes has no thread
         await store.append(entries(1, 4))
         thread = store._pipeline._thread
