@@ -37,9 +37,11 @@ Invariant: the engine is called on the trio thread only, by one round at a time 
 task's, a flush round or an inline round), never across an ``await``; each round dispatches
 its commands before it ends.
 Invariant: the input queue holds at most ``_MAX_INPUTS`` items: peers' messages are refused
-(a request answered "no answer", a response dropped: Raft copes, §5.3) beyond
-``_MAX_MESSAGE_INPUTS``, leaving the rest for completions, which the engine's own commands
-bound.
+(a request answered "no answer", a response dropped: Raft copes, §5.3): an ordinary one
+when the queue holds ``_MAX_MESSAGE_INPUTS``, an urgent one when the urgent lane holds
+``_MAX_URGENT_INPUTS`` (so a queue full of AppendEntries refuses no heartbeat or vote, and
+strangers' urgent messages are bounded too), leaving the rest for completions, which the
+engine's own commands bound.
 """
 
 from __future__ import annotations
@@ -75,9 +77,10 @@ _STATE = {Role.LEADER: ServerState.LEADER, Role.FOLLOWER: ServerState.FOLLOWER,
           Role.LEARNER: ServerState.LEARNER}
 #: Inputs taken per round at most, so timers and commands keep flowing under a flood.
 _MAX_INPUTS_PER_ROUND = 4096
-#: The input queue's bound, and the share of it peers' messages may fill.
+#: The input queue's bound, and the shares of it peers' ordinary and urgent messages may fill.
 _MAX_INPUTS = 65536
 _MAX_MESSAGE_INPUTS = 49152
+_MAX_URGENT_INPUTS = 8192
 #: Client writers woken per scheduler pass after an apply (see ``_on_applied``).
 _WAKE_SLICE = 256
 
@@ -188,11 +191,16 @@ class RaftRuntime:
         inputs = self._inputs
         if self._idle():
             self._inline_round(self._on_inbound, (request, reply))
+        elif is_urgent(request):
+            # not refused for the client work queued ahead (Raft §5.6); bounded on its own
+            if inputs.urgent_len >= _MAX_URGENT_INPUTS:
+                self.refused_inputs += 1
+                reply.no_answer(f"{inputs.urgent_len} urgent inputs already wait for the engine")
+            else:
+                inputs.put_urgent((self._on_inbound, (request, reply)))
         elif len(inputs) >= _MAX_MESSAGE_INPUTS:
             self.refused_inputs += 1
             reply.no_answer(f"{len(inputs)} inputs already wait for the engine")
-        elif is_urgent(request):
-            inputs.put_urgent((self._on_inbound, (request, reply)))
         else:
             inputs.put((self._on_inbound, (request, reply)))
         return reply
@@ -239,10 +247,10 @@ class RaftRuntime:
             return
         if self._idle():
             self._inline_round(self.engine.step, (response,))
-        elif len(inputs) >= _MAX_MESSAGE_INPUTS:
-            self.refused_inputs += 1  # lost like any message; the engine retries (Raft §5.3)
-        elif type(response) is VoteResponse:
+        elif type(response) is VoteResponse and inputs.urgent_len < _MAX_URGENT_INPUTS:
             inputs.put_urgent((self.engine.step, (response,)))
+        elif len(inputs) >= _MAX_MESSAGE_INPUTS or type(response) is VoteResponse:
+            self.refused_inputs += 1  # lost like any message; the engine retries (Raft §5.3)
         else:
             inputs.put((self.engine.step, (response,)))
 

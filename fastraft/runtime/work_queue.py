@@ -67,6 +67,11 @@ class WorkQueue:
     def __bool__(self) -> bool:
         return bool(self._items) or bool(self._urgent)
 
+    @property
+    def urgent_len(self) -> int:
+        """Items in the urgent lane."""
+        return len(self._urgent)
+
     def _wake(self) -> None:
         task = self._waiter
         if task is not None:
