@@ -245,7 +245,10 @@ class TcpClient(RaftClient):
             conn.writer.close()  # a request still queueing gets BrokenResourceError
             if self._conn is conn:
                 self._conn = None
-            await trio.aclose_forcefully(conn.stream)
+            # shielded: when the client's scope is cancelled (it closes), the close's checkpoint
+            # would raise Cancelled here and replace, so lose, an error the tasks raised
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(conn.stream)
 
     async def _read_loop(self, conn: _Connection) -> BaseException:
         """Pair responses with their requests until the connection ends; return why it did."""
