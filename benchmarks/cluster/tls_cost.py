@@ -163,6 +163,7 @@ def main(argv=None) -> None:
         ports = {"plain": free[:3], "tls": free[3:]}
     clusters = {}
     got = {(p, case): [] for p in points for case in ("plain", "tls")}
+    loads = []  # the 1-minute load average after each measurement: the machine is shared
     try:
         clusters["plain"] = _cluster(workdir, ports["plain"], None)
         clusters["tls"] = _cluster(workdir, ports["tls"], pki)
@@ -181,7 +182,9 @@ def main(argv=None) -> None:
                         shown = f"p50 {res['p50_ms']:.3f} ms p99 {res['p99_ms']:.3f} ms"
                     else:
                         shown = f"{res['ops_s']:.0f} writes/s"
-                    print(f"round {r} {p:8s} {case:5s} {shown}", flush=True)
+                    load = os.getloadavg()[0]
+                    loads.append(load)
+                    print(f"round {r} {p:8s} {case:5s} {shown} (load {load:.1f})", flush=True)
     except BaseException:
         for root, _, files in os.walk(workdir):  # the nodes' logs say why
             for name in sorted(f for f in files if f.endswith(".log")):
@@ -196,6 +199,7 @@ def main(argv=None) -> None:
     def med(p, case, key):
         return statistics.median(x[key] for x in got[p, case])
 
+    print(f"\nload average (1 min) during the run: {min(loads):.1f}-{max(loads):.1f}")
     print(f"\n| point (median of {args.rounds} rounds) | plain | TLS | TLS / plain | target |")
     print("|---|---|---|---|---|")
     for p in points:

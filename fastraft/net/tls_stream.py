@@ -47,6 +47,8 @@ __all__ = ["TlsStream", "TlsListener", "MAX_HANDSHAKE_BYTES"]
 
 #: Largest single read from the socket.
 _RECEIVE_BYTES = 256 * 1024
+#: Largest plaintext of one TLS record (RFC 8446 §5.1: 2^14 bytes).
+_RECORD_BYTES = 16 * 1024
 #: Ciphertext a handshake may read: certificate chains are a few KiB; a peer that sends more
 #: without finishing is refused (the handshake's time is bounded by the caller).
 MAX_HANDSHAKE_BYTES = 256 * 1024
@@ -68,6 +70,8 @@ class TlsStream:
                                      server_hostname=None)
         self._eof = False
         self._handshaken = False
+        #: the last read filled what it asked for: the record may hold more plaintext
+        self._plain_left = False
         #: called (no arguments) when decrypting left bytes for the peer in the outgoing
         #: buffer: the writer makes sure a write follows (``seal(b"")`` picks them up)
         self.on_output: Callable[[], None] | None = None
@@ -160,20 +164,33 @@ class TlsStream:
                 return got or b""
 
     def _decrypt(self, limit: int) -> bytes | None:
-        """Whatever whole records hold, up to ``limit`` bytes; None when none is complete."""
+        """Whatever whole records hold, up to ``limit`` bytes; None when none is complete.
+
+        ``ssl`` is asked only while it may hold something: ciphertext in the incoming buffer,
+        the rest of a record a read stopped inside (``_plain_left``), or the end. A question
+        it cannot answer raises SSLWantReadError, and every call into it releases the GIL
+        (another thread, the log's writer, may then take it and make this one wait): one
+        read per record that came is the least. Each read asks for at most one record's
+        plaintext: ``ssl`` allocates the size asked for before reading into it."""
+        incoming = self._incoming
+        if not (incoming.pending or self._plain_left or self._eof):
+            return None
         parts = []
         size = 0
         try:
-            # ask ssl only while it holds ciphertext or plaintext: a read that finds
-            # neither raises SSLWantReadError, which costs more than the question
-            while size < limit and (self._incoming.pending or self._ssl.pending() or self._eof):
-                part = self._ssl.read(limit - size)
+            while size < limit:  # bounded: each turn takes a record, or leaves
+                want = min(limit - size, _RECORD_BYTES)
+                part = self._ssl.read(want)
                 if not part:
                     break
                 parts.append(part)
                 size += len(part)
+                # a read that got less than it asked for ended its record
+                self._plain_left = len(part) == want
+                if not (self._plain_left or incoming.pending):
+                    break
         except ssl.SSLWantReadError:
-            pass
+            self._plain_left = False
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             self._eof = True  # close_notify, or a TCP close without it: the end either way
         except ssl.SSLError as e:

@@ -3,6 +3,7 @@ by ``fastraft.kv.certs``: a node proves its id with its certificate, a peer cann
 another node, and nothing from a stranger (no certificate, another CA, another cluster, a
 hello that does not match) reaches the node."""
 
+import re
 import struct
 
 import pytest
@@ -15,6 +16,7 @@ from fastraft.net import RemoteError, TcpNetwork, Unreachable, serve_raft_tcp
 from fastraft.net.framing import FrameReader, encode_ok
 from fastraft.net.limits import ListenerLimits, ListenerStats
 from fastraft.net.tls import TlsConfig, encode_hello, message_sender, peer_identity
+from fastraft.net.tls_stream import MAX_HANDSHAKE_BYTES, TlsStream
 from net_fixtures import EchoHandler
 
 CLUSTER = "c1"
@@ -170,3 +172,101 @@ def test_hello_is_small_and_exact():
     raw = encode_hello("c1", 2)
     assert raw[:4] == b"FRH1" and raw[4] == 2 and raw[5:7] == b"c1"
     assert struct.unpack("<Q", raw[7:]) == (2,)
+
+
+#: What OpenSSL takes as the length of a ClientHello (its limit is 131,396 bytes).
+_HELLO_BODY_BYTES = 131_000
+
+
+def _record(payload: bytes) -> bytes:
+    """One plaintext TLS record of the handshake type."""
+    return b"\x16\x03\x01" + struct.pack(">H", len(payload)) + payload
+
+
+def _hello_one_byte_per_record(total_bytes: int) -> bytes:
+    """A ClientHello announcing ``_HELLO_BODY_BYTES`` and sending its body one byte per
+    record (TLS lets a handshake message span records): six bytes on the wire per byte of the
+    message, so ``ssl`` keeps asking for more until 786,000 bytes have come."""
+    out = bytearray(_record(b"\x01" + _HELLO_BODY_BYTES.to_bytes(3, "big")))
+    for i in range((total_bytes - len(out)) // 6):  # bounded by total_bytes
+        out += _record(bytes([i & 0xFF]))
+    return bytes(out)
+
+
+def test_a_handshake_that_never_completes_is_cut_at_max_handshake_bytes(pki):
+    """Bytes that ``ssl`` takes as a handshake under way, past the bound: the handshake is
+    refused once MAX_HANDSHAKE_BYTES have been read, before the peer has sent everything
+    (without the bound it would read all of it, then meet the end of the stream)."""
+    wire = _hello_one_byte_per_record(MAX_HANDSHAKE_BYTES + 384 * 1024)
+    assert len(wire) < 6 * _HELLO_BODY_BYTES  # all of it leaves the hello incomplete
+
+    async def main():
+        listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+        peer = await trio.open_tcp_stream("127.0.0.1", listener.socket.getsockname()[1])
+        server = TlsStream(await listener.accept(), tls_for(pki, 2).server_context(),
+                           server_side=True)
+
+        async def send_then_end():
+            try:
+                await peer.send_all(wire)
+                await peer.send_eof()
+            except trio.BrokenResourceError:
+                pass  # the server closed first
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_then_end)
+            with trio.fail_after(30):
+                with pytest.raises(trio.BrokenResourceError, match="without completing") as got:
+                    await server.do_handshake()
+            await server.aclose()
+            nursery.cancel_scope.cancel()
+        received = int(re.search(r"sent (\d+) bytes", str(got.value)).group(1))
+        assert MAX_HANDSHAKE_BYTES <= received < len(wire), received
+        await peer.aclose()
+        await listener.aclose()
+
+    trio.run(main)
+
+
+def test_tls_stream_gives_back_every_byte_in_order_whatever_the_sizes(pki):
+    """Writes from 1 byte to several records (a record holds at most 16 KiB), many records
+    per socket read, and reads asking for less than a record holds (the rest stays inside
+    ``ssl``, with no ciphertext waiting): every byte comes out, in order."""
+    sizes = [1, 100, 16383, 16384, 16385, 70000, 3, 250_000, 17, 16384 * 3]
+    payload = bytes(i * 7 % 251 for i in range(sum(sizes)))
+    read_limits = [7, 1000, 16384, 1 << 18, 16383]
+
+    async def main():
+        listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+        raw_client = await trio.open_tcp_stream("127.0.0.1", listener.socket.getsockname()[1])
+        client = TlsStream(raw_client, tls_for(pki, 1).client_context(), server_side=False)
+        server = TlsStream(await listener.accept(), tls_for(pki, 2).server_context(),
+                           server_side=True)
+        got = bytearray()
+
+        async def send():
+            at = 0
+            for n in sizes:  # bounded
+                await client.send_all(payload[at:at + n])
+                at += n
+
+        async def receive():
+            for i in range(len(payload)):  # bounded: each turn takes at least one byte
+                chunk = await server.receive_some(read_limits[i % len(read_limits)])
+                assert 0 < len(chunk) <= read_limits[i % len(read_limits)]
+                got.extend(chunk)
+                if len(got) >= len(payload):
+                    return
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.do_handshake)
+                nursery.start_soon(server.do_handshake)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                nursery.start_soon(receive)
+        assert bytes(got) == payload
+        for s in (client, server, listener):
+            await s.aclose()
+
+    trio.run(main)
