@@ -47,8 +47,6 @@ __all__ = ["TlsStream", "TlsListener", "MAX_HANDSHAKE_BYTES"]
 
 #: Largest single read from the socket.
 _RECEIVE_BYTES = 256 * 1024
-#: Largest plaintext of one TLS record (RFC 8446 §5.1: 2^14 bytes).
-_RECORD_BYTES = 16 * 1024
 #: Ciphertext a handshake may read: certificate chains are a few KiB; a peer that sends more
 #: without finishing is refused (the handshake's time is bounded by the caller).
 MAX_HANDSHAKE_BYTES = 256 * 1024
@@ -170,8 +168,9 @@ class TlsStream:
         the rest of a record a read stopped inside (``_plain_left``), or the end. A question
         it cannot answer raises SSLWantReadError, and every call into it releases the GIL
         (another thread, the log's writer, may then take it and make this one wait): one
-        read per record that came is the least. Each read asks for at most one record's
-        plaintext: ``ssl`` allocates the size asked for before reading into it."""
+        read per record that came is the least. (Each read asks for all the room left:
+        capping it at one record's 16 KiB measured slower, ``ssl`` allocates what is asked
+        and shrinks it to what it read.)"""
         incoming = self._incoming
         if not (incoming.pending or self._plain_left or self._eof):
             return None
@@ -179,7 +178,7 @@ class TlsStream:
         size = 0
         try:
             while size < limit:  # bounded: each turn takes a record, or leaves
-                want = min(limit - size, _RECORD_BYTES)
+                want = limit - size
                 part = self._ssl.read(want)
                 if not part:
                     break
