@@ -93,7 +93,10 @@ class LmdbKVStateMachine(StateMachine):
         self._last_applied: LogId | None = None
         self._membership = StoredMembership()
         self._snapshot: tuple[SnapshotMeta, str] | None = None
-        self._write_lock = trio.Lock()
+        # applies, installs and snapshot records one at a time; a semaphore, not a
+        # trio.Lock: its uncontended acquire is a counter, where a Lock's records an owner
+        # (a write's apply takes it every time)
+        self._write_lock = trio.Semaphore(1, max_value=1)
         self._closed = False
         self._damage: StorageError | None = None  # set once a value failed its checksum
         self._data_where = self._where("kv_data sub-database")
@@ -215,7 +218,7 @@ class LmdbKVStateMachine(StateMachine):
 
         No checkpoint unless it must wait (the write lock held by an install, or a full
         buffer): a write's answer waits for this apply, and a scheduler pass here would
-        come on top of its latency for nothing."""
+        come on top of its latency for nothing (``acquire`` always takes one)."""
         self._check_open()
         lock = self._write_lock
         try:

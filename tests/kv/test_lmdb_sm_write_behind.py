@@ -132,6 +132,34 @@ def test_an_apply_takes_no_scheduler_pass_unless_it_must_wait(tmp_path):
     trio.run(main)
 
 
+def test_applies_hand_nothing_to_the_commit_thread(tmp_path, monkeypatch):
+    """The commit thread finds staged applies on its own timer: an apply wakes no thread
+    (an Event set per apply cost a thread hand-off, and the interpreter lock taken by the
+    woken thread, on the path of the write it answers). Counted: every notify of a
+    threading.Condition (Event.set goes through one) during the applies."""
+    async def main():
+        sm = await LmdbKVStateMachine.open(tmp_path, commit_interval_s=0.01)
+        notified = []
+        real_notify = threading.Condition.notify
+
+        def counting_notify(self, n=1):
+            notified.append(threading.current_thread().name)
+            return real_notify(self, n)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(threading.Condition, "notify", counting_notify)
+            for lo in range(1, 200, 4):  # across several ticks of the 10 ms timer
+                await sm.apply(sets(lo, lo + 4))
+                await trio.sleep(0.001)
+        assert [name for name in notified if name == threading.current_thread().name] == []
+        with trio.fail_after(30):  # and the timer still commits them: polled, never timed
+            while sm.durable_applied != LogId(1, 200):
+                await trio.sleep(0.01)
+        await sm.aclose()
+
+    trio.run(main)
+
+
 def test_staged_applies_are_bounded(tmp_path):
     async def main():
         sm = await LmdbKVStateMachine.open(tmp_path, commit_interval_s=3600, max_staged_keys=10)
