@@ -149,7 +149,22 @@ def leader_of(nodes, timeout_s: float = 30.0) -> CrashNode:
                 if any(s["id"] == lid and s["state"] == "leader" for s in st):
                     return nodes[lid]
         time.sleep(0.05)
-    raise AssertionError(f"no leader within {timeout_s} s")
+    raise AssertionError(f"no leader within {timeout_s} s{why_stopped(nodes)}")
+
+
+def why_stopped(nodes) -> str:
+    """The last line of each node's log that says why its Raft stopped (a storage error at
+    start-up, say), for a failure message; "" when none did."""
+    said = []
+    for n in nodes.values():
+        try:
+            with open(n.log) as f:
+                lines = [line.strip() for line in f if "stopped: " in line]
+        except OSError:
+            continue
+        if lines:
+            said.append(f"node {n.id}: {lines[-1][:300]}")
+    return (" (" + "; ".join(said) + ")") if said else ""
 
 
 def settle(nodes, timeout_s: float = 60.0) -> int:
@@ -163,7 +178,8 @@ def settle(nodes, timeout_s: float = 60.0) -> int:
         if all(s is not None and s["applied"] >= target for s in st):
             return target
         time.sleep(0.05)
-    raise AssertionError(f"the nodes did not apply {target} within {timeout_s} s: {st}")
+    raise AssertionError(f"the nodes did not apply {target} within {timeout_s} s: {st}"
+                         f"{why_stopped(nodes)}")
 
 
 class ClientWrites:

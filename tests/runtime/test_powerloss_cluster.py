@@ -17,8 +17,8 @@ ends before the acknowledgement is back at the client, so a cut never falls betw
 two; with writes overlapping, the acknowledged writes are always among the newest in the
 stores' sync queues when the power goes.
 
-FASTRAFT_POWERLOSS_CLUSTER_CUTS sets the cuts per run (default 5, a smoke run for CI: well
-under a minute a store kind); FASTRAFT_CRASH_SEED the seed.
+FASTRAFT_POWERLOSS_CLUSTER_CUTS sets the cuts per run (default 8, a smoke run for CI: under
+a minute a store kind); FASTRAFT_CRASH_SEED the seed.
 """
 
 import os
@@ -30,9 +30,9 @@ import pytest
 from crash_cluster import (ClientWrites, crash, crash_seed, leader_of, log_store_kinds,
                            require_fuse, settle, start_cluster, stop_cluster)
 
-CUTS = int(os.environ.get("FASTRAFT_POWERLOSS_CLUSTER_CUTS", "5"))
+CUTS = int(os.environ.get("FASTRAFT_POWERLOSS_CLUSTER_CUTS", "8"))
 #: Client writes in flight at once during the cuts.
-IN_FLIGHT = 16
+IN_FLIGHT = 64
 
 
 #: Who loses power at a cut: the leader, a follower, both (a majority), or every node.
@@ -41,9 +41,11 @@ CUT_KINDS = ("leader", "follower", "majority", "all")
 
 def cut_plan(rng, cuts):
     """Who loses power at each cut: each of ``CUT_KINDS`` at least once (when ``cuts`` >= 4),
-    the rest drawn, in a random order."""
+    the rest mostly all, else a majority (the cuts that test what a majority holds: a
+    store's sync may end within a millisecond of a write's acknowledgement, so an early
+    report is caught at some cuts only), in a random order."""
     kinds = list(CUT_KINDS[:cuts])
-    kinds += [rng.choice(CUT_KINDS) for _ in range(cuts - len(kinds))]
+    kinds += [rng.choice(("majority", "all", "all")) for _ in range(cuts - len(kinds))]
     rng.shuffle(kinds)
     return kinds
 
@@ -63,7 +65,9 @@ def test_power_cuts_of_random_nodes_lose_no_acknowledged_write(tmp_path, kind):
             follower = rng.choice([x for x in nodes.values() if x is not leader])
             victims = {"leader": [leader], "follower": [follower], "majority": [leader, follower],
                        "all": list(nodes.values())}[who]
-            modes = [rng.choice(["drop", "torn"]) for _ in victims]
+            # a whole cluster's cut drops every unsynced write (nothing kept by chance can
+            # hide one acknowledged too early); the others drop them or keep a torn prefix
+            modes = [rng.choice(["drop", "torn"]) if who != "all" else "drop" for _ in victims]
             # The power goes at a random moment while writes flow: a thread pulls the plug.
             at = rng.uniform(0.05, 0.6)
             outcome: list = []
