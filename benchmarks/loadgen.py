@@ -136,6 +136,7 @@ class _Connection(asyncio.Protocol):
             return
         e = time.perf_counter_ns()
         pt = self.point
+        pt.answered += 1
         if self.sent >= pt.t_meas and e <= pt.t_end:
             if pt.ok(int(head[9:12]), bytes(buf[end + 4:end + 4 + length])):
                 pt.lat.append(e - self.sent)
@@ -152,6 +153,7 @@ class _Connection(asyncio.Protocol):
 class _Point:
     def __init__(self, host, target, op, clients, warmup_s, duration_s, keys) -> None:
         self.clients, self.lat, self.errors = clients, array("q"), 0
+        self.answered = 0  # every answer of the point, warm-up included (for CPU per answer)
         self.ok = lambda status, body: target.ok(op, status, body)
         self.requests = []
         for k in range(min(keys, 4096)):  # pre-rendered, as many as keys (at most 4096)
@@ -184,7 +186,7 @@ async def _closed_loop(url: str, target, op: str, clients: int, warmup_s: float,
     if late:
         failures.append(f"{len(late)} connections without an answer for {io_timeout_s} s")
     return {"ops_s": len(pt.lat) / duration_s, "ok": len(pt.lat), "errors": pt.errors,
-            "client_failures": failures[:3], "latency_ns": pt.lat}
+            "answered": pt.answered, "client_failures": failures[:3], "latency_ns": pt.lat}
 
 
 def _cpu_s(pids: list[int]) -> float:
@@ -206,14 +208,23 @@ def _cpu_s(pids: list[int]) -> float:
 def run_point(url: str, target_name: str, op: str, clients: int, warmup_s: float,
               duration_s: float, keys: int = KEY_SPACE, server_pids: list[int] = (),
               io_timeout_s: float = 30.0) -> dict:
-    """One closed-loop point against ``url``: ops/s, errors, latencies (ns array) and the
-    server processes' CPU seconds per 1,000 ops."""
+    """One closed-loop point against ``url``: ops/s, errors, latencies (ns array), the
+    server processes' CPU seconds (in all, and each) and this process's own, all over the
+    whole point (warm-up included): divide them by ``answered``, the answers in that time."""
+    import os
+
     target = TARGETS[target_name]
-    cpu0 = _cpu_s(list(server_pids))
+    pids = list(server_pids)
+    each0 = [_cpu_s([pid]) for pid in pids]
+    own0 = os.times()
     out = asyncio.run(_closed_loop(url, target, op, clients, warmup_s, duration_s, keys,
                                    io_timeout_s))
-    cpu = _cpu_s(list(server_pids)) - cpu0
-    out["server_cpu_s"] = cpu
+    own1 = os.times()
+    each = [_cpu_s([pid]) - c0 for pid, c0 in zip(pids, each0)]
+    out["server_cpu_s"] = sum(each)
+    out["server_cpu_s_each"] = each  # in the order of server_pids
+    # this process (the generator, and whatever else it runs) over the whole point
+    out["loadgen_cpu_s"] = (own1.user - own0.user) + (own1.system - own0.system)
     return out
 
 

@@ -12,15 +12,26 @@ For each engine E (``lmdb``, ``rocksdb``):
   floor of the per-batch worker design);
 * ``E_raw_queue``: the same raw write in one long-lived thread fed by a
   ``queue.SimpleQueue``, handed back with ``run_sync_soon`` (the floor of the writer-thread
-  design);
+  design), timed when the waiting task has woken;
+* ``E_raw_queue_cb``: the same, timed inside the ``run_sync_soon`` callback, where the
+  runtime's flush round runs (no waiting task to wake after it);
+* ``E_raw_lock``: the writer thread parked on a ``threading.Lock`` (released by the trio
+  thread to hand it a write) instead of a queue; handed back as ``raw_queue_cb``;
+* ``E_raw_fd``: fed as ``raw_queue``; handed back by writing an ``eventfd`` that the waiting
+  task waits on itself (``trio.lowlevel.wait_readable``), instead of ``run_sync_soon``
+  (which wakes trio's entry-queue task, which then wakes the waiter);
 * ``E_store_old``: ``await store.append([entry])`` through the per-batch worker design (the
   one ``fastraft.storage.group_commit`` replaced, kept here as ``ThreadPerBatchPipeline``);
 * ``E_store``: ``await store.append([entry])`` as shipped (one writer thread per store);
+* ``E_store_nowait``: ``store.append_nowait([entry], on_durable)``, the road the runtime
+  takes, timed when ``on_durable`` runs on the trio thread (where the runtime's flush round
+  runs);
 * ``E_store_noted``: the same, each append preceded by ``store.note_committed`` of the entry
   before it, as the runtime does (the commit index rides in the append's write).
 
     python benchmarks/cluster/store_append.py [--reps 3] [--appends 500] [--payload 100]
-        [--engines lmdb,rocksdb] [--kinds raw_thread,raw_queue,store_old,store,store_noted]
+        [--engines lmdb,rocksdb] [--kinds raw_thread,raw_queue,raw_queue_cb,raw_lock,raw_fd,
+        store_old,store,store_nowait,store_noted]
 
 prints one JSON line per rep and case, then a summary: the median over reps of each case's
 p50 (µs), each case over its engine's raw write (``E_case_over_raw``), and for the stores the
@@ -121,10 +132,12 @@ class ThreadPerWrite(Direct):
 
 
 class QueueThread(Direct):
-    """The raw write in one long-lived thread fed by a SimpleQueue."""
+    """The raw write in one long-lived thread fed by a SimpleQueue; with ``at_callback``,
+    ``append`` returns the time the hand-back callback ran on the trio thread."""
 
-    def __init__(self, raw):
+    def __init__(self, raw, at_callback=False):
         super().__init__(raw)
+        self.at_callback = at_callback
         self.jobs = queue.SimpleQueue()
         self.token = None
         self.thread = threading.Thread(target=self.loop, daemon=True)
@@ -135,19 +148,105 @@ class QueueThread(Direct):
             job = self.jobs.get()
             if job is None:
                 return
-            entries, event = job
+            entries, done = job
             self.raw.write(entries)
-            self.token.run_sync_soon(event.set)
+            self.token.run_sync_soon(done)
 
     async def append(self, entries):
         self.token = trio.lowlevel.current_trio_token()
         event = trio.Event()
-        self.jobs.put((entries, event))
+        end = []
+
+        def done():
+            end.append(time.perf_counter())
+            event.set()
+
+        self.jobs.put((entries, done))
         await event.wait()
+        return end[0] if self.at_callback else None
 
     async def aclose(self):
         self.jobs.put(None)
         self.thread.join()
+        self.raw.close()
+
+
+class LockThread(Direct):
+    """The raw write in one long-lived thread parked on a ``threading.Lock`` that the trio
+    thread releases to hand it a write; handed back with ``run_sync_soon``, timed there."""
+
+    def __init__(self, raw):
+        super().__init__(raw)
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.job = None
+        self.token = None
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        for _ in range(10**9):  # bounded; ends on a None job
+            self.go.acquire()
+            job, self.job = self.job, None
+            if job is None:
+                return
+            entries, done = job
+            self.raw.write(entries)
+            self.token.run_sync_soon(done)
+
+    async def append(self, entries):
+        self.token = trio.lowlevel.current_trio_token()
+        event = trio.Event()
+        end = []
+
+        def done():
+            end.append(time.perf_counter())
+            event.set()
+
+        self.job = (entries, done)
+        self.go.release()
+        await event.wait()
+        return end[0]
+
+    async def aclose(self):
+        self.job = None
+        self.go.release()
+        self.thread.join()
+        self.raw.close()
+
+
+class EventFdThread(Direct):
+    """The raw write in one long-lived thread fed by a SimpleQueue, handed back through an
+    eventfd the waiting task waits on itself (no entry-queue task in between)."""
+
+    def __init__(self, raw):
+        super().__init__(raw)
+        self.jobs = queue.SimpleQueue()
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        for _ in range(10**9):  # bounded; ends on None
+            entries = self.jobs.get()
+            if entries is None:
+                return
+            self.raw.write(entries)
+            os.eventfd_write(self.fd, 1)
+
+    async def append(self, entries):
+        self.jobs.put(entries)
+        for _ in range(10**6):  # bounded; until the writer has signalled
+            try:
+                os.eventfd_read(self.fd)
+                break
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self.fd)
+
+    async def aclose(self):
+        self.jobs.put(None)
+        self.thread.join()
+        os.close(self.fd)
         self.raw.close()
 
 
@@ -221,15 +320,46 @@ class Noted:
         await self.store.aclose()
 
 
+class Nowait:
+    """The store as the runtime drives it: ``append_nowait``, timed when ``on_durable`` runs
+    on the trio thread (the runtime's flush round runs there, without another task turn)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.sync_latency = store.sync_latency
+
+    async def append(self, entries):
+        event = trio.Event()
+        end = []
+
+        def on_durable(error):
+            end.append(time.perf_counter())
+            if error is not None:
+                end.append(error)
+            event.set()
+
+        self.store.append_nowait(entries, on_durable, True)
+        await event.wait()
+        if len(end) > 1:
+            raise end[1]
+        return end[0]
+
+    async def aclose(self):
+        await self.store.aclose()
+
+
 # -- the cases ----------------------------------------------------------------------------------
 
-KINDS = ("raw", "raw_thread", "raw_queue", "store_old", "store", "store_noted")
+KINDS = ("raw", "raw_thread", "raw_queue", "raw_queue_cb", "raw_lock", "raw_fd", "store_old",
+         "store", "store_nowait", "store_noted")
 
 
 async def open_case(engine, kind, path):
     if kind.startswith("raw"):
         raw = LmdbRaw(path) if engine == "lmdb" else RocksRaw(path)
-        return {"raw": Direct, "raw_thread": ThreadPerWrite, "raw_queue": QueueThread}[kind](raw)
+        return {"raw": Direct, "raw_thread": ThreadPerWrite, "raw_queue": QueueThread,
+                "raw_queue_cb": partial(QueueThread, at_callback=True), "raw_lock": LockThread,
+                "raw_fd": EventFdThread}[kind](raw)
     if engine == "lmdb":
         store = await LmdbLogStore.open(path)
     else:
@@ -237,6 +367,8 @@ async def open_case(engine, kind, path):
         store = await RocksLogStore.open(path)
     if kind == "store_noted":
         return Noted(store)
+    if kind == "store_nowait":
+        return Nowait(store)
     return with_old_pipeline(store) if kind == "store_old" else store
 
 
@@ -256,8 +388,8 @@ async def one_rep(base, rep, n, payload, cases):
             k = i % len(cases)
             for case in cases[k:] + cases[:k]:
                 t = time.perf_counter()
-                await stores[case].append(entries)
-                samples[case].append(time.perf_counter() - t)
+                end = await stores[case].append(entries)  # a case may time its own end
+                samples[case].append((end or time.perf_counter()) - t)
         for case, store in stores.items():  # synced write batches per append
             if hasattr(store, "sync_latency"):
                 syncs[case] = store.sync_latency.count / n
@@ -307,7 +439,9 @@ def main() -> None:
         summary[f"{engine}_{kind}_syncs_per_append"] = per
     for engine in engines:
         for a, b in (("store", "store_old"), ("store", "raw_queue"), ("store_old", "raw_thread"),
-                     ("store_noted", "store")):
+                     ("store_noted", "store"), ("store_nowait", "raw_queue_cb"),
+                     ("raw_queue_cb", "raw_queue"), ("raw_lock", "raw_queue_cb"),
+                     ("raw_fd", "raw_queue")):
             if (engine, a) in med and (engine, b) in med:
                 summary[f"{engine}_{a}_over_{b}"] = round(med[engine, a] / med[engine, b], 3)
     print(json.dumps({"summary": summary}), flush=True)

@@ -1,7 +1,8 @@
 """The lmdb KV state machine's write-behind buffer: applies land in memory at once, and a
 background thread commits them to lmdb, with their applied index, in one synced transaction
 every ``commit_interval_s`` (sooner once ``max_staged_keys`` keys or ``max_staged_bytes``
-bytes wait).
+bytes wait), on a timer of its own: an apply signals nothing, so no thread hand-off is on the
+path of the write it answers.
 
 Why: a synced lmdb commit costs two ordered syncs (data pages, then the meta page), and one
 per apply put both on the path of every client write. The log is the durable record of every
@@ -64,7 +65,6 @@ class ApplyBuffer:
         self._staged_membership: StoredMembership | None = None
         self._flushing: dict[bytes, bytes | None] = {}
         self._failed: BaseException | None = None
-        self._dirty = threading.Event()
         self._stopping = threading.Event()
         #: The last applied index known committed to lmdb by this buffer (None: none yet).
         self.durable_applied: LogId | None = None
@@ -106,7 +106,9 @@ class ApplyBuffer:
             self._staged_applied = applied
             if changed is not None:
                 self._staged_membership = changed
-        self._dirty.set()
+        # Nothing is signalled: the commit thread finds the staged applies on its timer.
+        # Waking it here would put a thread hand-off (an Event's condition, and the woken
+        # thread taking the interpreter lock) on the path of the write this apply answers.
         return result
 
     def full(self) -> bool:
@@ -124,8 +126,6 @@ class ApplyBuffer:
                 self._raise_if_failed()
                 if self._staged_applied is None:
                     return
-                if not self._stopping.is_set():  # close()'s wake-up must survive this commit
-                    self._dirty.clear()
                 changes = self._flushing = self._staged
                 applied, membership = self._staged_applied, self._staged_membership
                 self._staged, self._staged_bytes = {}, 0
@@ -143,17 +143,15 @@ class ApplyBuffer:
     def close(self) -> None:
         """Stop the background thread and commit what is staged (blocking). Idempotent."""
         self._stopping.set()
-        self._dirty.set()
         self._thread.join()
         self.commit_now()
 
     def _run(self) -> None:
-        # Checked before every wait: close() may set both events while this thread is inside
-        # commit_now(), and a wait begun after that would never end.
-        while not self._stopping.is_set():
-            self._dirty.wait()
-            if self._stopping.wait(self._interval_s):  # gather the applies of one interval
-                return
+        # A tick every interval, as etcd's backend commits: what was staged meanwhile is
+        # committed (nothing staged: nothing written). An idle node's thread wakes once an
+        # interval and goes back to sleep; under load a tick is the thread's only wake-up.
+        # close() sets _stopping, which ends the wait at once, also one begun after it.
+        while not self._stopping.wait(self._interval_s):  # ends when close() sets it
             try:
                 self.commit_now()
             except BaseException:  # noqa: BLE001 - remembered in _failed: applies refuse

@@ -93,7 +93,10 @@ class LmdbKVStateMachine(StateMachine):
         self._last_applied: LogId | None = None
         self._membership = StoredMembership()
         self._snapshot: tuple[SnapshotMeta, str] | None = None
-        self._write_lock = trio.Lock()
+        # applies, installs and snapshot records one at a time; a semaphore, not a
+        # trio.Lock: its uncontended acquire is a counter, where a Lock's records an owner
+        # (a write's apply takes it every time)
+        self._write_lock = trio.Semaphore(1, max_value=1)
         self._closed = False
         self._damage: StorageError | None = None  # set once a value failed its checksum
         self._data_where = self._where("kv_data sub-database")
@@ -211,8 +214,18 @@ class LmdbKVStateMachine(StateMachine):
     # -- apply --------------------------------------------------------------------------------
 
     async def apply(self, entries: Sequence) -> list:
+        """Apply ``entries`` in memory and stage them for the next background commit.
+
+        No checkpoint unless it must wait (the write lock held by an install, or a full
+        buffer): a write's answer waits for this apply, and a scheduler pass here would
+        come on top of its latency for nothing (``acquire`` always takes one)."""
         self._check_open()
-        async with self._write_lock:
+        lock = self._write_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             check_apply_start(entries, self._last_applied)
             if self._buffer.full():  # bounded memory: the staged applies go to disk first
                 await trio.to_thread.run_sync(self._buffer.commit_now)
@@ -240,6 +253,8 @@ class LmdbKVStateMachine(StateMachine):
                                            self._read_committed)
             self._last_applied, self._membership = applied, outcome[0]
             return responses
+        finally:
+            lock.release()
 
     def _commit_staged(self, changes: dict, applied: LogId,
                        membership: StoredMembership | None) -> None:

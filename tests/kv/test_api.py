@@ -5,7 +5,8 @@ import pytest
 
 from fastraft import ForwardToLeader, LogId, OutcomeUnknown, RaftShutdown
 from fastraft.core import LeaderTransferring, MembershipError
-from fastraft.kv import CompareAndSwap, Delete, Set
+from fastraft.errors import CodecError
+from fastraft.kv import CompareAndSwap, Delete, Set, decode_command, encode_command
 from fastraft.kv.answers import (err_body, error_from_json, error_json, error_status,
                                  log_id_json, write_result_from_json)
 from fastraft.kv.api import (APIError, BadRequest, Fatal, Unavailable, check_addr, make_node,
@@ -19,6 +20,39 @@ def test_parse_write_accepts_the_three_commands():
     assert parse_write(b'{"CompareAndSwap": {"key": "k", "expected": null, "value": "v"}}') == \
         CompareAndSwap("k", None, "v")
     assert parse_write('{"Set": {"key": "ключ", "value": "☃"}}'.encode()) == Set("ключ", "☃")
+
+
+@pytest.mark.parametrize("key, ok", [
+    ("k" * 511, True), ("k" * 512, False),           # one byte per code point
+    ("😀" * 127, True), ("😀" * 128, False),           # four: 508 and 512 bytes
+    ("ключ" * 63 + "k" * 6, True),                   # two: 504 + 6 = 510 bytes
+    ("ключ" * 63 + "k" * 8, False),                  # 512 bytes in 260 code points
+])
+def test_a_key_is_bounded_in_utf8_bytes_not_code_points(key, ok):
+    """MAX_KEY_BYTES (511) counts UTF-8 bytes, at the bound exactly, for keys of one to four
+    bytes per code point, in requests and in entries alike."""
+    body = ('{"Set": {"key": "%s", "value": "v"}}' % key).encode()
+    if ok:
+        assert parse_write(body) == Set(key, "v")
+        assert decode_command(encode_command(Set(key, "v"))) == Set(key, "v")
+    else:
+        with pytest.raises(BadRequest, match="key longer than 511 bytes"):
+            parse_write(body)
+        with pytest.raises(CodecError, match="key longer than 511 bytes"):
+            decode_command(body)
+        with pytest.raises(ValueError, match="key longer than 511 bytes"):
+            encode_command(Set(key, "v"))
+
+
+@pytest.mark.parametrize("body", [
+    b'{"Set": {"key": "k"}}', b'{"Set": {"key": "k", "value": "v", "x": 1}}',
+    b'{"Set": {"key": "k", "expected": null}}', b'{"Delete": {"key": "k", "value": "v"}}',
+    b'{"CompareAndSwap": {"key": "k", "value": "v"}}', b'{"Put": {"key": "k"}}',
+    b'{"Set": ["key", "value"]}',
+])
+def test_a_command_takes_exactly_its_fields(body):
+    with pytest.raises(BadRequest):
+        parse_write(body)
 
 
 def test_parse_members():

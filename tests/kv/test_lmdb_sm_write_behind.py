@@ -17,6 +17,7 @@ import time
 
 import pytest
 import trio
+import trio.testing
 
 from fastraft import LogId
 from fastraft.errors import StorageError
@@ -70,6 +71,80 @@ def test_the_background_thread_commits_on_its_timer(tmp_path):
         with trio.fail_after(30):  # polled up to a generous deadline, never timed
             while sm.durable_applied != LogId(1, 2):
                 await trio.sleep(0.005)
+        await sm.aclose()
+
+    trio.run(main)
+
+
+def test_an_apply_takes_no_scheduler_pass_unless_it_must_wait(tmp_path):
+    """A client's write is answered after the apply of its entry: an apply that yields to
+    the scheduler adds a pass to every write's latency. So an uncontended apply runs within
+    its caller's scheduler step; one that finds the write lock held (an install under way)
+    still waits for it, and applies after it."""
+    class Steps(trio.abc.Instrument):
+        """Counts the scheduler steps of one task: a step begun inside an await means that
+        the await gave the scheduler a pass."""
+
+        def __init__(self, task) -> None:
+            self.task, self.steps = task, 0
+
+        def before_task_step(self, task) -> None:
+            if task is self.task:
+                self.steps += 1
+
+    async def main():
+        sm = await LmdbKVStateMachine.open(tmp_path, commit_interval_s=3600)
+        steps = Steps(trio.lowlevel.current_task())
+        trio.lowlevel.add_instrument(steps)
+        try:
+            await sm.apply(sets(1, 3))
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert steps.steps == 0  # the apply ran within the caller's step
+
+        order = []
+        await sm._write_lock.acquire()  # as install_snapshot holds it
+
+        async def apply_later():
+            await sm.apply(sets(3, 5))
+            order.append("applied")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(apply_later)
+            await trio.testing.wait_all_tasks_blocked()
+            order.append("lock released")
+            assert sm.get("k3") is None  # not applied while the lock is held
+            sm._write_lock.release()
+        assert order == ["lock released", "applied"]
+        assert sm.get("k4") == "v4" and (await sm.applied_state())[0] == LogId(1, 4)
+        await sm.aclose()
+
+    trio.run(main)
+
+
+def test_applies_hand_nothing_to_the_commit_thread(tmp_path, monkeypatch):
+    """The commit thread finds staged applies on its own timer: an apply wakes no thread
+    (an Event set per apply cost a thread hand-off, and the interpreter lock taken by the
+    woken thread, on the path of the write it answers). Counted: every notify of a
+    threading.Condition (Event.set goes through one) during the applies."""
+    async def main():
+        sm = await LmdbKVStateMachine.open(tmp_path, commit_interval_s=0.01)
+        notified = []
+        real_notify = threading.Condition.notify
+
+        def counting_notify(self, n=1):
+            notified.append(threading.current_thread().name)
+            return real_notify(self, n)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(threading.Condition, "notify", counting_notify)
+            for lo in range(1, 200, 4):  # across several ticks of the 10 ms timer
+                await sm.apply(sets(lo, lo + 4))
+                await trio.sleep(0.001)
+        assert [name for name in notified if name == threading.current_thread().name] == []
+        with trio.fail_after(30):  # and the timer still commits them: polled, never timed
+            while sm.durable_applied != LogId(1, 200):
+                await trio.sleep(0.01)
         await sm.aclose()
 
     trio.run(main)
