@@ -5,6 +5,9 @@ drift on a shared machine hits both.
 
 * ``in_flight``: throughput (writes/s) with 1 ... 1024 writes in flight, 100-byte payloads;
 * ``payload``: throughput with 256 in flight, payloads of 10 B ... 16 KiB;
+* with each throughput point (these two and ``size``), the CPU per committed write of the
+  leader (which also runs the load) and of a follower (``CpuWindow``), so a gain in writes/s
+  or latency paid for in CPU shows;
 * ``open_loop``: latency (every sample) at fixed offered loads, writes started on schedule;
 * ``floor``: the latency floor of one replicated write (processes, loopback, synced lmdb);
 * ``size``: throughput with 256 in flight on clusters of 3, 5, 7 nodes;
@@ -21,9 +24,52 @@ import os
 import queue
 import subprocess
 import sys
+import threading
 import time
 
 from .clusters import Cluster
+from .loadgen import _cpu_s
+
+
+class CpuWindow:
+    """User + system CPU seconds (``/proc/<pid>/stat``, all threads, in clock ticks of
+    usually 10 ms) of each node process over the measured part of a closed-loop point: a
+    thread samples them ``warmup_s`` after the request is sent and again ``duration_s``
+    later. The node starts its own clock when the request arrives, a little later, so both
+    windows lie inside the same steady load; the writes of this window are the node's
+    measured rate times its length.
+
+    ``per_write`` gives ``leader_cpu_us`` (the node that ran the load, load generator
+    included) and ``follower_cpu_us`` (the followers' mean), µs per committed write."""
+
+    def __init__(self, pids: dict[int, int], leader: int, warmup_s: float, duration_s: float):
+        self.pids, self.leader = pids, leader
+        self._sampled: tuple[dict, float] | None = None
+        self._thread = threading.Thread(target=self._sample, args=(warmup_s, duration_s),
+                                        daemon=True)
+        self._thread.start()
+
+    def _sample(self, warmup_s: float, duration_s: float) -> None:
+        time.sleep(warmup_s)
+        t0 = time.monotonic()
+        before = {i: _cpu_s([pid]) for i, pid in self.pids.items()}
+        time.sleep(duration_s)
+        after = {i: _cpu_s([pid]) for i, pid in self.pids.items()}
+        self._sampled = ({i: after[i] - before[i] for i in before}, time.monotonic() - t0)
+
+    def per_write(self, ops_s: float) -> dict:
+        """{"leader_cpu_us", "follower_cpu_us"}, or {} without a figure (no writes, no
+        follower, or the sampler did not finish)."""
+        self._thread.join(timeout=30.0)
+        if self._sampled is None or ops_s <= 0:
+            return {}
+        cpu, elapsed = self._sampled
+        writes = ops_s * elapsed
+        followers = [c for i, c in cpu.items() if i != self.leader]
+        if not followers:
+            return {}
+        return {"leader_cpu_us": cpu[self.leader] / writes * 1e6,
+                "follower_cpu_us": sum(followers) / len(followers) / writes * 1e6}
 
 
 def _both(ctx, size: int):
@@ -43,12 +89,20 @@ def _stop(clusters) -> None:
         c.stop()
 
 
-def _ask(ctx, clusters, system, c, what: str, request: dict):
+def _ask(ctx, clusters, system, c, what: str, request: dict, cpu: bool = False):
     """``request`` on ``system``'s leader; if that fails (no leader, a node gone), the failure
     is named in the results and that system leaves the rest of this step: one system's
-    collapse never costs the other's figures."""
+    collapse never costs the other's figures. ``cpu``: a closed-loop point, whose answer
+    gains the CPU per write of its nodes (``CpuWindow``)."""
     try:
-        return c.on_leader(request)
+        if not cpu:
+            return c.on_leader(request)
+        lid = c.leader()
+        window = CpuWindow({i: p.p.pid for i, p in c.procs.items()}, lid, request["warmup_s"],
+                           request["duration_s"])
+        r = c.procs[lid].request(request)
+        r.update(window.per_write(r.get("ops_s", 0.0)))
+        return r
     except Exception as e:
         ctx.results.skip(f"{system}: {what} and the rest of this step", f"failed: {e}", ctx.say)
         clusters.remove((system, c))
@@ -57,6 +111,10 @@ def _ask(ctx, clusters, system, c, what: str, request: dict):
         except Exception:
             pass
         return None
+
+
+def _cpu_fields(r: dict) -> dict:
+    return {k: r[k] for k in ("leader_cpu_us", "follower_cpu_us") if k in r}
 
 
 def throughput_points(ctx) -> None:
@@ -72,12 +130,13 @@ def throughput_points(ctx) -> None:
                         return
                     r = _ask(ctx, clusters, system, c, f"{metric}={x}", {
                         "cmd": "throughput", "window": window, "payload": payload,
-                        "warmup_s": plan.warmup_s, "duration_s": plan.duration_s})
+                        "warmup_s": plan.warmup_s, "duration_s": plan.duration_s}, cpu=True)
                     if r is None:
                         continue
                     ctx.results.add("cluster", metric=metric, x=x, system=system, rep=rep,
                                     size=3, window=window, payload=payload, ops_s=r["ops_s"],
-                                    errors=r.get("errors", 0), error_kinds=r.get("error_kinds", {}))
+                                    errors=r.get("errors", 0), error_kinds=r.get("error_kinds", {}),
+                                    **_cpu_fields(r))
             for rate in plan.offered_loads:
                 for system, c in list(clusters):
                     if not ctx.step(f"cluster latency at {rate}/s {system} rep {rep + 1}"):
@@ -107,11 +166,12 @@ def size_points(ctx) -> None:
                         return
                     r = _ask(ctx, clusters, system, c, f"cluster of {size}", {
                         "cmd": "throughput", "window": 256, "payload": 100,
-                        "warmup_s": plan.warmup_s, "duration_s": plan.duration_s})
+                        "warmup_s": plan.warmup_s, "duration_s": plan.duration_s}, cpu=True)
                     if r is None:
                         continue
                     ctx.results.add("cluster", metric="size", x=size, system=system, rep=rep,
-                                    size=size, window=256, payload=100, ops_s=r["ops_s"])
+                                    size=size, window=256, payload=100, ops_s=r["ops_s"],
+                                    **_cpu_fields(r))
         finally:
             _stop(clusters)
 

@@ -20,6 +20,9 @@ import numpy as np
 from .common import ROOT
 
 PCTS = (50, 90, 99, 99.9)
+#: A closed-loop cluster point's CPU per committed write, µs: the leader's (load generator
+#: included) and the followers' mean (``cluster_suite.CpuWindow``).
+CPU_FIELDS = ("leader_cpu_us", "follower_cpu_us")
 RNG = np.random.default_rng(17)  # fixed: the report is a function of the JSON
 HEAD_START, HEAD_END = "<!-- bench-headline:start -->", "<!-- bench-headline:end -->"
 
@@ -83,6 +86,10 @@ def summarise(data: dict) -> dict:
             if any("ops_s" in r for r in rs):
                 p["ops_s"] = [r["ops_s"] for r in rs]
                 p["errors"] = sum(r.get("errors", 0) for r in rs)
+            for f in CPU_FIELDS:  # results from before the CPU figures have none
+                cpu = [r[f] for r in rs if r.get(f) is not None]
+                if cpu:
+                    p[f] = cpu
             lat = [x for r in rs for x in r.get("latency_ms", [])]
             if lat:
                 p["latency_ms"] = percentiles(lat)
@@ -214,6 +221,10 @@ def headline(idx, summary) -> list[str]:
         rows.append(f"| {label} | {spread(f['ops_s'])} | "
                     f"{(peer + ' ' + spread(q['ops_s'])) if q else 'not run'} | "
                     f"{fmt_ratio(ratio_ci(f['ops_s'], q['ops_s'])) if q and min(q['ops_s']) > 0 else '–'} |")
+    f, q = idx.get(("cluster", "in_flight", 256, "fastraft")), idx.get(("cluster", "in_flight", 256, "pysyncobj"))
+    if f and f.get("leader_cpu_us"):
+        rows.append(f"| cluster CPU µs per write, 256 in flight, leader / follower | {_cpu_cell(f)} | "
+                    f"{('pysyncobj ' + _cpu_cell(q)) if q and q.get('leader_cpu_us') else 'not run'} | – |")
     fo = [x for x in summary["failover_ms"] if x is not None]
     if fo:
         rows.append(f"| failover, leader SIGKILL to next commit, ms ({len(fo)} trials) | "
@@ -260,7 +271,12 @@ def render(summary: dict, plots: dict) -> str:
           "by the project's HTTP load generator (`benchmarks/loadgen.py`, keep-alive "
           "connections, one request in flight each) against the leader. Every point has a "
           "warm-up; within each repetition fastraft and its peer run the same point one after "
-          "the other (A B A B), so drift on the machine hits both.", ""]
+          "the other (A B A B), so drift on the machine hits both." + (
+              " CPU per write (closed-loop cluster points): user + system time of each node "
+              "process from /proc/<pid>/stat (clock ticks, usually 10 ms) over the measured "
+              "window, divided by the writes committed in it; the leader's includes the load "
+              "generator, the follower's is the followers' mean." if any(
+                  p.get("leader_cpu_us") for p in idx.values()) else ""), ""]
     if plots.get("in_flight"):
         L += [f"![throughput vs writes in flight]({plots['in_flight']})", ""]
     L += _cluster_tables(idx)
@@ -291,17 +307,29 @@ def _cell(p) -> str:
     return spread(p["ops_s"]) + failed
 
 
+def _cpu_cell(p) -> str:
+    """CPU µs per write, leader / follower, medians over repetitions; "–" without figures."""
+    if not p or not p.get("leader_cpu_us") or not p.get("follower_cpu_us"):
+        return "–"
+    return f"{np.median(p['leader_cpu_us']):,.0f} / {np.median(p['follower_cpu_us']):,.0f}"
+
+
 def _sys_table(idx, suite, metric, xlabel, systems):
     xs = sorted({k[2] for k in idx if k[:2] == (suite, metric)})
     if not xs:
         return []
-    L = [f"| {xlabel} | " + " | ".join(systems) + " | ratio [95% CI] |",
-         "|---:|" + "---:|" * (len(systems) + 1)]
+    # CPU columns only where some point has the figures (older results have none)
+    cpu = [s for s in systems if any(idx.get((suite, metric, x, s), {}).get("leader_cpu_us")
+                                     for x in xs)]
+    L = [f"| {xlabel} | " + " | ".join(systems) + " | ratio [95% CI] |"
+         + "".join(f" {s} CPU µs/write, leader / follower |" for s in cpu),
+         "|---:|" + "---:|" * (len(systems) + 1 + len(cpu))]
     for x in xs:
         cells = [_cell(idx.get((suite, metric, x, s))) for s in systems]
         a, b = idx.get((suite, metric, x, systems[0])), idx.get((suite, metric, x, systems[-1]))
         r = fmt_ratio(ratio_ci(a["ops_s"], b["ops_s"])) if a and b and a is not b and min(b["ops_s"]) > 0 else "–"
-        L.append(f"| {x:,} | " + " | ".join(cells) + f" | {r} |")
+        L.append(f"| {x:,} | " + " | ".join(cells) + f" | {r} |"
+                 + "".join(f" {_cpu_cell(idx.get((suite, metric, x, s)))} |" for s in cpu))
     return L + [""]
 
 

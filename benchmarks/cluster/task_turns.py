@@ -50,11 +50,10 @@ class StepCounter(trio.abc.Instrument):
             self.passes += 1
 
 
-async def run(args, counter: StepCounter) -> dict:
+async def run(args, counter: StepCounter, tmp: str) -> dict:
     ids = (1, 2, 3)
     nodes = {i: Node(f"127.0.0.1:{args.base_port + i}") for i in ids}
     rafts = {}
-    tmp = tempfile.mkdtemp(prefix="fastraft-turns-")
     async with trio.open_nursery() as nursery:
         stop = trio.Event()
 
@@ -98,7 +97,8 @@ def main() -> None:
     ap.add_argument("--by-task", action="store_true")
     args = ap.parse_args()
     counter = StepCounter()
-    out = trio.run(run, args, counter, instruments=[counter])
+    with tempfile.TemporaryDirectory(prefix="fastraft-turns-") as tmp:
+        out = trio.run(run, args, counter, tmp, instruments=[counter])
     print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items()))
     if args.by_task:
         for name, n in counter.by_task.most_common(15):

@@ -72,12 +72,13 @@ def main(argv=None) -> None:
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--pipelined", type=int, default=20000)
     args = ap.parse_args(argv)
-    pki = make_pki(tempfile.mkdtemp(prefix="fastraft-tls-hop-"), "c1", [1, 2])
-    tls = (TlsConfig("c1", 2, pki.ca, *pki.nodes[2]), TlsConfig("c1", 1, pki.ca, *pki.nodes[1]))
     got = {"plain": [], "tls": []}
-    for _ in range(args.rounds):
-        got["plain"].append(trio.run(one_case, None, None, args))
-        got["tls"].append(trio.run(one_case, *tls, args))
+    with tempfile.TemporaryDirectory(prefix="fastraft-tls-hop-") as folder:
+        pki = make_pki(folder, "c1", [1, 2])
+        tls = (TlsConfig("c1", 2, pki.ca, *pki.nodes[2]), TlsConfig("c1", 1, pki.ca, *pki.nodes[1]))
+        for _ in range(args.rounds):
+            got["plain"].append(trio.run(one_case, None, None, args))
+            got["tls"].append(trio.run(one_case, *tls, args))
     med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
            for k, v in got.items()}
     print("| case | plain | TLS | TLS / plain |\n|---|---|---|---|")

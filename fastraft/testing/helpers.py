@@ -8,7 +8,7 @@ from .. import Entry
 from ..types import EntryKind, LogId, Membership, Node, StoredMembership, Vote
 
 __all__ = ["blank", "member", "normal", "members", "stored", "expect", "expect_raises",
-           "feed_10", "ids"]
+           "feed_10", "ids", "open_durable_log_store", "kv_contents"]
 
 
 def blank(term: int, index: int) -> Entry:
@@ -74,3 +74,16 @@ async def open_durable_log_store(kind: str, path):
         from ..storage.rocksdb_log import RocksLogStore
         return await RocksLogStore.open(path)
     raise ValueError(f"no durable log store of kind {kind!r}")
+
+
+async def kv_contents(sm) -> tuple:
+    """(the last log id applied, sorted (key, value) byte pairs) of a KV state machine
+    (``fastraft.kv``), read through a snapshot it builds, so any two compare."""
+    from ..kv.snapshot_format import read_snapshot
+
+    snap = await sm.build_snapshot()
+    try:
+        meta, pairs = read_snapshot(snap.data)
+        return meta.last_log_id, sorted((bytes(k), bytes(v)) for k, v in pairs)
+    finally:
+        snap.close()

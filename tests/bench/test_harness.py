@@ -78,6 +78,51 @@ def test_fastraft_cluster_answers_closed_and_open_loop(tmp_path):
         assert min(r["latency_ms"]) > 0
 
 
+def test_closed_loop_points_carry_each_side_cpu_per_write(tmp_path):
+    """The cluster suite's closed-loop points report the CPU per committed write of the
+    leader and of a follower, from the node processes' /proc figures (no figure asserted:
+    only that both sides spent some, and that a record keeps them)."""
+    from benchmarks import cluster_suite
+
+    ctx = _ctx(tmp_path, Plan.for_mode("smoke"))
+    with Cluster("fastraft", 3, free_ports(3), str(tmp_path)) as c:
+        clusters = [("fastraft", c)]
+        r = cluster_suite._ask(ctx, clusters, "fastraft", c, "in_flight=64", {
+            "cmd": "throughput", "window": 64, "payload": 100, "warmup_s": 0.2,
+            "duration_s": 0.6}, cpu=True)
+    assert r is not None and r["ops_s"] > 0, ctx.results.skipped
+    assert r["leader_cpu_us"] > 0 and r["follower_cpu_us"] > 0, r
+    assert cluster_suite._cpu_fields(r) == {"leader_cpu_us": r["leader_cpu_us"],
+                                            "follower_cpu_us": r["follower_cpu_us"]}
+
+
+def test_cpu_window_tells_the_leader_from_the_followers(tmp_path):
+    """A busy process as the leader and idle ones as followers: the leader's CPU per write
+    is the busy one's, the followers' the idle ones' mean, over the writes of the window."""
+    from benchmarks.cluster_suite import CpuWindow
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nprint('up', flush=True)\n"
+                             "end = time.monotonic() + 20\nwhile time.monotonic() < end: pass"],
+                            stdout=subprocess.PIPE, text=True)
+    idle = [subprocess.Popen([sys.executable, "-c", "import time\nprint('up', flush=True)\n"
+                              "time.sleep(20)"], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    try:
+        for p in [busy] + idle:  # started: their start-up CPU is not in the window
+            assert p.stdout.readline() == "up\n"
+        w = CpuWindow({1: busy.pid, 2: idle[0].pid, 3: idle[1].pid}, 1, 0.1, 0.5)
+        got = w.per_write(100.0)
+        assert w.per_write(0.0) == {}  # no writes, no figure
+    finally:
+        for p in [busy] + idle:
+            p.kill()
+            p.wait(10)
+            p.stdout.close()
+    # 100 writes/s: 10,000 µs per write is one full core
+    assert got["leader_cpu_us"] > 10 * got["follower_cpu_us"] >= 0, got
+    assert got["leader_cpu_us"] <= 10_000 * 1.2, got  # one thread, at most a core
+
+
 def test_snapshot_install_goes_through_a_snapshot(tmp_path):
     """Raft §7: a follower behind the leader's purged log catches up by InstallSnapshot."""
     from benchmarks import cluster_suite
@@ -142,7 +187,10 @@ def _synthetic_results(path):
     for rep in range(3):
         for system, ops in (("fastraft", 2000 + rep), ("pysyncobj", 1000)):
             recs.append({"suite": "cluster", "metric": "in_flight", "x": 256, "system": system,
-                         "rep": rep, "ops_s": ops})
+                         "rep": rep, "ops_s": ops, "leader_cpu_us": 300.0 + rep,
+                         "follower_cpu_us": 100.0 if system == "fastraft" else 50.0})
+            recs.append({"suite": "cluster", "metric": "payload", "x": 100, "system": system,
+                         "rep": rep, "ops_s": ops})  # as recorded before the CPU figures
             recs.append({"suite": "cluster", "metric": "open_loop", "x": 500, "system": system,
                          "rep": rep, "latency_ms": [float(i) for i in range(1, 101)], "dropped": 0})
         for system in ("fastraft", "etcd"):
@@ -188,6 +236,15 @@ def test_report_summarises_with_numpy_and_draws_the_plots(tmp_path):
     assert "sampled at each of its 3 steps: median 5.0, min 3.0, max 9.0 on 2 cores" in md
     assert "| 1,024 MiB | yes | 42.50 | 43.00 | 100.0 | 150 | 250 |" in md  # wall time said
     assert "| lmdb | 5.00 (4.00–6.00) | 10.00 (8.00–12.00) |" in md  # the latency floor
+    # CPU per write, leader / follower, medians over repetitions, for each system
+    assert ("| 256 | 2,001 (2,000–2,002) | 1,000 (1,000–1,000) | ×2.00 [2.00, 2.00] "
+            "| 301 / 100 | 301 / 50 |") in md
+    assert "| cluster CPU µs per write, 256 in flight, leader / follower | 301 / 100 | " \
+           "pysyncobj 301 / 50 | – |" in md
+    # a table whose points have no CPU figures (older results) has no CPU columns
+    payload = md.split("### Throughput vs payload")[1].split("###")[0]
+    assert "| 100 | 2,001 (2,000–2,002) | 1,000 (1,000–1,000) | ×2.00 [2.00, 2.00] |\n" in payload
+    assert "CPU" not in payload
     assert "| bench_storage.py::test_lmdb_append_vs_raw[1-4] | 0.90 (0.80–1.00) |" in md
     # a disk-bound storage case gets no pure / compiled ratio (its times are the disk's)
     assert "test_lmdb_append_vs_raw[1-4] | 1,000.0" not in md
@@ -202,6 +259,27 @@ def test_report_summarises_with_numpy_and_draws_the_plots(tmp_path):
     report.main([str(tmp_path / "results.summary.json"), "--md", str(tmp_path / "C.md"),
                  "--readme", str(tmp_path / "none.md")])
     assert (tmp_path / "C.md").read_text() == md
+
+
+def test_report_renders_the_committed_results_and_older_ones_without_cpu_figures(tmp_path):
+    """The committed summary renders; so does one from before the CPU per write (its
+    points without the CPU fields), without CPU columns or the CPU method note."""
+    committed = os.path.join(HERE, "..", "..", "benchmarks", "results",
+                             "results-full.summary.json")
+    report.main([committed, "--md", str(tmp_path / "B.md"), "--readme", str(tmp_path / "none.md")])
+    md = (tmp_path / "B.md").read_text()
+    assert "### Throughput vs writes in flight (100 B)" in md and "| 256 |" in md
+    older = json.loads(open(committed).read())
+    for p in older["points"]:
+        for f in report.CPU_FIELDS:
+            p.pop(f, None)
+    (tmp_path / "older.summary.json").write_text(json.dumps(older))
+    report.main([str(tmp_path / "older.summary.json"), "--md", str(tmp_path / "C.md"),
+                 "--readme", str(tmp_path / "none.md")])
+    md = (tmp_path / "C.md").read_text()
+    assert "### Throughput vs writes in flight (100 B)" in md and "| 256 |" in md
+    assert "CPU µs/write" not in md and "CPU per write" not in md
+    assert not (tmp_path / "none.md").exists()
 
 
 def test_ratio_interval_contains_the_point():

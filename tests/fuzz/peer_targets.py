@@ -25,9 +25,11 @@ exception leaving its tasks; the server's tasks dying; either side not finishing
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
+import shutil
 import ssl
 import tempfile
 
@@ -59,10 +61,13 @@ logging.getLogger("fastraft.net.tcp").setLevel(logging.CRITICAL)  # refusals are
 
 @functools.lru_cache(maxsize=1)
 def pki() -> tuple[TlsConfig, TlsConfig]:
-    """(node 1's, node 2's) TLS settings, with a throwaway CA made once per process."""
+    """(node 1's, node 2's) TLS settings, with a throwaway CA made once per process; its
+    folder is kept while the process runs (the settings name its files) and removed at its
+    exit."""
     from fastraft.kv.certs import make_pki
 
     folder = tempfile.mkdtemp(prefix="fastraft-fuzz-pki-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     made = make_pki(folder, CLUSTER_ID, [1, 2])
     return (TlsConfig(CLUSTER_ID, 1, made.ca, *made.nodes[1]),
             TlsConfig(CLUSTER_ID, 2, made.ca, *made.nodes[2]))

@@ -43,8 +43,12 @@ def atheris_campaign(name: str, seeds: list[bytes], seconds: int, work: str) -> 
     cmd = [sys.executable, os.path.join(HERE, f"fuzz_{name}.py"), corpus,
            f"-max_total_time={seconds}", "-timeout=20", "-rss_limit_mb=2048",
            f"-artifact_prefix={corpus}{os.sep}", "-print_final_stats=1"]
+    # libFuzzer ends the process without Python's atexit: its temporary files go under work
+    tmp = os.path.join(work, "tmp")
+    os.makedirs(tmp, exist_ok=True)
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120,
+                          env=dict(os.environ, TMPDIR=tmp))
     took = time.monotonic() - started
     out = proc.stderr
     runs = re.findall(r"Done (\d+) runs", out) or re.findall(r"stat::number_of_executed_units:\s*(\d+)", out)
@@ -94,6 +98,8 @@ def main(argv=None) -> int:
     ok &= http_campaign(args.http_examples)
     ok &= peer_campaign(args.peer_examples)
     print("fuzzing:", "no failures" if ok else f"FAILED (inputs under {work})")
+    if ok and not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 
 

@@ -22,7 +22,7 @@ import trio.testing
 from fastraft import LogId
 from fastraft.errors import StorageError
 from fastraft.kv import LmdbKVStateMachine, MemoryKVStateMachine, Set, encode_command
-from fastraft.kv.snapshot_format import read_snapshot
+from fastraft.testing.helpers import kv_contents as contents
 from fastraft.testing.helpers import normal
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -34,16 +34,6 @@ ROUNDS = int(os.environ.get("FASTRAFT_CRASH_ROUNDS", "8"))
 
 def sets(lo, hi, term=1):
     return [normal(term, i, encode_command(Set(f"k{i}", f"v{i}"))) for i in range(lo, hi)]
-
-
-async def contents(sm) -> tuple:
-    """(applied, sorted (key, value) pairs) of a state machine, through a snapshot."""
-    snap = await sm.build_snapshot()
-    try:
-        meta, pairs = read_snapshot(snap.data)
-        return meta.last_log_id, sorted((bytes(k), bytes(v)) for k, v in pairs)
-    finally:
-        snap.close()
 
 
 async def replay(upto: int) -> tuple:

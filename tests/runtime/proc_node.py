@@ -5,6 +5,10 @@ stdin/stdout (never the Raft network):
     {"cmd": "status"}                      -> {"id", "state", "term", "leader", "applied", "committed"}
     {"cmd": "write", "key": k, "value": v} -> {"ok": response} | {"error": name, "leader": id}
     {"cmd": "get", "key": k}               -> {"value": v} (local state machine)
+    {"cmd": "writes", "first": n, "count": c, "in_flight": w, "seconds": s}
+        -> one line {"acked": k, "log_id": [term, index]} per write as it is acknowledged,
+           then {"done": true, "acked": a, "failed": f}: keys k<n> ... k<n+c-1> (value str(i)),
+           written by w concurrent writers, for at most s seconds; stops at the first failure
     {"cmd": "exit"}                        -> {"bye": true}, then a clean shutdown
 
     python proc_node.py --id 1 --dir D --nodes 1=127.0.0.1:p1,2=...,3=... [--init] [--tls PKI]
@@ -55,7 +59,38 @@ async def handle(raft, sm, msg):
             return {"error": type(e).__name__, "leader": getattr(e, "leader_id", None)}
     if cmd == "get":
         return {"value": sm.get(msg["key"])}
+    if cmd == "writes":
+        return await pipelined_writes(raft, msg)
     raise ValueError(f"unknown command {cmd!r}")
+
+
+async def pipelined_writes(raft, msg):
+    """Several client writes in flight at once, each acknowledgement reported as it comes
+    (a power cut lands between a write's acknowledgement and its store's sync only when
+    writes overlap). Bounded by ``count`` and by ``seconds``."""
+    first, count = msg["first"], msg["count"]
+    nxt = [first]
+    counts = {"acked": 0, "failed": 0}
+
+    async def writer(cancel):
+        while nxt[0] < first + count:  # bounded by count (and by the deadline)
+            n = nxt[0]
+            nxt[0] += 1
+            try:
+                with trio.fail_after(5):
+                    resp = await raft.client_write(encode_command(Set(f"k{n}", str(n))))
+            except Exception:  # the leader lost: the test sees the writes acknowledged so far
+                counts["failed"] += 1
+                cancel.cancel()
+                return
+            counts["acked"] += 1
+            reply({"acked": f"k{n}", "log_id": [resp.log_id.term, resp.log_id.index]})
+
+    with trio.move_on_after(msg["seconds"]):
+        async with trio.open_nursery() as nursery:
+            for _ in range(msg["in_flight"]):
+                nursery.start_soon(writer, nursery.cancel_scope)
+    return {"done": True, **counts}
 
 
 async def main(args) -> None:

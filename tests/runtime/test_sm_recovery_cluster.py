@@ -26,81 +26,20 @@ import time
 import pytest
 import trio
 
+from crash_cluster import (NODES, ClientWrites, crash, crash_seed, leader_of, require_fuse,
+                           settle, start_cluster, stop_cluster)
 from fastraft.kv import LmdbKVStateMachine, MemoryKVStateMachine
-from fastraft.kv.snapshot_format import read_snapshot
 from fastraft.storage import LmdbLogStore
-from fastraft.testing import free_ports
-from fastraft.testing.powerloss_mount import PowerLossMount
-from test_powerloss_cluster import leader_of, require_fuse
-from test_runtime_processes import Proc
+from fastraft.testing.helpers import kv_contents
 
 KILLS = int(os.environ.get("FASTRAFT_SM_RECOVERY_KILLS", "4"))
-NODES = (1, 2, 3)
 SNAPSHOT_EVERY = 300
+EXTRA = ["--snapshot-every", str(SNAPSHOT_EVERY)]
 
 
-class CrashableNode:
-    """One node process; ``crash`` is SIGKILL, after a power cut when on a power-loss mount."""
-
-    def __init__(self, tmp_path, node_id, nodes_arg, power, seed):
-        self.id = node_id
-        self.nodes_arg = nodes_arg
-        self.log = str(tmp_path / f"node{node_id}.log")
-        self.mount = None
-        if power:
-            self.mount = PowerLossMount(tmp_path / f"backing{node_id}",
-                                        tmp_path / f"mnt{node_id}", seed=seed * 10 + node_id)
-            self.mount.start()
-            self.dir = str(self.mount.path)
-        else:
-            self.dir = str(tmp_path / f"node{node_id}")
-        self.proc = None
-
-    def start(self, init=False):
-        self.proc = Proc(self.id, self.dir, self.nodes_arg, init, self.log,
-                         extra=["--snapshot-every", str(SNAPSHOT_EVERY)])
-
-    def alive(self):
-        return self.proc is not None and self.proc.p.poll() is None
-
-    def request(self, obj, timeout=10):
-        try:
-            return self.proc.request(obj, timeout)
-        except Exception:  # a node killed meanwhile: the caller decides
-            return None
-
-    def crash(self, rng):
-        """SIGKILL; on a power-loss mount, its power is cut first, while it runs, and it is
-        mounted again afterwards. Returns the writes the cut undid."""
-        if self.mount is None:
-            if self.alive():
-                self.proc.kill()
-            return 0
-        undone = self.mount.power_cut(rng.choice(["drop", "torn"]), [self.proc.p])
-        self.proc.log.close()
-        self.mount.start()
-        return undone
-
-    def stop(self):
-        if self.alive():
-            try:
-                self.proc.exit()
-            except Exception:
-                self.proc.kill()
-        if self.mount is not None:
-            try:
-                self.mount.stop()
-            except Exception:
-                self.mount._abort()
-
-
-async def _pairs(sm):
-    snap = await sm.build_snapshot()
-    try:
-        meta, pairs = read_snapshot(snap.data)
-        return meta.last_log_id, sorted((bytes(k), bytes(v)) for k, v in pairs)
-    finally:
-        snap.close()
+def crash_one(node, rng) -> int:
+    """SIGKILL ``node``; on a power-loss mount, its power is cut first, while it runs."""
+    return crash([node], [rng.choice(["drop", "torn"])])
 
 
 async def check_against_log(path, at_least=0):
@@ -131,7 +70,7 @@ async def check_against_log(path, at_least=0):
             entries = await log.read_entries(lo, min(index + 1, lo + 512))
             assert [e.index for e in entries] == list(range(lo, min(index + 1, lo + 512)))
             await ref.apply(entries)
-        got, want = await _pairs(sm), await _pairs(ref)
+        got, want = await kv_contents(sm), await kv_contents(ref)
         assert got[1] == want[1], f"{path}: the state machine is not the replay of its log to {index}"
         assert index >= at_least, f"{path}: applied {index}, expected at least {at_least}"
         return index, {k.decode(): v.decode() for k, v in got[1]}
@@ -140,66 +79,27 @@ async def check_against_log(path, at_least=0):
         await log.aclose()
 
 
-def settle(nodes, timeout_s=60.0):
-    """Wait until every node applied what the leader committed; returns that index."""
-    leader = leader_of(nodes)
-    target = leader.request({"cmd": "status"})["committed"]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        st = [x.request({"cmd": "status"}) for x in nodes.values()]
-        if all(s is not None and s["applied"] >= target for s in st):
-            return target
-        time.sleep(0.05)
-    raise AssertionError(f"the nodes did not apply {target} within {timeout_s} s: {st}")
-
-
-def write_burst(leader, acked, counter, until=None, writes=300):
-    """Sequential writes through ``leader``: until the thread ``until`` ended, or else
-    ``writes`` of them (stopping at the first that fails); at most 2,000. Returns the log
-    index of the last acknowledged write (0 if none)."""
-    last = 0
-    for i in range(2000):
-        counter[0] += 1
-        n = counter[0]
-        reply = leader.request({"cmd": "write", "key": f"k{n}", "value": str(n)})
-        if reply is not None and "ok" in reply:
-            acked[f"k{n}"] = str(n)
-            last = reply["log_id"][1]
-        if until is not None:
-            if not until.is_alive():
-                return last
-        elif reply is None or "ok" not in reply or i + 1 >= writes:
-            return last
-    return last
-
-
 def run_crashes(tmp_path, power):
-    seed = int(os.environ.get("FASTRAFT_CRASH_SEED", "20261207"))
-    rng = random.Random(seed)
-    ports = free_ports(3)
-    nodes_arg = ",".join(f"{i}=127.0.0.1:{ports[i - 1]}" for i in NODES)
-    nodes = {i: CrashableNode(tmp_path, i, nodes_arg, power, seed) for i in NODES}
-    acked: dict = {}
-    counter = [0]
+    rng = random.Random(crash_seed())
+    nodes = start_cluster(tmp_path, power=power, extra=EXTRA)
+    writes = ClientWrites()
     try:
-        for i in NODES:
-            nodes[i].start(init=i == 1)
         for _ in range(KILLS):
             leader = leader_of(nodes)
             victim = leader if rng.random() < 0.5 else rng.choice(
                 [x for x in nodes.values() if x is not leader])
-            timer = threading.Timer(rng.uniform(0.2, 0.8), lambda v=victim: v.crash(rng))
+            timer = threading.Timer(rng.uniform(0.2, 0.8), crash_one, (victim, rng))
             timer.start()
             try:
-                write_burst(leader, acked, counter, until=timer)
+                writes.one_at_a_time(leader, until=timer)
             finally:
                 timer.join()
             victim.start()
         settle(nodes)
         # a last burst, then every node crashes with applies staged
-        last_acked = write_burst(leader_of(nodes), acked, counter)
+        last_acked = writes.one_at_a_time(leader_of(nodes))
         for x in nodes.values():
-            x.crash(rng)
+            crash_one(x, rng)
         on_disk = [trio.run(check_against_log, x.dir)[0] for x in nodes.values()]
         # the leader had applied last_acked before answering it: some node lost applies,
         # so the restart below must re-apply them (the case this test guards)
@@ -208,17 +108,16 @@ def run_crashes(tmp_path, power):
             nodes[i].start()
         target = settle(nodes)
         for x in nodes.values():
-            lost = [k for k, v in acked.items() if x.request({"cmd": "get", "key": k}) != {"value": v}]
+            lost = writes.lost_on(x)
             assert not lost, f"node {x.id} lost {len(lost)} acknowledged writes: {lost[:5]}"
         for x in nodes.values():
             x.proc.exit()
         for x in nodes.values():
             index, state = trio.run(check_against_log, x.dir, target)
-            assert all(state.get(k) == v for k, v in acked.items()), f"node {x.id}"
-        assert len(acked) > SNAPSHOT_EVERY, len(acked)  # snapshots and purges happened
+            assert all(state.get(k) == v for k, v in writes.acked.items()), f"node {x.id}"
+        assert len(writes.acked) > SNAPSHOT_EVERY, len(writes.acked)  # snapshots, purges happened
     finally:
-        for x in nodes.values():
-            x.stop()
+        stop_cluster(nodes)
     for x in nodes.values():
         with open(x.log) as f:
             assert "Traceback" not in f.read(), f"node {x.id} logged a traceback"
@@ -259,21 +158,15 @@ def test_a_node_restarted_alone_reapplies_every_entry_it_knew_committed(tmp_path
     so no leader can tell it the commit index, Raft §5.3), each node must re-apply from its
     own log every entry up to what it knew committed, and its state machine must be the
     replay of its log up to there."""
-    seed = int(os.environ.get("FASTRAFT_CRASH_SEED", "20261207"))
-    rng = random.Random(seed)
-    ports = free_ports(3)
-    nodes_arg = ",".join(f"{i}=127.0.0.1:{ports[i - 1]}" for i in NODES)
-    nodes = {i: CrashableNode(tmp_path, i, nodes_arg, False, seed) for i in NODES}
-    acked: dict = {}
-    counter = [0]
+    rng = random.Random(crash_seed())
+    nodes = start_cluster(tmp_path, power=False, extra=EXTRA)
+    writes = ClientWrites()
     try:
-        for i in NODES:
-            nodes[i].start(init=i == 1)
         for attempt in range(5):  # bounded: until some state machine lost applies
             leader = leader_of(nodes)
-            write_burst(leader, acked, counter, writes=200)
+            writes.one_at_a_time(leader, writes=200)
             knew = {x.id: x.request({"cmd": "status"})["committed"] for x in nodes.values()}
-            last = write_burst(leader, acked, counter, writes=1)
+            last = writes.one_at_a_time(leader, writes=1)
             assert last > max(knew.values()), (last, knew)
             deadline = time.monotonic() + 30  # every node holds the last write's append
             while True:
@@ -283,7 +176,7 @@ def test_a_node_restarted_alone_reapplies_every_entry_it_knew_committed(tmp_path
                 assert time.monotonic() < deadline, f"not every node applied {last}: {st}"
                 time.sleep(0.005)
             for x in nodes.values():
-                x.crash(rng)
+                crash_one(x, rng)
             on_disk = {x.id: trio.run(check_against_log, x.dir)[0] for x in nodes.values()}
             for x in nodes.values():
                 saved = trio.run(saved_committed, x.dir)
@@ -309,5 +202,4 @@ def test_a_node_restarted_alone_reapplies_every_entry_it_knew_committed(tmp_path
             x.proc.exit()
             trio.run(check_against_log, x.dir, knew[x.id])
     finally:
-        for x in nodes.values():
-            x.stop()
+        stop_cluster(nodes)
