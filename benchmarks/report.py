@@ -251,8 +251,9 @@ def render(summary: dict, plots: dict) -> str:
          *([f"- {m['note']}"] if m.get("note") else []),
          *_load_line(m),
          f"- load average (1, 5, 15 min) at start {tuple(round(x, 2) for x in m.get('load_avg_start', []))}, "
-         f"at end {tuple(round(x, 2) for x in m.get('load_avg_end', []))}: the machine was shared, "
-         "so absolute figures are low and noisy; the same-run ratios are the claim",
+         f"at end {tuple(round(x, 2) for x in m.get('load_avg_end', []))}: absolute figures "
+         "depend on what else the machine ran (the load lines above); the same-run ratios are "
+         "the claim",
          f"- versions: {', '.join(f'{k} {v}' for k, v in m.get('versions', {}).items())}; peers: "
          f"{', '.join(f'{k} {v}' for k, v in m.get('peers', {}).items()) or 'none'}",
          f"- commit {m.get('git_commit', '')[:12]}{' (with local changes)' if m.get('git_dirty') else ''}",
@@ -383,7 +384,7 @@ def _kv_tables(idx):
         op = "linearizable read" if k[1] == "read" else k[1]
         cpu = p.get("server_cpu_us_per_op")
         L.append(f"| {op if k[3] != 'ceiling' else '–'} | {k[2]} | {label} | {spread(p['ops_s'])} | "
-                 + " | ".join(f"{q.get(n, float('nan')):.2f}" for n in ("p50", "p99", "p99.9", "max"))
+                 + " | ".join(f"{q[n]:.2f}" if n in q else "–" for n in ("p50", "p99", "p99.9", "max"))
                  + (f" | {cpu:.0f} | {p.get('errors', 0)} |" if cpu
                     else f" | – | {p.get('errors', 0)} |"))
     L += ["", "The ceiling row is the load generator against an HTTP server that answers at once: "

@@ -168,10 +168,25 @@ def why_stopped(nodes) -> str:
 
 
 def settle(nodes, timeout_s: float = 60.0) -> int:
-    """Wait until every node applied what the leader committed; returns that index."""
-    leader = leader_of(nodes)
-    target = leader.request({"cmd": "status"})["committed"]
+    """Wait until every node applied all that is committed; returns that index.
+
+    The target is the index of a marker write the leader acknowledges, not the leader's
+    commit index as it reports it: a leader just elected may report a commit index below
+    entries its predecessor committed, until an entry of its own term commits (paper §5.4.2,
+    thesis §6.4), and settling on that lower index let a check run on a node that had not
+    applied an acknowledged write yet."""
     deadline = time.monotonic() + timeout_s
+    target = None
+    for _ in range(1000):  # bounded by the count and the deadline
+        reply = leader_of(nodes).request({"cmd": "write", "key": "settle-marker", "value": "x"})
+        if reply is not None and "ok" in reply:
+            target = reply["log_id"][1]
+            break
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"no marker write acknowledged within {timeout_s} s: {reply}"
+                                 f"{why_stopped(nodes)}")
+        time.sleep(0.1)
+    assert target is not None, "no marker write acknowledged in 1,000 tries"
     st = None
     while time.monotonic() < deadline:
         st = [x.request({"cmd": "status"}) for x in nodes.values()]
