@@ -228,7 +228,8 @@ class TcpClient(RaftClient):
             with trio.fail_after(self.network.handshake_timeout_s):
                 return await open_client_tls(stream, self.network.tls, self.target_id)
         except BaseException as e:
-            await trio.aclose_forcefully(stream)
+            with trio.CancelScope(shield=True):  # a cancelled close must not replace ``e``
+                await trio.aclose_forcefully(stream)
             if isinstance(e, PeerRefused):
                 log.warning("refused node %d at %s: %s", self.target_id, self.node.addr, e)
             raise

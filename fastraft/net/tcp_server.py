@@ -75,26 +75,32 @@ class _Server:
         self.log_limited = RateLimitedLog(log, limits.error_log_interval_s)
 
     async def accept_loop(self, listener: trio.SocketListener) -> None:
-        async with listener, trio.open_nursery() as nursery:
-            while True:  # until cancelled
-                try:
-                    stream = await listener.accept()
-                except OSError as e:
-                    if e.errno not in _ACCEPT_CAPACITY_ERRNOS:
-                        raise
-                    self.log_limited(logging.ERROR, "raft listener cannot accept: %s; pausing", e)
-                    await trio.sleep(_ACCEPT_PAUSE_S)
-                    continue
-                if self.stats.connections >= self.limits.max_connections:
-                    self.stats.refused_connections += 1
-                    self.log_limited(logging.WARNING, "raft listener: %d connections open, the "
-                                     "limit; closing a new one from %s", self.stats.connections,
-                                     _peer_name(stream))
-                    await trio.aclose_forcefully(stream)
-                    continue
-                self.stats.connections += 1
-                self.stats.accepted += 1
-                nursery.start_soon(self.serve_connection, stream)
+        try:
+            async with trio.open_nursery() as nursery:
+                while True:  # until cancelled
+                    try:
+                        stream = await listener.accept()
+                    except OSError as e:
+                        if e.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                            raise
+                        self.log_limited(logging.ERROR, "raft listener cannot accept: %s; pausing", e)
+                        await trio.sleep(_ACCEPT_PAUSE_S)
+                        continue
+                    if self.stats.connections >= self.limits.max_connections:
+                        self.stats.refused_connections += 1
+                        self.log_limited(logging.WARNING, "raft listener: %d connections open, the "
+                                         "limit; closing a new one from %s", self.stats.connections,
+                                         _peer_name(stream))
+                        await trio.aclose_forcefully(stream)
+                        continue
+                    self.stats.connections += 1
+                    self.stats.accepted += 1
+                    nursery.start_soon(self.serve_connection, stream)
+        finally:
+            # shielded, as each connection's close: the listener's close must not replace
+            # an error of a connection with the cancellation that stops the server
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(listener)
 
     # the connections' shared receive-buffer budget (``FrameReader``'s ``budget``)
     def room(self) -> int:
@@ -119,7 +125,10 @@ class _Server:
             await _Served(self, stream, peer, peer_id).run()
         finally:
             self.stats.connections -= 1
-            await trio.aclose_forcefully(stream)
+            # shielded: when the server is cancelled (it stops), the close's checkpoint would
+            # raise Cancelled here and replace, so lose, an error the connection raised
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
 
 
 class _Served:
