@@ -76,7 +76,12 @@ def add_serve_options(s) -> None:
     s.add_argument("--heartbeat-ms", type=int, default=100, help="leader heartbeat interval")
     s.add_argument("--election-timeout-ms", type=int, nargs=2, default=(1000, 2000),
                    metavar=("MIN", "MAX"), help="randomized election timeout range")
-    s.add_argument("--snapshot-every", type=int, default=5000,
+    # etcd's --snapshot-count default. Thesis §5.1: snapshot when the log has grown well past
+    # the snapshot's size, so that snapshotting costs little of the disk and CPU. Every 5,000
+    # entries (the engine's default, openraft's) a 10,000-key store of 100-byte values writes a
+    # 1.2 MB snapshot per 0.65 MB of log, on all three nodes at the same index: measured at 64
+    # clients, that stalled every node's loop together several times a second and doubled p99.
+    s.add_argument("--snapshot-every", type=int, default=100_000,
                    help="build a snapshot every this many applied entries (0: never)")
     s.add_argument("--lease-read", action="store_true",
                    help="serve consistent reads from the leader's lease while it holds, "
