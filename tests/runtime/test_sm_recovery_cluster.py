@@ -4,8 +4,8 @@ background (``fastraft.kv.apply_buffer``), snapshots every few hundred entries a
 purged right up to each one. Under a stream of client writes, random nodes (the leader or a
 follower) are killed with SIGKILL, or their power is cut while they run
 (``fastraft.testing.powerloss_fs``: unsynced writes undone at that instant, nothing after it
-reaches the disk; then SIGKILL), and started again; at the end every node is crashed once more
-right after a burst of writes. Then:
+reaches the disk; then SIGKILL), and started again, with IN_FLIGHT writes under way at once
+when it goes; at the end every node is crashed once more right after a burst of writes. Then:
 
 * on disk, each node's state machine is the replay of its committed log up to the applied
   index it reports (never a mix), and its log still holds every entry after that index, so
@@ -35,6 +35,8 @@ from fastraft.testing.helpers import kv_contents
 KILLS = int(os.environ.get("FASTRAFT_SM_RECOVERY_KILLS", "4"))
 SNAPSHOT_EVERY = 300
 EXTRA = ["--snapshot-every", str(SNAPSHOT_EVERY)]
+#: Client writes in flight at once while a node is crashed.
+IN_FLIGHT = 64
 
 
 def crash_one(node, rng) -> int:
@@ -88,12 +90,23 @@ def run_crashes(tmp_path, power):
             leader = leader_of(nodes)
             victim = leader if rng.random() < 0.5 else rng.choice(
                 [x for x in nodes.values() if x is not leader])
-            timer = threading.Timer(rng.uniform(0.2, 0.8), crash_one, (victim, rng))
+            at = rng.uniform(0.2, 0.8)
+            outcome: list = []
+
+            def pull(victim=victim, outcome=outcome):
+                try:
+                    outcome.append(crash_one(victim, rng))
+                except BaseException as e:  # re-raised by the test below
+                    outcome.append(e)
+
+            timer = threading.Timer(at, pull)
             timer.start()
-            try:
-                writes.one_at_a_time(leader, until=timer)
+            try:  # under load: IN_FLIGHT writes at once, on a little past the crash
+                writes.pipelined(leader, in_flight=IN_FLIGHT, seconds=at + rng.uniform(0.05, 0.3))
             finally:
                 timer.join()
+            if isinstance(outcome[0], BaseException):
+                raise outcome[0]
             victim.start()
         settle(nodes)
         # a last burst, then every node crashes with applies staged
