@@ -83,6 +83,10 @@ class LmdbKVStateMachine(StateMachine):
     or committed); ``durable_applied`` is what a crash now would leave.
     """
 
+    #: A build copies the committed state through one lmdb read transaction (a consistent
+    #: applied point) in a worker thread, so applies go on meanwhile.
+    concurrent_snapshot_builds = True
+
     def __init__(self, env: LmdbEnv, owns_env: bool, commit_interval_s: float,
                  max_staged_keys: int, max_staged_bytes: int) -> None:
         self._env = env

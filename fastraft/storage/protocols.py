@@ -255,6 +255,13 @@ class StateMachine(abc.ABC):
     the ``last_applied`` the reopened store reports.
     """
 
+    #: True if ``build_snapshot`` may run while ``apply`` calls go on: the state machine
+    #: copies one consistent applied point by itself (a read transaction, say), and the
+    #: snapshot's ``meta.last_log_id`` is that point's, at or after the one when the build
+    #: began. The runtime then keeps applying during a build; otherwise every apply waits
+    #: until the build returns (a whole-state copy on the path of every write meanwhile).
+    concurrent_snapshot_builds: bool = False
+
     @abc.abstractmethod
     async def applied_state(self) -> tuple[LogId | None, StoredMembership]:
         """(last applied log id or None, last applied membership with its log id)."""
@@ -282,7 +289,8 @@ class StateMachine(abc.ABC):
     async def build_snapshot(self) -> Snapshot:
         """Snapshot the current state (a consistent copy up to ``last_applied``), make it the
         current snapshot and return it (the caller closes it). ``meta.last_log_id`` is
-        ``last_applied`` and ``meta.last_membership`` is ``last_membership``.
+        ``last_applied`` and ``meta.last_membership`` is ``last_membership`` (of the point
+        copied, with ``concurrent_snapshot_builds``).
 
         Durable when it returns: the snapshot, and the state up to ``meta.last_log_id``
         (the log is purged behind it next)."""
