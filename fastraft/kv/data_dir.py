@@ -11,7 +11,8 @@ acknowledged writes. Such a node must rejoin as a new member, as etcd requires o
 that lost its data: removed from the cluster, then added back under a new id.
 
 Invariant: a claimed directory that ``check_claimed`` passes holds a non-empty data file
-for the log and for the state machine (their contents are checked when they are opened).
+for the log and for the state machine (their contents are checked when they are opened), and
+its log is of the kind the node is told to open.
 """
 
 from __future__ import annotations
@@ -19,17 +20,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 
 from ..errors import ConfigError
+from ..storage.store_kind import refuse_other_kind
 
 __all__ = ["ID_FILE", "STORES", "owner_of", "check_claimed", "claim"]
 
 log = logging.getLogger("fastraft.kv.data_dir")
 
 ID_FILE = "fastraft-kv-node.json"
-#: The node's stores: sub-directories of the data directory, each an lmdb environment.
+#: The node's stores: sub-directories of the data directory; the state is an lmdb environment,
+#: the log one too or a RocksDB database (``log_store``).
 STORES = ("log", "state")
-_DATA_FILE = "data.mdb"
+#: The file whose loss means a store is gone: an lmdb environment's data file; a RocksDB
+#: database's CURRENT (it names the manifest: the database does not open without it).
+_DATA_FILES = {"lmdb": "data.mdb", "rocksdb": "CURRENT"}
 
 
 def owner_of(path: str) -> int | None:
@@ -47,21 +53,25 @@ def owner_of(path: str) -> int | None:
     return owner
 
 
-def check_claimed(path: str, node_id: int, force_new_store: bool) -> bool:
+def check_claimed(path: str, node_id: int, force_new_store: bool,
+                  log_store: str = "lmdb") -> bool:
     """Before the stores open: ConfigError if ``path`` belongs to another node, or belongs to
     this one but lost a store (missing or empty data file), unless ``force_new_store``; then
-    the lost stores' leftovers are removed so that they start empty. Returns whether the
+    the lost stores' leftovers are removed so that they start empty. StorageError if its log
+    is of another kind than ``log_store`` ("lmdb" or "rocksdb"). Returns whether the
     directory was already claimed."""
     owner = owner_of(path)
     if owner is None:
         return False
     if owner != node_id:
         raise ConfigError(f"{path} holds the data of node {owner}, not node {node_id}")
-    lost = [name for name in STORES if _lost(os.path.join(path, name, _DATA_FILE))]
+    refuse_other_kind(os.path.join(path, "log"), log_store)
+    files = {"log": os.path.join(path, "log", _DATA_FILES[log_store]),
+             "state": os.path.join(path, "state", _DATA_FILES["lmdb"])}
+    lost = [name for name in STORES if _lost(files[name])]
     if not lost:
         return True
-    what = " and ".join(f"its {name} store ({os.path.join(path, name, _DATA_FILE)})"
-                        for name in lost)
+    what = " and ".join(f"its {name} store ({files[name]})" for name in lost)
     if not force_new_store:
         raise ConfigError(
             f"{path} belongs to node {node_id}, but {what} is missing or empty: this node's "
@@ -73,7 +83,10 @@ def check_claimed(path: str, node_id: int, force_new_store: bool) -> bool:
             "empty anyway, knowing the risk, pass --force-new-store")
     log.warning("%s: starting node %d with %s empty (--force-new-store)", path, node_id, what)
     for name in lost:
-        for leftover in (_DATA_FILE, "lock.mdb"):
+        if name == "log" and log_store == "rocksdb":  # a database without its CURRENT
+            shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+            continue
+        for leftover in (_DATA_FILES["lmdb"], "lock.mdb"):
             try:
                 os.remove(os.path.join(path, name, leftover))
             except FileNotFoundError:

@@ -69,6 +69,11 @@ def add_serve_options(s) -> None:
     s.add_argument("--store", choices=("memory", "lmdb"), default="memory",
                    help="where the log and the state live (lmdb: durable, in --data)")
     s.add_argument("--data", help="data directory (lmdb store)")
+    s.add_argument("--log-store", choices=("lmdb", "rocksdb"), default="lmdb",
+                   help="the durable log's engine with --store lmdb (the state machine is lmdb "
+                        "either way; rocksdb needs fastraft[rocksdb]: one sync per append "
+                        "instead of lmdb's two, but its binding holds the interpreter lock "
+                        "while it syncs)")
     s.add_argument("--force-new-store", action="store_true",
                    help="start even if this node's data directory lost its stores (unsafe)")
     # etcd's defaults, as the engine's: a node shares its machine with other processes, and a
@@ -120,7 +125,8 @@ def node_options(args: argparse.Namespace):
     node_tls = TlsConfig(args.cluster_id, args.id, *tls_args[1:]) if all(tls_args) else None
     return NodeOptions(
         node_id=args.id, addr=args.addr, raft_addr=args.raft_addr, network=args.network,
-        store=args.store, data_dir=args.data, force_new_store=args.force_new_store,
+        store=args.store, data_dir=args.data, log_store=args.log_store,
+        force_new_store=args.force_new_store,
         insecure=args.insecure,
         peer_tls=node_tls if args.network == "tcp" else None,
         api_tls=ApiTls(node_tls, args.anonymous_loopback) if node_tls is not None else None,

@@ -61,11 +61,13 @@ from .lmdb_state_machine import LmdbKVStateMachine
 from .service import KVService, NodeInfo, fetch_node_info
 from .state_machine import MemoryKVStateMachine
 
-__all__ = ["NodeOptions", "run_node", "STORES", "NETWORKS"]
+__all__ = ["NodeOptions", "run_node", "STORES", "LOG_STORES", "NETWORKS"]
 
 log = logging.getLogger("fastraft.kv.server")
 
 STORES = ("memory", "lmdb")
+#: Durable log stores (``store="lmdb"``): the state machine is lmdb either way.
+LOG_STORES = ("lmdb", "rocksdb")
 NETWORKS = ("tcp", "http")
 
 
@@ -79,6 +81,9 @@ class NodeOptions:
     network: str = "tcp"
     store: str = "memory"
     data_dir: str | None = None
+    #: The durable log store (README: "what each log store promises and costs"); RocksDB
+    #: needs ``fastraft[rocksdb]``.
+    log_store: str = "lmdb"
     config: Config = field(default_factory=Config)
     write_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
@@ -109,6 +114,8 @@ class NodeOptions:
             raise ConfigError(f"store must be one of {STORES}, got {self.store!r}")
         if self.store == "lmdb" and not self.data_dir:
             raise ConfigError("the lmdb store needs a data directory (--data)")
+        if self.log_store not in LOG_STORES:
+            raise ConfigError(f"log_store must be one of {LOG_STORES}, got {self.log_store!r}")
         self.config.validate()
         if self.peer_tls is not None:
             if self.network != "tcp":
@@ -169,7 +176,8 @@ async def bind_http_listener(addr: str, backlog: int = 1024) -> tuple[trio.Socke
 
 
 async def _open_stores(options: NodeOptions):
-    """(log store, state machine), each in its own lmdb environment under the data directory.
+    """(log store, state machine) under the data directory: the state machine in an lmdb
+    environment of its own, the log in another or in RocksDB (``log_store``).
 
     Two environments, not one shared: lmdb runs one write transaction at a time per
     environment, so with one the log's appends (the next batch) would wait for the state
@@ -180,8 +188,14 @@ async def _open_stores(options: NodeOptions):
     path = options.data_dir
     await trio.to_thread.run_sync(os.makedirs, path, 0o777, True)
     claimed = await trio.to_thread.run_sync(
-        data_dir.check_claimed, path, options.node_id, options.force_new_store)
-    log_store = await LmdbLogStore.open(os.path.join(path, "log"))
+        data_dir.check_claimed, path, options.node_id, options.force_new_store,
+        options.log_store)
+    log_path = os.path.join(path, "log")  # each kind refuses a directory of the other
+    if options.log_store == "rocksdb":
+        from ..storage.rocksdb_log import RocksLogStore
+        log_store = await RocksLogStore.open(log_path)
+    else:
+        log_store = await LmdbLogStore.open(log_path)
     try:
         sm = await LmdbKVStateMachine.open(os.path.join(path, "state"))
         if not claimed:  # only now that both stores exist on disk
@@ -232,8 +246,9 @@ async def run_node(options: NodeOptions, *, task_status=trio.TASK_STATUS_IGNORED
             await nursery.start(partial(serve_http, handler, [listener],
                                         limits=options.http_limits))
             log.info("node %d serving %s on %s, raft (%s) on %s, store %s%s",
-                     options.node_id, "HTTPS" if api_tls else "HTTP", http_addr, options.network, raft_addr, options.store,
-                     f" in {options.data_dir}" if options.data_dir else "",
+                     options.node_id, "HTTPS" if api_tls else "HTTP", http_addr, options.network,
+                     raft_addr, options.store,
+                     f" (log: {options.log_store}) in {options.data_dir}" if options.data_dir else "",
                      extra={"node_id": options.node_id})
             task_status.started(info)
             try:

@@ -7,7 +7,7 @@ import httpx
 import pytest
 import trio
 
-from fastraft import ConfigError, OutcomeUnknown
+from fastraft import ConfigError, OutcomeUnknown, StorageError
 from fastraft.core import Config
 from fastraft.codec import encode_message
 from fastraft.kv import Set
@@ -18,13 +18,23 @@ from fastraft.messages import AppendEntriesRequest, VoteRequest
 TIMEOUT_S = 60
 
 
+def log_store_kinds() -> list[str]:
+    """The durable log stores installed here: lmdb, and rocksdb with the ``rocksdb`` extra."""
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return ["lmdb"]
+    return ["lmdb", "rocksdb"]
+
+
 class Nodes:
     """Nodes run with ``run_node`` in ``nursery``, each stoppable on its own."""
 
-    def __init__(self, nursery, network="tcp", store="memory", base_dir=None):
+    def __init__(self, nursery, network="tcp", store="memory", base_dir=None, log_store="lmdb"):
         self.nursery = nursery
         self.network = network
         self.store = store
+        self.log_store = log_store
         self.base_dir = base_dir
         self.info = {}
         self._scopes = {}
@@ -36,7 +46,7 @@ class Nodes:
         config = (Config(heartbeat_interval_ms=100, election_timeout_min_ms=1000,
                          election_timeout_max_ms=2000) if self.network == "http" else Config())
         options = NodeOptions(node_id=i, addr=addr, raft_addr="127.0.0.1:0", config=config,
-                              network=self.network, store=self.store,
+                              network=self.network, store=self.store, log_store=self.log_store,
                               data_dir=None if self.base_dir is None else f"{self.base_dir}/n{i}")
 
         async def node(task_status):
@@ -93,11 +103,12 @@ def test_the_client_follows_the_leader_when_the_leader_goes(network):
     trio.run(main)
 
 
-def test_an_lmdb_node_keeps_its_data_across_a_restart_and_its_id(tmp_path):
+@pytest.mark.parametrize("log_store", log_store_kinds())
+def test_an_lmdb_node_keeps_its_data_across_a_restart_and_its_id(tmp_path, log_store):
     async def main():
         with trio.fail_after(TIMEOUT_S):
             async with trio.open_nursery() as nursery:
-                nodes = Nodes(nursery, store="lmdb", base_dir=str(tmp_path))
+                nodes = Nodes(nursery, store="lmdb", base_dir=str(tmp_path), log_store=log_store)
                 info = await nodes.start(1)
                 async with KVClient([info.addr]) as client:
                     await client.init()
@@ -114,6 +125,13 @@ def test_an_lmdb_node_keeps_its_data_across_a_restart_and_its_id(tmp_path):
                                   store="lmdb", data_dir=str(tmp_path / "n1"))
             with pytest.raises(ConfigError, match="holds the data of node 1, not node 2"):
                 await run_node(options)
+            if len(log_store_kinds()) > 1:  # the other log store refuses this one's log
+                other = "rocksdb" if log_store == "lmdb" else "lmdb"
+                options = NodeOptions(node_id=1, addr="127.0.0.1:0", raft_addr="127.0.0.1:0",
+                                      store="lmdb", data_dir=str(tmp_path / "n1"),
+                                      log_store=other)
+                with pytest.raises(StorageError, match=f"holds a {log_store} store, not a {other}"):
+                    await run_node(options)
 
     trio.run(main)
 
