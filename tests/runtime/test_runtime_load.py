@@ -123,7 +123,15 @@ def test_default_config_keeps_its_leader_with_10000_writes_in_flight(tmp_path):
                 done = leader.report(timeout=0.5)
             except queue.Empty:
                 pass
-        after = wait_leader(list(procs.values()))
+        # a follower learns the last commit index with the leader's next AppendEntries or
+        # heartbeat (Raft §5.3), a moment after the leader answered the last write
+        committed_by = time.monotonic() + 30
+        while True:  # bounded by the deadline
+            after = wait_leader(list(procs.values()))
+            if all(s["committed"] >= done["done"] for s in after) \
+                    or time.monotonic() > committed_by:
+                break
+            time.sleep(0.05)
     finally:
         for p in procs.values():
             p.stop()
