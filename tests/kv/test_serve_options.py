@@ -37,6 +37,15 @@ def test_snapshots_come_at_etcds_default_count_and_the_option_sets_it():
     assert options("--snapshot-every", "0").config.snapshot_policy_logs_since_last == 0
 
 
+def test_the_log_store_option_picks_the_durable_log_and_refuses_others():
+    assert options().log_store == "lmdb"
+    assert options("--store", "lmdb", "--data", "d", "--log-store", "rocksdb").log_store == "rocksdb"
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        build_parser().parse_args([*BASE, "--log-store", "sqlite"])
+    with pytest.raises(ConfigError, match="log_store must be one of"):
+        dataclasses.replace(options(), log_store="sqlite").check()
+
+
 def test_lease_read_turns_the_engines_lease_on():
     o = options("--lease-read")
     # the lease needs check-quorum (thesis §6.4.1), on by default
