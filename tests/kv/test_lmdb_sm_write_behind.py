@@ -262,3 +262,52 @@ def test_close_ends_when_it_races_the_background_commit():
     closer.join(timeout=30)
     assert not closer.is_alive(), "close() hung: the background thread missed its wake-up"
     assert commits == [LogId(1, 1)] and buf.durable_applied == LogId(1, 1)
+
+
+def test_a_snapshot_built_while_applies_go_on_is_the_state_of_its_own_index(tmp_path):
+    """``concurrent_snapshot_builds``: the runtime applies while a build runs, so the build
+    must copy one applied point, never a mix (Raft §7: a snapshot is the state at its last
+    included index). Entries overwrite a small key space with values naming their index, so
+    any mix of two points shows; the background commit runs every millisecond meanwhile."""
+    assert LmdbKVStateMachine.concurrent_snapshot_builds
+
+    def writes(lo, hi):  # entry i sets k(i mod 500) to v<i>
+        return [normal(1, i, encode_command(Set(f"k{i % 500}", f"v{i}"))) for i in range(lo, hi)]
+
+    async def main():
+        sm = await LmdbKVStateMachine.open(tmp_path / "a", commit_interval_s=0.001)
+        await sm.apply([normal(1, i, encode_command(Set(f"fill{i}", "x" * 100)))
+                        for i in range(1, 20_001)])  # a state that takes a while to copy
+        nxt, during = 20_001, 0
+        built: list = []
+
+        async def build():
+            built.append(await sm.build_snapshot())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(build)
+            for _ in range(2000):  # bounded; ends when the build is done
+                if built:
+                    break
+                await sm.apply(writes(nxt, nxt + 10))
+                nxt += 10
+                during += 1
+                await trio.sleep(0.0005)  # real time: the build's and the commit's threads run
+        snap = built[0]
+        last = snap.meta.last_log_id.index
+        assert during > 0 and 20_000 <= last < nxt, (during, last, nxt)
+        other = await LmdbKVStateMachine.open(tmp_path / "b")
+        sink = await other.begin_receiving_snapshot()
+        sink.write(snap.data.read())
+        snap.close()
+        await other.install_snapshot(snap.meta, sink)
+        ref = MemoryKVStateMachine()
+        await ref.apply([normal(1, i, encode_command(Set(f"fill{i}", "x" * 100)))
+                         for i in range(1, 20_001)])
+        if last > 20_000:
+            await ref.apply(writes(20_001, last + 1))
+        assert (await contents(other))[1] == (await contents(ref))[1], f"not the state of {last}"
+        await other.aclose()
+        await sm.aclose()
+
+    trio.run(main)
