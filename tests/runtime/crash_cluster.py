@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import threading
 import time
 
 import pytest
@@ -135,6 +136,30 @@ def crash(victims, modes) -> int:
     for v, _ in powered:
         v.mount.start()
     return undone
+
+
+def crash_under_load(writes: "ClientWrites", leader: CrashNode, victims, modes, *, at: float,
+                     seconds: float, in_flight: int) -> int:
+    """``crash(victims, modes)`` from a timer thread ``at`` seconds into ``seconds`` of
+    pipelined writes through ``leader`` (``in_flight`` at once); re-raises what the crash
+    raised. Returns how many writes the cuts undid."""
+    outcome: list = []
+
+    def pull() -> None:
+        try:
+            outcome.append(crash(victims, modes))
+        except BaseException as e:  # re-raised below, in the test's thread
+            outcome.append(e)
+
+    timer = threading.Timer(at, pull)
+    timer.start()
+    try:  # the writes go on a little past the crash (unless the leader's own ended)
+        writes.pipelined(leader, in_flight=in_flight, seconds=seconds)
+    finally:
+        timer.join()  # the crash has happened by then, also when the writes ended first
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 def leader_of(nodes, timeout_s: float = 30.0) -> CrashNode:

@@ -23,12 +23,11 @@ a minute a store kind); FASTRAFT_CRASH_SEED the seed.
 
 import os
 import random
-import threading
 
 import pytest
 
-from crash_cluster import (ClientWrites, crash, crash_seed, leader_of, log_store_kinds,
-                           require_fuse, settle, start_cluster, stop_cluster)
+from crash_cluster import (ClientWrites, crash_seed, crash_under_load, leader_of,
+                           log_store_kinds, require_fuse, settle, start_cluster, stop_cluster)
 
 CUTS = int(os.environ.get("FASTRAFT_POWERLOSS_CLUSTER_CUTS", "8"))
 #: Client writes in flight at once during the cuts.
@@ -70,23 +69,8 @@ def test_power_cuts_of_random_nodes_lose_no_acknowledged_write(tmp_path, kind):
             modes = [rng.choice(["drop", "torn"]) if who != "all" else "drop" for _ in victims]
             # The power goes at a random moment while writes flow: a thread pulls the plug.
             at = rng.uniform(0.05, 0.6)
-            outcome: list = []
-
-            def pull_plug(victims=victims, modes=modes, outcome=outcome):
-                try:
-                    outcome.append(crash(victims, modes))
-                except BaseException as e:  # re-raised by the test below
-                    outcome.append(e)
-
-            timer = threading.Timer(at, pull_plug)
-            timer.start()
-            try:  # the writes go on a little past the cut (unless the leader's own ended)
-                writes.pipelined(leader, in_flight=IN_FLIGHT, seconds=at + rng.uniform(0.05, 0.3))
-            finally:
-                timer.join()  # the plug is pulled by then, also when the writes ended first
-            if isinstance(outcome[0], BaseException):
-                raise outcome[0]
-            undone += outcome[0]
+            undone += crash_under_load(writes, leader, victims, modes, at=at,
+                                       seconds=at + rng.uniform(0.05, 0.3), in_flight=IN_FLIGHT)
             for v in victims:
                 v.start()
         settle(nodes)  # every node applies what the leader committed

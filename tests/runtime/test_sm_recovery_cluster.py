@@ -20,14 +20,13 @@ FASTRAFT_SM_RECOVERY_KILLS sets the kills per run (default 4); FASTRAFT_CRASH_SE
 
 import os
 import random
-import threading
 import time
 
 import pytest
 import trio
 
-from crash_cluster import (NODES, ClientWrites, crash, crash_seed, leader_of, require_fuse,
-                           settle, start_cluster, stop_cluster)
+from crash_cluster import (NODES, ClientWrites, crash, crash_seed, crash_under_load, leader_of,
+                           require_fuse, settle, start_cluster, stop_cluster)
 from fastraft.kv import LmdbKVStateMachine, MemoryKVStateMachine
 from fastraft.storage import LmdbLogStore
 from fastraft.testing.helpers import kv_contents
@@ -91,22 +90,8 @@ def run_crashes(tmp_path, power):
             victim = leader if rng.random() < 0.5 else rng.choice(
                 [x for x in nodes.values() if x is not leader])
             at = rng.uniform(0.2, 0.8)
-            outcome: list = []
-
-            def pull(victim=victim, outcome=outcome):
-                try:
-                    outcome.append(crash_one(victim, rng))
-                except BaseException as e:  # re-raised by the test below
-                    outcome.append(e)
-
-            timer = threading.Timer(at, pull)
-            timer.start()
-            try:  # under load: IN_FLIGHT writes at once, on a little past the crash
-                writes.pipelined(leader, in_flight=IN_FLIGHT, seconds=at + rng.uniform(0.05, 0.3))
-            finally:
-                timer.join()
-            if isinstance(outcome[0], BaseException):
-                raise outcome[0]
+            crash_under_load(writes, leader, [victim], [rng.choice(["drop", "torn"])], at=at,
+                             seconds=at + rng.uniform(0.05, 0.3), in_flight=IN_FLIGHT)
             victim.start()
         settle(nodes)
         # a last burst, then every node crashes with applies staged
