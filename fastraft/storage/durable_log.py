@@ -36,9 +36,10 @@ class DurableLogStore(LogStore):
 
     path: str
 
-    def _init_state(self, name: str) -> None:
+    def _init_state(self, name: str, writer: str = "thread") -> None:
+        """``writer``: where the synced batches run (``WritePipeline``)."""
         self._pipeline: WritePipeline = WritePipeline(name, self._write_batch,
-                                                      self._on_committed)
+                                                      self._on_committed, writer=writer)
         self._closed = False
         self._vote: Vote | None = None
         self._committed: LogId | None = None

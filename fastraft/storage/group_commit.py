@@ -13,6 +13,15 @@ writer costs nothing (it blocks in ``get``; no polling).
 Measured against the design it replaced (a worker started per batch with
 ``trio.lowlevel.start_thread_soon``): see ``benchmarks/cluster/store_append.py``.
 
+A store whose engine holds the interpreter lock through its synced write (the ``rocksdict``
+binding does: a Python thread stalls for the whole write and its sync) gains nothing from
+that thread, since the trio thread cannot run while it writes either; it pays the two
+hand-offs alone. Such a store asks for ``writer="trio"``: the batches then run on the trio
+thread, in a task of the pipeline's own (a trio system task, started with the first write),
+which ``submit`` wakes when it is parked and which yields to the other tasks between two
+batches, so what they submit meanwhile forms the next batch. Same order, batching and
+reports; no thread and no hand-off.
+
 Coalesced reports: an operation submitted with ``coalesce=True`` is not reported when the
 operation after it, in the same batch, was also submitted with ``coalesce=True``: that one's
 report stands for both (reports come in order). A caller that runs a costly round per report
@@ -26,7 +35,8 @@ A batch that fails in the writer is its last: what was queued behind it is never
 When the store's bookkeeping fails on the trio thread instead, a batch the writer had
 already taken may still be written (and is reported failed, like a write cut by a crash).
 Invariant: the writer thread ends with ``aclose``, after the batches it has taken; when the
-trio run ends first, it ends at its next report.
+trio run ends first, it ends at its next report. The writer task (``writer="trio"``) ends
+with ``aclose`` too, or is cancelled with the run's other system tasks.
 """
 
 from __future__ import annotations
@@ -57,7 +67,10 @@ class WritePipeline(Generic[Op]):
     writer thread, one result per operation), then ``on_committed(ops, results)`` on the
     trio thread, then each operation's callback.
 
-    ``max_batch_ops`` bounds a batch: operations beyond it wait for the following one.
+    ``writer``: ``"thread"`` (a writer thread; for engines that release the interpreter
+    lock while they write) or ``"trio"`` (batches run on the trio thread; see the module
+    docstring). ``max_batch_ops`` bounds a batch: operations beyond it wait for the
+    following one.
     ``max_queued_ops`` bounds the pending operations for callers that ``wait_for_room``
     first (the async write methods of a store); ``submit`` itself never waits, so callers of
     a store's non-async path bound what they issue themselves (the runtime's in-flight
@@ -66,8 +79,12 @@ class WritePipeline(Generic[Op]):
 
     def __init__(self, name: str, run_batch: Callable[[list[Op]], list[Any]],
                  on_committed: Callable[[list[Op], list[Any]], None],
-                 max_batch_ops: int = 4096, max_queued_ops: int = 16384) -> None:
+                 max_batch_ops: int = 4096, max_queued_ops: int = 16384,
+                 writer: str = "thread") -> None:
+        if writer not in ("thread", "trio"):
+            raise ValueError(f"writer must be 'thread' or 'trio', got {writer!r}")
         self._name = name
+        self._on_trio = writer == "trio"
         self._run_batch = run_batch
         self._on_committed = on_committed
         self._max_batch_ops = max_batch_ops
@@ -79,6 +96,12 @@ class WritePipeline(Generic[Op]):
         self._failure: BaseException | None = None
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        #: writer="trio": the writer task once started, and whether it is parked (waiting
+        #: for a submit); ``_inline`` holds what it has not taken yet
+        self._task: trio.lowlevel.Task | None = None
+        self._task_parked = False
+        self._task_ended: trio.Event | None = None
+        self._inline: deque[Op] = deque()
         #: set on the trio thread when the pipeline fails or closes; the writer reads it
         #: before each batch and writes nothing more once it is set
         self._halted = False
@@ -117,9 +140,19 @@ class WritePipeline(Generic[Op]):
         self.check()
         if self._halted:
             raise StorageError(f"{self._name}: the write pipeline is closed")
+        self._pending.append((op, done, coalesce))
+        if self._on_trio:
+            self._inline.append(op)
+            if self._task is None:
+                self._task_ended = trio.Event()
+                self._task = trio.lowlevel.spawn_system_task(
+                    self._trio_writer, name=f"fastraft write {self._name}")
+            elif self._task_parked:
+                self._task_parked = False
+                trio.lowlevel.reschedule(self._task)
+            return
         if self._thread is None:
             self._start_writer(trio.lowlevel.current_trio_token())
-        self._pending.append((op, done, coalesce))
         self._jobs.put(op)
 
     async def run(self, op: Op) -> Any:
@@ -160,6 +193,11 @@ class WritePipeline(Generic[Op]):
         with trio.CancelScope(shield=True):
             await self.wait_idle()
             self._halted = True
+            if self._task_parked:  # it sees _halted and ends
+                self._task_parked = False
+                trio.lowlevel.reschedule(self._task)
+            if self._task_ended is not None:
+                await self._task_ended.wait()
             thread, self._thread = self._thread, None
             if thread is not None:
                 self._jobs.put(_STOP)
@@ -198,6 +236,34 @@ class WritePipeline(Generic[Op]):
             if stopping or isinstance(result, outcome.Error):
                 return
 
+    # -- the writer task (writer="trio") --------------------------------------------------------
+
+    async def _trio_writer(self) -> None:
+        try:
+            await self._write_on_trio()
+        finally:
+            self._task_ended.set()
+
+    async def _write_on_trio(self) -> None:
+        inline, limit = self._inline, self._max_batch_ops
+        while True:  # parked while idle; ends once halted (aclose, a failure) or cancelled
+            while not inline:
+                if self._halted:
+                    return
+                self._task_parked = True
+                await trio.lowlevel.wait_task_rescheduled(self._abort_park)
+            if self._halted:
+                return
+            ops = [inline.popleft() for _ in range(min(limit, len(inline)))]
+            started = perf_counter()
+            self._finish(len(ops), outcome.capture(self._run_batch, ops), started)
+            # let the other tasks run (and submit: the next batch) before the next write
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _abort_park(self, _raise_cancel) -> trio.lowlevel.Abort:
+        self._task_parked = False
+        return trio.lowlevel.Abort.SUCCEEDED
+
     # -- back on the trio thread ---------------------------------------------------------------
 
     def _finish(self, n: int, result: outcome.Outcome, started: float) -> None:
@@ -231,6 +297,7 @@ class WritePipeline(Generic[Op]):
     def _fail(self, error: BaseException, dones: list[Done]) -> None:
         self._failure = error
         self._halted = True
+        self._inline.clear()
         dones = dones + [done for _, done, _ in self._pending]
         self._pending.clear()
         for done in dones:

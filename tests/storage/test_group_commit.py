@@ -9,6 +9,7 @@ import threading
 
 import pytest
 import trio
+import trio.testing
 
 from fastraft import Entry, StorageError
 from fastraft.testing.helpers import open_durable_log_store
@@ -21,10 +22,9 @@ def entries(lo, hi):
     return [Entry(1, i, 1, b"v%d" % i) for i in range(lo, hi)]
 
 
-@pytest.mark.parametrize("kind", ["lmdb", "rocksdb"])
-def test_the_writer_thread_starts_with_the_first_write_and_ends_with_the_store(tmp_path, kind):
+def test_the_writer_thread_starts_with_the_first_write_and_ends_with_the_store(tmp_path):
     async def main():
-        store = await open_durable_log_store(kind, tmp_path / kind)
+        store = await open_durable_log_store("lmdb", tmp_path / "lmdb")
         assert store._pipeline._thread is None  # a store that never writes has no thread
         await store.append(entries(1, 4))
         thread = store._pipeline._thread
@@ -34,6 +34,30 @@ def test_the_writer_thread_starts_with_the_first_write_and_ends_with_the_store(t
         await store.aclose()
         assert not thread.is_alive()
         assert thread not in threading.enumerate()
+        with pytest.raises(StorageError, match="closed"):
+            await store.append(entries(9, 10))
+
+    trio.run(main)
+
+
+def test_the_rocksdb_store_writes_on_the_trio_thread_and_its_task_ends_with_it(tmp_path):
+    """rocksdict holds the interpreter lock through a synced write, so the RocksDB store's
+    batches run on the trio thread (group_commit.py): no thread, one task for the store's
+    life, ended by aclose."""
+
+    async def main():
+        threads = set(threading.enumerate())
+        store = await open_durable_log_store("rocksdb", tmp_path / "rocksdb")
+        pipe = store._pipeline
+        assert pipe._task is None
+        await store.append(entries(1, 4))
+        task = pipe._task
+        assert task is not None and pipe._thread is None
+        await store.append(entries(4, 9))
+        assert pipe._task is task
+        assert set(threading.enumerate()) <= threads  # no writer thread came
+        await store.aclose()
+        assert pipe._task_ended.is_set()
         with pytest.raises(StorageError, match="closed"):
             await store.append(entries(9, 10))
 
@@ -181,3 +205,118 @@ def test_coalesced_reports_one_per_batch_and_never_across_an_uncoalesced_op():
         await pipe.aclose()
 
     trio.run(main)
+
+
+# -- writer="trio": the batches on the trio thread ------------------------------------------
+
+
+def test_on_trio_what_is_submitted_before_the_writer_runs_is_one_batch_and_order_holds():
+    """Ops submitted in one go form one batch; ops submitted while a batch is reported (from
+    its callbacks) or by another task meanwhile form the next; results come in order."""
+
+    async def main():
+        rec = Recorder()
+        pipe = WritePipeline("test", rec.run_batch, lambda ops, results: None, writer="trio")
+        got = []
+
+        def report(name):
+            def done(e, r):
+                got.append((name, e, r))
+                if name == "b":  # a callback that writes again, as the flush round does
+                    pipe.submit("d", report("d"))
+            return done
+
+        for name in ("a", "b", "c"):
+            pipe.submit(name, report(name))
+        assert rec.batches == []  # nothing written inside submit: the caller's round goes on
+        with trio.fail_after(WAIT_S):
+            await pipe.wait_idle()
+        assert rec.batches == [["a", "b", "c"], ["d"]]
+        assert got == [(n, None, f"wrote {n}") for n in ("a", "b", "c", "d")]
+        assert pipe._thread is None
+        assert await pipe.run("e") == "wrote e"  # the parked writer wakes for a later write
+        await pipe.aclose()
+        assert pipe._task_ended.is_set()
+        with pytest.raises(StorageError, match="closed"):
+            pipe.submit("f", report("f"))
+
+    trio.run(main)
+
+
+def test_on_trio_other_tasks_run_between_two_batches():
+    """The writer yields after each batch: a task woken by a report gets to run (and may
+    submit) before a chain of writes, each submitted by the report of the one before (as a
+    flush round appends again), has ended, so a busy store does not starve the node's loop.
+    (trio runs the tasks of one scheduler pass in either order, so the other task runs within
+    the first few batches, not at a fixed one; 2**-40 is the chance of it waiting for all.)"""
+
+    async def main():
+        rec = Recorder()
+        pipe = WritePipeline("test", rec.run_batch, lambda ops, results: None, writer="trio")
+        chain = 40
+        written = []
+        seen_at = []
+        first_done = trio.Event()
+
+        def next_link(e, r):
+            written.append(r)
+            first_done.set()
+            if len(written) < chain:
+                pipe.submit(f"link{len(written)}", next_link)
+
+        async def other():
+            await first_done.wait()
+            seen_at.append(len(written))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other)
+            await trio.testing.wait_all_tasks_blocked()
+            pipe.submit("link0", next_link)
+            with trio.fail_after(WAIT_S):
+                await pipe.wait_idle()
+        assert len(written) == chain
+        assert seen_at and seen_at[0] < chain  # it ran while the chain was being written
+        assert [b[0] for b in rec.batches] == [f"link{i}" for i in range(chain)]
+        await pipe.aclose()
+
+    trio.run(main)
+
+
+def test_on_trio_a_failed_batch_fails_what_is_pending_and_the_writer_ends():
+    async def main():
+        rec = Recorder()
+        pipe = WritePipeline("test", rec.run_batch, lambda ops, results: None, writer="trio")
+        assert await pipe.run("a") == "wrote a"
+        got = {}
+        pipe.submit("bad", lambda e, r: got.setdefault("bad", e))
+        pipe.submit("c", lambda e, r: got.setdefault("c", e))  # same batch: failed with it
+        with trio.fail_after(WAIT_S):
+            await pipe.wait_idle()
+        error = got["bad"]
+        assert isinstance(error, OSError) and got == {"bad": error, "c": error}
+        with trio.fail_after(WAIT_S):
+            await pipe._task_ended.wait()  # the writer ended with the failure
+        with pytest.raises(StorageError, match="earlier write failed"):
+            pipe.submit("d", lambda e, r: None)
+        await pipe.aclose()
+        assert rec.batches == [["a"]]
+
+    trio.run(main)
+
+
+def test_on_trio_the_writer_ends_with_the_run_when_the_pipeline_is_not_closed():
+    ended = []
+
+    async def main():
+        pipe = WritePipeline("test", Recorder().run_batch, lambda ops, results: None,
+                             writer="trio")
+        assert await pipe.run("a") == "wrote a"
+        ended.append(pipe._task_ended)  # parked when main returns: cancelled with the run
+
+    trio.run(main)
+    assert ended[0].is_set()
+
+
+def test_writer_kind_is_checked():
+    with pytest.raises(ValueError, match="writer"):
+        WritePipeline("test", Recorder().run_batch, lambda ops, results: None, writer="fiber")
