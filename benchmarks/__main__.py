@@ -78,7 +78,10 @@ def estimate_s(plan: Plan, suites, peers: int) -> float:
         per_rep = (len(plan.in_flight) + len(plan.payloads) + len(plan.offered_loads)) * peers
         total += (plan.reps * per_rep + len(plan.sizes) * plan.reps * peers) * point
         total += (1 + len(plan.sizes)) * 6 * peers + plan.failover_trials * 6
-        total += plan.reps * 2 * (point + 3)  # the latency floor, lmdb and memory
+        total += plan.reps * 3 * (point + 3)  # the latency floor: lmdb, rocksdb, memory
+        # the write path per log store: a cluster start and four points per store and rep,
+        # then store_append.py (about 3 ms per append and case)
+        total += plan.reps * 3 * (6 + 4 * point) + plan.reps * 6 * 1000 * 0.003
         total += sum(10 + mb * 0.3 for mb in plan.snapshot_mb)  # 100 MB took 23 s, 1 GB ...
     if "kv" in suites:
         total += kv_suite.count_steps(plan) * point + 15

@@ -11,6 +11,11 @@ drift on a shared machine hits both.
 * ``open_loop``: latency (every sample) at fixed offered loads, writes started on schedule;
 * ``floor``: the latency floor of one replicated write (processes, loopback, synced lmdb);
 * ``size``: throughput with 256 in flight on clusters of 3, 5, 7 nodes;
+* ``log_store_*`` and ``store_append`` (fastraft): the write path on each log store (memory,
+  lmdb, RocksDB when ``rocksdict`` is installed): one writer's p50 and p99 (beside the floor
+  of the same store), throughput with 256 and 10,000 writes in flight and with
+  ``client_write_many`` of 1,000 (8 in flight), and each durable store's synced append of
+  one entry against its engine's raw synced write (``cluster/store_append.py``);
 * ``failover`` (fastraft): leader SIGKILLed, time to the next committed write;
 * ``snapshot`` (fastraft, the lmdb KV state machine): a follower that was down while the
   others took ``MB`` of state comes back; time until it applied everything, through an
@@ -280,16 +285,30 @@ def snapshot_install(ctx) -> None:
                         wall_s=time.monotonic() - t_step)
 
 
+def _have_rocksdict() -> bool:
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _floor_stores(plan) -> tuple:
+    if plan.mode == "smoke":  # the same script and path for every store; 5 s a run in CI
+        return ("lmdb",)
+    return ("lmdb", "rocksdb", "memory") if _have_rocksdict() else ("lmdb", "memory")
+
+
 def latency_floor(ctx) -> None:
     """The floor under fastraft's one-write-at-a-time latency (``cluster/latency_floor.py``):
-    three processes doing only the loopback hops and the synced lmdb commits one replicated
-    write needs (store "lmdb"), and the hops alone (store "memory"); p50 and p99 per rep."""
+    three processes doing only the loopback hops and the synced writes one replicated
+    write needs (store "lmdb": lmdb commits; "rocksdb": RocksDB write batches), and the hops
+    alone (store "memory"); p50 and p99 per rep."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster", "latency_floor.py")
-    stores = ("lmdb", "memory")
-    if ctx.plan.mode == "smoke":  # the same script and path either way; 5 s a run in CI
-        stores = ("lmdb",)
-        ctx.results.skip("latency floor, store memory", "not in the smoke mode (the lmdb "
-                         "floor runs the same script)", ctx.say)
+    stores = _floor_stores(ctx.plan)
+    if ctx.plan.mode == "smoke":
+        ctx.results.skip("latency floor, stores memory and rocksdb", "not in the smoke mode "
+                         "(the lmdb floor runs the same script)", ctx.say)
     for rep in range(ctx.plan.reps):
         for store in stores:
             if not ctx.step(f"latency floor, {store}, rep {rep + 1}"):
@@ -310,7 +329,76 @@ def latency_floor(ctx) -> None:
                             p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], writes=r["writes"])
 
 
+#: (point name, writes in flight, payloads per call) of each log store's throughput
+LOG_STORE_POINTS = (("w256", 256, 1), ("w10000", 10000, 1), ("many", 8, 1000))
+
+
+def _log_stores(plan) -> tuple:
+    if plan.mode == "smoke":  # the step's path once; lmdb and memory run in the other steps
+        return ("rocksdb",) if _have_rocksdict() else ("memory",)
+    return ("memory", "lmdb", "rocksdb") if _have_rocksdict() else ("memory", "lmdb")
+
+
+def log_stores(ctx) -> None:
+    """The write path on each log store (the module docstring), a cluster per store and rep,
+    stores in turn within each rep; then ``store_append.py`` once, its reps inside."""
+    plan = ctx.plan
+    stores = _log_stores(plan)
+    if not _have_rocksdict():
+        ctx.results.skip("log store rocksdb", "rocksdict is not installed "
+                         "(pip install 'fastraft[rocksdb]')", ctx.say)
+    for rep in range(plan.reps):
+        for store in stores:
+            if not ctx.step(f"log store {store}: start, rep {rep + 1}", advance=False):
+                return
+            c = Cluster("fastraft", 3, ctx.ports.take(3), ctx.workdir, conf={"log_store": store})
+            clusters = [("fastraft", c)]
+            try:
+                if not ctx.step(f"log store {store}: one writer, rep {rep + 1}"):
+                    return
+                r = _ask(ctx, clusters, "fastraft", c, f"log store {store}, one writer", {
+                    "cmd": "latency", "payload": 100, "probe": False,
+                    "warmup_s": plan.warmup_s, "duration_s": plan.duration_s})
+                if r is None:
+                    continue
+                ctx.results.add("cluster", metric="log_store_one_writer", x=store,
+                                system="fastraft", rep=rep, size=3, payload=100,
+                                p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], errors=r["errors"])
+                for name, window, batch in LOG_STORE_POINTS:
+                    if not ctx.step(f"log store {store}: {name}, rep {rep + 1}"):
+                        return
+                    r = _ask(ctx, clusters, "fastraft", c, f"log store {store}, {name}", {
+                        "cmd": "throughput", "window": window, "batch": batch, "payload": 100,
+                        "warmup_s": plan.warmup_s, "duration_s": plan.duration_s}, cpu=True)
+                    if r is None:
+                        break
+                    ctx.results.add("cluster", metric=f"log_store_{name}", x=store,
+                                    system="fastraft", rep=rep, size=3, window=window,
+                                    batch=batch, payload=100, ops_s=r["ops_s"],
+                                    errors=r.get("errors", 0), **_cpu_fields(r))
+            finally:
+                c.stop()
+    if not ctx.step("store append against the raw write"):
+        return
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster", "store_append.py")
+    engines = "lmdb,rocksdb" if _have_rocksdict() else "lmdb"
+    appends = 50 if plan.mode == "smoke" else 1000
+    proc = subprocess.run([sys.executable, script, "--reps", str(plan.reps), "--appends",
+                           str(appends), "--engines", engines, "--kinds",
+                           "raw_queue,store,store_nowait", "--dir", ctx.workdir],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"store_append.py: {proc.stderr[-500:]}")
+    for line in proc.stdout.splitlines():
+        r = json.loads(line)
+        if "case" in r:
+            engine, case = r["case"].split("_", 1)
+            ctx.results.add("cluster", metric="store_append", x=engine, system=case,
+                            rep=r["rep"], size=1, p50_us=r["p50_us"], p99_us=r["p99_us"])
+
+
 STEPS = [("cluster throughput and latency", throughput_points), ("latency floor", latency_floor),
+         ("write path by log store", log_stores),
          ("cluster sizes", size_points),
          ("failover", failover), ("snapshot install", snapshot_install)]
 
@@ -318,5 +406,6 @@ STEPS = [("cluster throughput and latency", throughput_points), ("latency floor"
 def count_steps(plan, peers: int) -> int:
     per_rep = (len(plan.in_flight) + len(plan.payloads) + len(plan.offered_loads)) * peers
     return (plan.reps * per_rep + len(plan.sizes) * plan.reps * peers + plan.failover_trials
-            + (1 if plan.mode == "smoke" else 2) * plan.reps
+            + len(_floor_stores(plan)) * plan.reps
+            + len(_log_stores(plan)) * plan.reps * (1 + len(LOG_STORE_POINTS)) + 1
             + len(plan.snapshot_mb))

@@ -79,9 +79,12 @@ def summarise(data: dict) -> dict:
             ratios = [r["extra"]["ratio"] for r in rs if "ratio" in (r.get("extra") or {})]
             if ratios:  # a case's own paired ratio (storage: store / raw lmdb, round by round)
                 p["paired_ratio"] = ratios
-        elif key[1] == "floor":
+        elif key[1] in ("floor", "log_store_one_writer"):
             p["p50_ms"] = [r["p50_ms"] for r in rs]
             p["p99_ms"] = [r["p99_ms"] for r in rs]
+            p["errors"] = sum(r.get("errors", 0) for r in rs)
+        elif key[1] == "store_append":
+            p["p50_us"] = [r["p50_us"] for r in rs]
         else:
             if any("ops_s" in r for r in rs):
                 p["ops_s"] = [r["ops_s"] for r in rs]
@@ -281,6 +284,7 @@ def render(summary: dict, plots: dict) -> str:
     if plots.get("in_flight"):
         L += [f"![throughput vs writes in flight]({plots['in_flight']})", ""]
     L += _cluster_tables(idx)
+    L += _write_path_tables(idx)
     if plots.get("cdf"):
         L += [f"![latency CDFs]({plots['cdf']})", ""]
     L += _kv_tables(idx) + _failover_snapshot(summary) + _micro_table(idx)
@@ -349,8 +353,9 @@ def _cluster_tables(idx):
         one = idx.get(("cluster", "in_flight", 1, "fastraft"))
         L += ["### Latency floor of one replicated write (ms, median over repetitions, min–max)", "",
               "Three processes doing only what one write needs: loopback hops to two followers "
-              "and a synced lmdb commit on each node, majority of three "
-              "(`benchmarks/cluster/latency_floor.py`); store \"memory\": the hops alone.", "",
+              "and a synced write on each node (lmdb: a commit; rocksdb: a write batch), "
+              "majority of three (`benchmarks/cluster/latency_floor.py`); store \"memory\": "
+              "the hops alone.", "",
               "| floor | p50 | p99 |", "|---|---:|---:|"]
         for k, p in floor:
             L.append(f"| {k[2]} | {spread(p['p50_ms'], 2)} | {spread(p['p99_ms'], 2)} |")
@@ -366,6 +371,62 @@ def _cluster_tables(idx):
             q = p.get("latency_ms") or {}
             L.append(f"| {k[2]:,} | {k[3]} | " + " | ".join(f"{q.get(n, float('nan')):.2f}" for n in
                      ("p50", "p90", "p99", "p99.9", "max")) + f" | {q.get('count', 0)} | {p.get('dropped', 0)} |")
+        L.append("")
+    return L
+
+
+def _median_ratio(a, b) -> str:
+    return f"{np.median(a) / np.median(b):.2f}x" if a and b and np.median(b) > 0 else "–"
+
+
+def _write_path_tables(idx):
+    """The write path on each log store: one writer beside its store's floor, throughput,
+    and each durable store's synced append of one entry beside its engine's raw write."""
+    stores = [s for s in ("memory", "lmdb", "rocksdb")
+              if ("cluster", "log_store_one_writer", s, "fastraft") in idx]
+    L = []
+    if stores:
+        L += ["### The write path on each log store (3 nodes, 100 B)", "",
+              "One writer, one write at a time (p50 and p99 of every write, ms), beside the "
+              "floor of the same store (`benchmarks/cluster/latency_floor.py`: the hops and "
+              "that store's own synced writes; for memory the hops alone); writes/s with 256 "
+              "and 10,000 writes in flight and with `client_write_many` of 1,000 (8 calls in "
+              "flight). Medians over repetitions (min–max); CPU µs per write, leader / "
+              "follower.", "",
+              "| log store | one writer p50 | its floor p50 | p50 / floor | one writer p99 | "
+              "256 in flight | 10,000 in flight | write_many of 1,000 | CPU at 256 |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for s in stores:
+            one = idx[("cluster", "log_store_one_writer", s, "fastraft")]
+            floor = idx.get(("cluster", "floor", s, "floor"))
+            cells = [_cell(idx.get(("cluster", f"log_store_{n}", s, "fastraft")))
+                     for n in ("w256", "w10000", "many")]
+            L.append(f"| {s} | {spread(one['p50_ms'], 2)} | "
+                     f"{spread(floor['p50_ms'], 2) if floor else '–'} | "
+                     f"{_median_ratio(one['p50_ms'], floor['p50_ms']) if floor else '–'} | "
+                     f"{spread(one['p99_ms'], 2)} | " + " | ".join(cells) + " | "
+                     f"{_cpu_cell(idx.get(('cluster', 'log_store_w256', s, 'fastraft')))} |")
+        L.append("")
+    engines = [e for e in ("lmdb", "rocksdb") if ("cluster", "store_append", e, "raw") in idx]
+    if engines:
+        L += ["### One synced append of one entry (µs, p50, median over repetitions)", "",
+              "`benchmarks/cluster/store_append.py`, every case open at once and interleaved "
+              "append by append: raw, the engine's own synced write of the same bytes called "
+              "straight on the trio thread; hand-off floor, that raw write in a long-lived "
+              "thread fed by a queue and handed back to trio (the least a writer thread "
+              "costs); store, as the runtime drives it (`append_nowait`, timed where its "
+              "callback runs); awaited, `await store.append(...)` (timed when the caller "
+              "has woken).", "",
+              "| engine | raw | hand-off floor | store | store / raw | awaited | awaited / raw |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+        for e in engines:
+            def us(case):
+                p = idx.get(("cluster", "store_append", e, case))
+                return p["p50_us"] if p else None
+            raw, queue, nowait, store = (us(c) for c in ("raw", "raw_queue", "store_nowait", "store"))
+            L.append(f"| {e} | {spread(raw)} | {spread(queue) if queue else '–'} | "
+                     f"{spread(nowait) if nowait else '–'} | {_median_ratio(nowait, raw)} | "
+                     f"{spread(store) if store else '–'} | {_median_ratio(store, raw)} |")
         L.append("")
     return L
 

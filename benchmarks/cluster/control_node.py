@@ -8,14 +8,19 @@ nodes speak the same protocol, ``benchmarks/peers/pysyncobj_node.py``):
     {"cmd": "arm"}                             -> {"armed": true}; later {"ev": "led", "t": monotonic}
                                                   when this node led and committed a write
     {"cmd": "fill", "entries", "batch", "window"} -> fill()'s result
-    {"cmd": "throughput", "window", "payload", "warmup_s", "duration_s"} -> {"ops_s", ...}
+    {"cmd": "throughput", "window", "payload", "warmup_s", "duration_s"[, "batch"]} -> {"ops_s", ...}
+                                                  (batch: client_write_many of that many)
     {"cmd": "open_loop", "rate", "payload", "warmup_s", "duration_s"} -> {"latency_ms": [...]}
-    {"cmd": "latency", "payload", "warmup_s", "duration_s"} -> one writer's {"p50_ms", "p99_ms", ...}
+    {"cmd": "latency", "payload", "warmup_s", "duration_s"[, "probe"]} -> one writer's {"p50_ms",
+                                                  "p99_ms", ...} (probe false: no storage probe)
     {"cmd": "load_state", "keys", "value_bytes"} -> load_state()'s result (then a snapshot)
     {"cmd": "rss"}                             -> {"rss_kib", "hwm_kib"} from /proc/self/status
     {"cmd": "exit"}                            -> {"bye": true}
 
     python control_node.py --id 1 --nodes 1=127.0.0.1:p1,... --dir D [--init] [--conf JSON]
+
+``--conf`` holds the engine's ``Config`` fields, and may name the node's ``log_store``
+("lmdb", the default; "rocksdb"; "memory") and its ``state_machine`` (``node_runtime``).
 """
 
 import argparse
@@ -38,6 +43,10 @@ def emit(obj) -> None:
         sys.stdout.flush()
 
 
+#: --conf's "log_store" -> BenchNode's journal
+JOURNALS = {"lmdb": "file", "rocksdb": "rocksdb", "memory": "memory"}
+
+
 def proc_status() -> dict:
     out = {}
     with open("/proc/self/status") as f:
@@ -57,7 +66,10 @@ def main() -> None:
     ap.add_argument("--conf", default="{}")
     a = ap.parse_args()
     nodes = {int(k): v for k, v in (p.split("=") for p in a.nodes.split(","))}
-    node = BenchNode(a.id, nodes, a.dir, "file", json.loads(a.conf), initialize=a.init)
+    conf = json.loads(a.conf)
+    # the node's log store: "lmdb" (the default), "rocksdb" or "memory"; the rest is Config
+    journal = JOURNALS[conf.pop("log_store", "lmdb")]
+    node = BenchNode(a.id, nodes, a.dir, journal, conf, initialize=a.init)
     node.start()
     emit({"ready": True, "pid": os.getpid()})
     for line in sys.stdin:  # one command per line until "exit" or end of input
@@ -79,7 +91,7 @@ def main() -> None:
             emit(node.call(node.fill, msg["entries"], msg.get("batch", 1000), msg.get("window", 8)))
         elif cmd == "throughput":
             r = node.call(node.throughput, [b"x" * max(0, msg["payload"] - 4)], msg["window"],
-                          msg["warmup_s"], msg["duration_s"])
+                          msg["warmup_s"], msg["duration_s"], 0, msg.get("batch", 1))
             emit({"ops_s": r["ops_per_s"], "errors": r["failed_in_window"],
                   "error_kinds": r["error_kinds"]})
         elif cmd == "open_loop":
@@ -87,7 +99,7 @@ def main() -> None:
                            msg["duration_s"]))
         elif cmd == "latency":
             emit(node.call(node.latency, [b"x" * max(0, msg["payload"] - 4)], msg["warmup_s"],
-                           msg["duration_s"]))
+                           msg["duration_s"], 0, msg.get("probe", True)))
         elif cmd == "load_state":
             emit(node.call(node.load_state, msg["keys"], msg["value_bytes"]))
         elif cmd == "rss":

@@ -203,12 +203,12 @@ class BenchNode:
                 "ok_total": counts[0], "failed_total": counts[1], "unfinished_after_drain": 0,
                 "error_kinds": kinds}
 
-    async def latency(self, payloads, warmup_s, duration_s, key_offset=0) -> dict:
-        """One writer, one write at a time; with the storage's own synced-append latency
-        measured in this process just before and just after (``storage_probe``)."""
+    async def latency(self, payloads, warmup_s, duration_s, key_offset=0, probe=True) -> dict:
+        """One writer, one write at a time; with ``probe``, the storage's own synced-append
+        latency measured in this process just before and just after (``storage_probe``)."""
         raft = self.raft
         cmds = self.commands(payloads, key_offset)
-        before = await self.storage_probe(len(payloads[0]), max_s=3.0)
+        before = await self.storage_probe(len(payloads[0]), max_s=3.0) if probe else None
         lats, errors = [], 0
         t_meas = time.perf_counter() + warmup_s
         t_end = t_meas + duration_s
@@ -229,9 +229,11 @@ class BenchNode:
                 else:
                     errors += 1
             i += 1
-        after = await self.storage_probe(len(payloads[0]), max_s=3.0)
         res = percentiles_ms(lats)
         res.update(errors=errors, ops_per_s=len(lats) / duration_s)
+        if not probe:
+            return res
+        after = await self.storage_probe(len(payloads[0]), max_s=3.0)
         res["storage_before"], res["storage_after"] = before, after
         both = before["samples"] + after["samples"]
         res["storage_append_p50_ms"] = percentiles_ms(both)["p50_ms"]
