@@ -16,6 +16,9 @@ clients or writes in flight:
   nodes) written through ``Raft.client_write`` inside the leader's process, no HTTP
   (``clusters.Cluster``, the cluster suite's harness): what Raft alone allows.
 
+With ``rocksdict`` installed, the writes run on a third system too, ``fastraft-rocksdb``: the
+same KV nodes with ``--log-store rocksdb`` (the state machine stays in lmdb).
+
 The one-client write row has its two parts measured in the same repetitions: ``ceiling`` at
 one client (the load generator's HTTP round trip to a server that answers at once) and the
 embedded API's one writer (``p50_ms``, ``p99_ms`` in its record: Raft's commit and apply,
@@ -43,8 +46,10 @@ class FastraftKVCluster:
     """Three KV nodes on ports of the run's range, formed through the API, kept up by trio in
     a background thread until ``stop``."""
 
-    def __init__(self, workdir: str, ports: list[int]) -> None:
-        self.workdir, self.ports = os.path.join(workdir, "kv-fastraft"), ports
+    def __init__(self, workdir: str, ports: list[int], serve_args: tuple = (),
+                 name: str = "kv-fastraft") -> None:
+        self.workdir, self.ports = os.path.join(workdir, name), ports
+        self.serve_args = tuple(serve_args)  # more ``fastraft-kv serve`` options
         self.endpoints: list[str] = []
         self.pids: list[int] = []
         self._up, self._down = threading.Event(), None
@@ -69,7 +74,8 @@ class FastraftKVCluster:
 
         self._token = trio.lowlevel.current_trio_token()
         self._down = trio.Event()
-        async with LocalCluster(self.workdir, store="lmdb", network="tcp") as cluster:
+        async with LocalCluster(self.workdir, store="lmdb", network="tcp",
+                                serve_args=self.serve_args) as cluster:
             for i in (1, 2, 3):  # on this run's ports: a restart uses the node's own
                 cluster.nodes[i] = NodeProcess(
                     i, f"127.0.0.1:{self.ports[i - 1]}", f"127.0.0.1:{self.ports[i + 2]}",
@@ -133,11 +139,38 @@ def _leader(target: str, endpoints: list[str], timeout_s: float = 30.0) -> str:
     raise RuntimeError(f"{target}: no leader in {timeout_s} s")
 
 
+def _have_rocksdict() -> bool:
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: the second fastraft system: the same nodes with their logs in RocksDB (writes only: a
+#: read does not touch the log)
+ROCKSDB_SYSTEM = "fastraft-rocksdb"
+
+
 def run(ctx) -> None:
     plan = ctx.plan
     keys = 200 if plan.mode == "smoke" else 10_000
     with FastraftKVCluster(ctx.workdir, ctx.ports.take(6)) as fr:
         systems = [("fastraft", fr.endpoints, fr.pids)]
+        rocks = None
+        if _have_rocksdict():
+            try:
+                rocks = FastraftKVCluster(ctx.workdir, ctx.ports.take(6),
+                                          ("--log-store", "rocksdb"), "kv-fastraft-rocksdb")
+                rocks.__enter__()
+                systems.append((ROCKSDB_SYSTEM, rocks.endpoints, rocks.pids))
+            except Exception as e:
+                ctx.results.skip("fastraft with the RocksDB log (KV suite)", f"did not start: {e}",
+                                 ctx.say)
+                rocks = None
+        else:
+            ctx.results.skip("fastraft with the RocksDB log (KV suite)", "rocksdict is not "
+                             "installed (pip install 'fastraft[rocksdb]')", ctx.say)
         etcd_cluster = None
         why = etcd.available()
         if why:
@@ -157,21 +190,24 @@ def run(ctx) -> None:
         try:
             with CeilingServer(ctx.ports.take(1)[0]) as ceiling, \
                     CeilingServer(ctx.ports.take(1)[0], "hypercorn") as hypercorn:
-                leaders = {s: _leader(s, eps) for s, eps, _ in systems}
+                leaders = {s: _leader(_target(s), eps) for s, eps, _ in systems}
                 for s in leaders:  # every key exists before reads start
-                    loadgen.preload(leaders[s], s, keys)
+                    loadgen.preload(leaders[s], _target(s), keys)
                 for rep in range(plan.reps):
                     for op in ("write", "read"):
                         for clients in plan.kv_clients:
                             for entry in list(systems):  # A then B
                                 system, endpoints, pids = entry
+                                if system == ROCKSDB_SYSTEM and op != "write":
+                                    continue
                                 if not ctx.step(f"KV {op} at {clients} clients {system} "
                                                 f"rep {rep + 1}"):
                                     return
                                 try:
-                                    url = _leader(system, endpoints)
-                                    r = loadgen.run_point(url, system, op, clients, plan.warmup_s,
-                                                          plan.duration_s, keys, pids)
+                                    url = _leader(_target(system), endpoints)
+                                    r = loadgen.run_point(url, _target(system), op, clients,
+                                                          plan.warmup_s, plan.duration_s, keys,
+                                                          pids)
                                 except Exception as e:  # one system failing spares the other
                                     ctx.results.skip(f"KV {system}: {op} at {clients} clients and "
                                                      "the rest of the suite", f"failed: {e}", ctx.say)
@@ -216,6 +252,13 @@ def run(ctx) -> None:
                 embedded.stop()
             if etcd_cluster is not None:
                 etcd_cluster.__exit__(None, None, None)
+            if rocks is not None:
+                rocks.__exit__(None, None, None)
+
+
+def _target(system: str) -> str:
+    """The load generator's target (how it speaks to the system) of a KV system."""
+    return "fastraft" if system == ROCKSDB_SYSTEM else system
 
 
 def _record(ctx, system, op, clients, rep, r, leader: int | None = None) -> None:
@@ -237,4 +280,5 @@ def _record(ctx, system, op, clients, rep, r, leader: int | None = None) -> None
 
 
 def count_steps(plan) -> int:
-    return plan.reps * (2 * len(plan.kv_clients) * 2 + 2)
+    systems = 3 if _have_rocksdict() else 2  # the RocksDB-log system runs the writes only
+    return plan.reps * (len(plan.kv_clients) * (2 * 2 + systems - 2) + 2)

@@ -450,10 +450,11 @@ def _kv_tables(idx):
                     else f" | – | {p.get('errors', 0)} |"))
     L += ["", "The ceiling row is the load generator against an HTTP server that answers at once: "
           "no figure above it can exceed it on this machine.", ""]
-    for op in ("write", "read"):
-        t = _sys_table(idx, "kv", op, "clients", ["fastraft", "etcd"])
-        if t and any("etcd" == k[3] for k in keys):
-            L += [f"fastraft / etcd, {op}s/s:", ""] + t
+    for op, system in (("write", "fastraft"), ("read", "fastraft"),
+                       ("write", "fastraft-rocksdb")):
+        t = _sys_table(idx, "kv", op, "clients", [system, "etcd"])
+        if t and any("etcd" == k[3] for k in keys) and any(system == k[3] for k in keys):
+            L += [f"{system} / etcd, {op}s/s:", ""] + t
     return L
 
 
