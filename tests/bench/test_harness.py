@@ -193,9 +193,9 @@ def _synthetic_results(path):
                          "rep": rep, "ops_s": ops})  # as recorded before the CPU figures
             recs.append({"suite": "cluster", "metric": "open_loop", "x": 500, "system": system,
                          "rep": rep, "latency_ms": [float(i) for i in range(1, 101)], "dropped": 0})
-        for system in ("fastraft", "etcd"):
+        for system, ops in (("fastraft", 3000), ("etcd", 1500), ("fastraft-rocksdb", 4500)):
             recs.append({"suite": "kv", "system": system, "op": "write", "clients": 64, "rep": rep,
-                         "ops_s": 3000 if system == "fastraft" else 1500, "errors": 0,
+                         "ops_s": ops, "errors": 0,
                          "server_cpu_us_per_op": 100.0, "latency_ms": [1.0, 2.0, 3.0]})
         for flavour, t in (("compiled", 1e-6), ("pure", 1e-5)):
             recs.append({"suite": "micro", "case": "bench_codec.py::test_x", "flavour": flavour,
@@ -203,6 +203,19 @@ def _synthetic_results(path):
         for store, p50 in (("lmdb", 4.0 + rep), ("memory", 0.2)):
             recs.append({"suite": "cluster", "metric": "floor", "x": store, "system": "floor",
                          "rep": rep, "p50_ms": p50, "p99_ms": 2 * p50, "writes": 100})
+        # the write path on each log store: one writer beside its floor, the throughput
+        # points, and the store's synced append beside the raw write and the hand-off floor
+        recs.append({"suite": "cluster", "metric": "log_store_one_writer", "x": "lmdb",
+                     "system": "fastraft", "rep": rep, "p50_ms": 6.0 + rep, "p99_ms": 9.0,
+                     "errors": 0})
+        for name, ops in (("w256", 700), ("w10000", 800), ("many", 9000)):
+            recs.append({"suite": "cluster", "metric": f"log_store_{name}", "x": "lmdb",
+                         "system": "fastraft", "rep": rep, "ops_s": ops + rep,
+                         "leader_cpu_us": 10.0, "follower_cpu_us": 4.0})
+        for case, us in (("raw", 200.0), ("raw_queue", 250.0), ("store_nowait", 230.0),
+                         ("store", 260.0)):
+            recs.append({"suite": "cluster", "metric": "store_append", "x": "lmdb",
+                         "system": case, "rep": rep, "p50_us": us + rep, "p99_us": 2 * us})
         recs.append({"suite": "micro", "case": "bench_storage.py::test_lmdb_append_vs_raw[1-4]",
                      "flavour": "compiled", "rep": rep, "rounds_s": [1e-3] * 3,
                      "median_s": 1e-3, "extra": {"ratio": 0.8 + rep / 10}})
@@ -236,6 +249,15 @@ def test_report_summarises_with_numpy_and_draws_the_plots(tmp_path):
     assert "sampled at each of its 3 steps: median 5.0, min 3.0, max 9.0 on 2 cores" in md
     assert "| 1,024 MiB | yes | 42.50 | 43.00 | 100.0 | 150 | 250 |" in md  # wall time said
     assert "| lmdb | 5.00 (4.00–6.00) | 10.00 (8.00–12.00) |" in md  # the latency floor
+    # one writer (median 7.00) beside the same store's floor (median 5.00), the throughput
+    # points with CPU at 256, and the append rows with their ratios to the raw write
+    assert ("| lmdb | 7.00 (6.00–8.00) | 5.00 (4.00–6.00) | 1.40x | 9.00 (9.00–9.00) | 701 (700–702) | "
+            "801 (800–802) | 9,001 (9,000–9,002) | 10 / 4 |") in md
+    # the KV writes on the RocksDB log get their own ratio table against etcd
+    rocks = md.split("fastraft-rocksdb / etcd, writes/s:")[1]
+    assert "| 64 | 4,500 (4,500–4,500) | 1,500 (1,500–1,500) | ×3.00 [3.00, 3.00] |" in rocks
+    assert ("| lmdb | 201 (200–202) | 251 (250–252) | 231 (230–232) | 1.15x | "
+            "261 (260–262) | 1.30x |") in md
     # CPU per write, leader / follower, medians over repetitions, for each system
     assert ("| 256 | 2,001 (2,000–2,002) | 1,000 (1,000–1,000) | ×2.00 [2.00, 2.00] "
             "| 301 / 100 | 301 / 50 |") in md
