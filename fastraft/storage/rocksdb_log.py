@@ -19,9 +19,10 @@ runs become one ``WriteBatch`` written with ``sync=True`` (one WAL fdatasync), a
 together. The batches run on the trio thread (``writer="trio"``), not in a writer thread:
 rocksdict keeps the interpreter lock through the write and its sync, so a thread would let
 nothing else run meanwhile and would cost two hand-offs per batch. Measured with three node
-processes on this store (``benchmarks/cluster/run.py``'s log-store rows; alternated runs,
-medians of 3): one writer's p50 1.21 ms with the thread, 1.10 ms without; 256 and 10,000
-writes in flight level; ``client_write_many`` of 1,000 5% faster. Every write is planned
+processes on this store, thread and no thread alternated (medians of 3): one writer's p50
+1.21 ms with the thread, 1.10 ms without; 256 and 10,000 writes in flight level;
+``client_write_many`` of 1,000 5% faster (``python -m benchmarks`` reports the store's
+rows: "The write path on each log store"). Every write is planned
 on the trio thread against the staged log (what the disk will hold once the queued writes
 are done), so the writer only writes batches:
 truncation is a range delete of the blocks from the cut on plus a rewrite of the block it
