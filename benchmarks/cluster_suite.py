@@ -33,6 +33,7 @@ import threading
 import time
 
 from .clusters import Cluster
+from .common import ROCKSDB_MISSING, have_rocksdict
 from .loadgen import _cpu_s
 
 
@@ -285,18 +286,10 @@ def snapshot_install(ctx) -> None:
                         wall_s=time.monotonic() - t_step)
 
 
-def _have_rocksdict() -> bool:
-    try:
-        import rocksdict  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _floor_stores(plan) -> tuple:
     if plan.mode == "smoke":  # the same script and path for every store; 5 s a run in CI
         return ("lmdb",)
-    return ("lmdb", "rocksdb", "memory") if _have_rocksdict() else ("lmdb", "memory")
+    return ("lmdb", "rocksdb", "memory") if have_rocksdict() else ("lmdb", "memory")
 
 
 def latency_floor(ctx) -> None:
@@ -335,8 +328,8 @@ LOG_STORE_POINTS = (("w256", 256, 1), ("w10000", 10000, 1), ("many", 8, 1000))
 
 def _log_stores(plan) -> tuple:
     if plan.mode == "smoke":  # the step's path once; lmdb and memory run in the other steps
-        return ("rocksdb",) if _have_rocksdict() else ("memory",)
-    return ("memory", "lmdb", "rocksdb") if _have_rocksdict() else ("memory", "lmdb")
+        return ("rocksdb",) if have_rocksdict() else ("memory",)
+    return ("memory", "lmdb", "rocksdb") if have_rocksdict() else ("memory", "lmdb")
 
 
 def log_stores(ctx) -> None:
@@ -344,9 +337,8 @@ def log_stores(ctx) -> None:
     stores in turn within each rep; then ``store_append.py`` once, its reps inside."""
     plan = ctx.plan
     stores = _log_stores(plan)
-    if not _have_rocksdict():
-        ctx.results.skip("log store rocksdb", "rocksdict is not installed "
-                         "(pip install 'fastraft[rocksdb]')", ctx.say)
+    if not have_rocksdict():
+        ctx.results.skip("log store rocksdb", ROCKSDB_MISSING, ctx.say)
     for rep in range(plan.reps):
         for store in stores:
             if not ctx.step(f"log store {store}: start, rep {rep + 1}", advance=False):
@@ -381,7 +373,7 @@ def log_stores(ctx) -> None:
     if not ctx.step("store append against the raw write"):
         return
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster", "store_append.py")
-    engines = "lmdb,rocksdb" if _have_rocksdict() else "lmdb"
+    engines = "lmdb,rocksdb" if have_rocksdict() else "lmdb"
     appends = 50 if plan.mode == "smoke" else 1000
     proc = subprocess.run([sys.executable, script, "--reps", str(plan.reps), "--appends",
                            str(appends), "--engines", engines, "--kinds",

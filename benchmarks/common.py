@@ -92,6 +92,19 @@ def _free(port: int) -> bool:
     return True
 
 
+#: Why the RocksDB rows are skipped where its binding is missing.
+ROCKSDB_MISSING = "rocksdict is not installed (pip install 'fastraft[rocksdb]')"
+
+
+def have_rocksdict() -> bool:
+    """Whether the RocksDB log store can run here (its binding imports)."""
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _run(cmd: list[str]) -> str:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=10,

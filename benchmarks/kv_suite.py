@@ -36,6 +36,7 @@ import time
 
 from . import loadgen
 from .clusters import Cluster
+from .common import ROCKSDB_MISSING, have_rocksdict
 from .peers import etcd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -139,14 +140,6 @@ def _leader(target: str, endpoints: list[str], timeout_s: float = 30.0) -> str:
     raise RuntimeError(f"{target}: no leader in {timeout_s} s")
 
 
-def _have_rocksdict() -> bool:
-    try:
-        import rocksdict  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 #: the second fastraft system: the same nodes with their logs in RocksDB (writes only: a
 #: read does not touch the log)
 ROCKSDB_SYSTEM = "fastraft-rocksdb"
@@ -158,7 +151,7 @@ def run(ctx) -> None:
     with FastraftKVCluster(ctx.workdir, ctx.ports.take(6)) as fr:
         systems = [("fastraft", fr.endpoints, fr.pids)]
         rocks = None
-        if _have_rocksdict():
+        if have_rocksdict():
             try:
                 rocks = FastraftKVCluster(ctx.workdir, ctx.ports.take(6),
                                           ("--log-store", "rocksdb"), "kv-fastraft-rocksdb")
@@ -169,8 +162,7 @@ def run(ctx) -> None:
                                  ctx.say)
                 rocks = None
         else:
-            ctx.results.skip("fastraft with the RocksDB log (KV suite)", "rocksdict is not "
-                             "installed (pip install 'fastraft[rocksdb]')", ctx.say)
+            ctx.results.skip("fastraft with the RocksDB log (KV suite)", ROCKSDB_MISSING, ctx.say)
         etcd_cluster = None
         why = etcd.available()
         if why:
@@ -280,5 +272,5 @@ def _record(ctx, system, op, clients, rep, r, leader: int | None = None) -> None
 
 
 def count_steps(plan) -> int:
-    systems = 3 if _have_rocksdict() else 2  # the RocksDB-log system runs the writes only
+    systems = 3 if have_rocksdict() else 2  # the RocksDB-log system runs the writes only
     return plan.reps * (len(plan.kv_clients) * (2 * 2 + systems - 2) + 2)
